@@ -1,0 +1,53 @@
+# Developer entry points for sluice. Run `make` or `make help` for the list.
+
+SHELL := bash
+.DEFAULT_GOAL := help
+
+# Local AWS emulator (moto) settings, exported so recipes, the AWS SDK and the
+# tests all talk to the emulator instead of a real account.
+SLUICE_EMULATOR_PORT ?= 4566
+AWS_ENDPOINT_URL ?= http://127.0.0.1:$(SLUICE_EMULATOR_PORT)
+AWS_REGION ?= us-east-1
+AWS_ACCESS_KEY_ID ?= test
+AWS_SECRET_ACCESS_KEY ?= test
+export SLUICE_EMULATOR_PORT AWS_ENDPOINT_URL AWS_REGION AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
+
+ifdef CI
+export CARGO_INCREMENTAL ?= 0
+endif
+
+.PHONY: help emulator emulator-stop build test demo fmt lint clean
+
+help: ## List the targets
+	@echo "Usage: make <target>"
+	@echo
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) \
+		| awk 'BEGIN { FS = ":.*## " } { printf "  %-14s %s\n", $$1, $$2 }'
+
+emulator: ## Start the local AWS emulator (moto) in the background
+	bash infra/emulator.sh start
+
+emulator-stop: ## Stop the local AWS emulator
+	bash infra/emulator.sh stop
+
+build: ## Build every crate and target in the workspace
+	cargo build --workspace --all-targets
+
+test: ## Run all tests against the emulator (started and stopped as needed)
+	bash infra/with-emulator.sh cargo test --workspace --all-targets
+	cargo test --workspace --doc
+
+demo: ## Provision local resources and push the demo event through ingest
+	bash infra/with-emulator.sh bash infra/demo.sh
+
+fmt: ## Format all Rust code
+	cargo fmt --all
+
+lint: ## Check formatting and run clippy with warnings as errors
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+clean: ## Remove build output and emulator state (stops the emulator)
+	bash infra/emulator.sh stop
+	cargo clean
+	rm -rf .emulator

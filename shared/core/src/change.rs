@@ -1,0 +1,140 @@
+//! The canonical change: what every supported source format decodes into.
+//!
+//! Ingest needs only a change's [`Route`] (format, table, op, seq, commit time) to land it.
+//! Transform needs the whole [`Change`], with its images. Both come from one borrowed parse.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::seq::Seq;
+
+/// The source format of a raw line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Format {
+    /// A DynamoDB Streams record.
+    #[serde(rename = "ddb-stream")]
+    DdbStream,
+    /// A DynamoDB change record delivered through Kinesis Data Streams.
+    #[serde(rename = "ddb-kinesis")]
+    DdbKinesis,
+    /// An application-level change event (DESIGN §3.2).
+    #[serde(rename = "app")]
+    App,
+    /// A Debezium change event envelope.
+    #[serde(rename = "debezium")]
+    Debezium,
+    /// An AWS DMS record.
+    #[serde(rename = "dms")]
+    Dms,
+}
+
+impl Format {
+    /// The name used in raw lines and envelopes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::DdbStream => "ddb-stream",
+            Self::DdbKinesis => "ddb-kinesis",
+            Self::App => "app",
+            Self::Debezium => "debezium",
+            Self::Dms => "dms",
+        }
+    }
+}
+
+/// What a change does to its row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Op {
+    /// A new row.
+    Insert,
+    /// A changed row.
+    Update,
+    /// A removed row.
+    Delete,
+    /// A row read by an initial snapshot or full load.
+    Snapshot,
+    /// Every row of the table removed.
+    Truncate,
+    /// A record about the source (DDL, DMS control), not about a row.
+    Control,
+}
+
+impl Op {
+    /// The name used in raw lines.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Insert => "insert",
+            Self::Update => "update",
+            Self::Delete => "delete",
+            Self::Snapshot => "snapshot",
+            Self::Truncate => "truncate",
+            Self::Control => "control",
+        }
+    }
+}
+
+/// What ingest extracts from a source record to route and order it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// The source format.
+    pub format: Format,
+    /// The source table the change belongs to.
+    pub table: String,
+    /// The operation.
+    pub op: Op,
+    /// The normalised ordering token.
+    pub seq: Seq,
+    /// The source commit time in milliseconds, when the source carries one.
+    pub ts_ms: Option<i64>,
+}
+
+/// A row image: the DynamoDB attributes of a stream record, or the JSON columns of an event.
+///
+/// JSON columns stay raw text, so every number literal reaches typing exactly as written.
+#[derive(Debug, Clone)]
+pub enum Image {
+    /// DynamoDB attribute values, with `N` kept as decimal text.
+    Ddb(BTreeMap<String, serde_dynamo::AttributeValue>),
+    /// JSON columns, each kept as its raw text.
+    Json(BTreeMap<String, Box<RawValue>>),
+}
+
+impl Image {
+    /// The number of attributes or columns in the image.
+    pub fn len(&self) -> usize {
+        match self {
+            Self::Ddb(m) => m.len(),
+            Self::Json(m) => m.len(),
+        }
+    }
+
+    /// Whether the image has no attributes.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether the image has an attribute or column of this name.
+    pub fn contains(&self, name: &str) -> bool {
+        match self {
+            Self::Ddb(m) => m.contains_key(name),
+            Self::Json(m) => m.contains_key(name),
+        }
+    }
+}
+
+/// A decoded change, ready for a contract to type it.
+#[derive(Debug, Clone)]
+pub struct Change {
+    /// Format, table, op, seq and commit time.
+    pub route: Route,
+    /// A REMOVE made by DynamoDB's TTL sweeper rather than by a client.
+    pub ttl_delete: bool,
+    /// The key of the row, where the source names it apart from the images.
+    pub key: Option<Image>,
+    /// The row before the change, where the source gives it.
+    pub before: Option<Image>,
+    /// The row after the change, where the source gives it.
+    pub after: Option<Image>,
+}

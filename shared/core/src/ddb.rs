@@ -1,0 +1,396 @@
+//! DynamoDB Streams records.
+//!
+//! A stream record is read through a borrowed view: only the fields that route and order it are
+//! decoded for ingest, and the images stay raw until transform asks for them. `N` values keep
+//! their decimal text (serde_dynamo's `AttributeValue::N(String)`), so no precision is lost.
+//!
+//! A REMOVE whose `userIdentity` is the DynamoDB service principal is a TTL expiry.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::change::{Change, Format, Image, Op, Route};
+use crate::error::DecodeError;
+use crate::seq::{truncate, Seq};
+use crate::time::seconds_text_to_ms;
+
+/// The `userIdentity` of a TTL deletion.
+pub const TTL_PRINCIPAL: &str = "dynamodb.amazonaws.com";
+
+/// A borrowed view of one DynamoDB Streams record (the object under `Records[]`).
+#[derive(Debug, Deserialize)]
+pub struct StreamRecord<'a> {
+    /// Unique id of the record.
+    #[serde(rename = "eventID", borrow, default)]
+    pub event_id: Option<Cow<'a, str>>,
+    /// `INSERT`, `MODIFY` or `REMOVE`.
+    #[serde(rename = "eventName", borrow, default)]
+    pub event_name: Option<Cow<'a, str>>,
+    /// The stream ARN, which names the table.
+    #[serde(rename = "eventSourceARN", borrow, default)]
+    pub event_source_arn: Option<Cow<'a, str>>,
+    /// Who made the change; the DynamoDB service for TTL deletions.
+    #[serde(rename = "userIdentity", borrow, default)]
+    pub user_identity: Option<UserIdentity<'a>>,
+    /// The change itself.
+    #[serde(borrow, default)]
+    pub dynamodb: Option<StreamData<'a>>,
+}
+
+/// The `userIdentity` of a stream record.
+#[derive(Debug, Deserialize)]
+pub struct UserIdentity<'a> {
+    /// `Service` for TTL deletions.
+    #[serde(rename = "type", borrow, default)]
+    pub kind: Option<Cow<'a, str>>,
+    /// `dynamodb.amazonaws.com` for TTL deletions.
+    #[serde(rename = "principalId", borrow, default)]
+    pub principal_id: Option<Cow<'a, str>>,
+}
+
+/// The `dynamodb` object of a stream record, with its images left raw.
+#[derive(Debug, Deserialize)]
+pub struct StreamData<'a> {
+    /// The commit time in seconds, as decimal text in any notation.
+    #[serde(rename = "ApproximateCreationDateTime", borrow, default)]
+    pub approximate_creation_date_time: Option<&'a RawValue>,
+    /// The shard-local sequence number, up to 40 decimal digits.
+    #[serde(rename = "SequenceNumber", borrow, default)]
+    pub sequence_number: Option<Cow<'a, str>>,
+    /// The stream view type.
+    #[serde(rename = "StreamViewType", borrow, default)]
+    pub stream_view_type: Option<Cow<'a, str>>,
+    /// The key attributes.
+    #[serde(rename = "Keys", borrow, default)]
+    pub keys: Option<&'a RawValue>,
+    /// The item after the change.
+    #[serde(rename = "NewImage", borrow, default)]
+    pub new_image: Option<&'a RawValue>,
+    /// The item before the change.
+    #[serde(rename = "OldImage", borrow, default)]
+    pub old_image: Option<&'a RawValue>,
+}
+
+impl<'a> StreamRecord<'a> {
+    /// Reads the view from the record's JSON text.
+    pub fn parse(text: &'a str) -> Result<Self, DecodeError> {
+        serde_json::from_str(text).map_err(|e| DecodeError::UnknownShape {
+            detail: format!("not a DynamoDB stream record: {e}"),
+        })
+    }
+
+    /// The record's sequence number, as it came, when it has one.
+    pub fn sequence_number(&self) -> Option<&str> {
+        self.dynamodb.as_ref()?.sequence_number.as_deref()
+    }
+
+    /// Whether this record is a deletion by DynamoDB's TTL sweeper.
+    pub fn is_ttl_delete(&self) -> bool {
+        self.event_name.as_deref() == Some("REMOVE")
+            && self.user_identity.as_ref().is_some_and(|u| {
+                u.kind.as_deref() == Some("Service")
+                    && u.principal_id.as_deref() == Some(TTL_PRINCIPAL)
+            })
+    }
+
+    /// Table, op, seq and commit time: what ingest needs to land the record.
+    pub fn route(&self) -> Result<Route, DecodeError> {
+        let data = self
+            .dynamodb
+            .as_ref()
+            .ok_or_else(|| DecodeError::MissingField {
+                path: "dynamodb".into(),
+            })?;
+        let op = match self.event_name.as_deref() {
+            Some("INSERT") => Op::Insert,
+            Some("MODIFY") => Op::Update,
+            Some("REMOVE") => Op::Delete,
+            Some(other) => {
+                return Err(DecodeError::InvalidField {
+                    path: "eventName".into(),
+                    detail: format!(
+                        "expected INSERT, MODIFY or REMOVE, found {:?}",
+                        truncate(other)
+                    ),
+                })
+            }
+            None => {
+                return Err(DecodeError::MissingField {
+                    path: "eventName".into(),
+                })
+            }
+        };
+        let arn = self
+            .event_source_arn
+            .as_deref()
+            .ok_or_else(|| DecodeError::MissingField {
+                path: "eventSourceARN".into(),
+            })?;
+        let table = table_from_stream_arn(arn).ok_or_else(|| DecodeError::InvalidField {
+            path: "eventSourceARN".into(),
+            detail: format!(
+                "expected arn:…:table/NAME/stream/LABEL, found {:?}",
+                truncate(arn)
+            ),
+        })?;
+        let seq_text = data
+            .sequence_number
+            .as_deref()
+            .ok_or_else(|| DecodeError::MissingSeq {
+                path: "dynamodb.SequenceNumber".into(),
+            })?;
+        let seq = Seq::decimal(seq_text, "dynamodb.SequenceNumber")?;
+        let ts_ms = match data.approximate_creation_date_time {
+            None => None,
+            Some(raw) if raw.get() == "null" => None,
+            Some(raw) => Some(seconds_text_to_ms(raw.get().trim_matches('"')).ok_or_else(
+                || DecodeError::InvalidField {
+                    path: "dynamodb.ApproximateCreationDateTime".into(),
+                    detail: format!("expected epoch seconds, found {}", truncate(raw.get())),
+                },
+            )?),
+        };
+        Ok(Route {
+            format: Format::DdbStream,
+            table: table.to_owned(),
+            op,
+            seq,
+            ts_ms,
+        })
+    }
+
+    /// The whole change, with keys and images decoded into DynamoDB attribute values.
+    pub fn decode(&self) -> Result<Change, DecodeError> {
+        let route = self.route()?;
+        let data = self
+            .dynamodb
+            .as_ref()
+            .ok_or_else(|| DecodeError::MissingField {
+                path: "dynamodb".into(),
+            })?;
+        let keys = data.keys.ok_or_else(|| DecodeError::MissingField {
+            path: "dynamodb.Keys".into(),
+        })?;
+        let key = decode_image(keys).map_err(|e| e.within("dynamodb.Keys"))?;
+        if key.is_empty() {
+            return Err(DecodeError::InvalidField {
+                path: "dynamodb.Keys".into(),
+                detail: "a stream record must name at least one key attribute".into(),
+            });
+        }
+        let after = data
+            .new_image
+            .map(decode_image)
+            .transpose()
+            .map_err(|e| e.within("dynamodb.NewImage"))?;
+        let before = data
+            .old_image
+            .map(decode_image)
+            .transpose()
+            .map_err(|e| e.within("dynamodb.OldImage"))?;
+        Ok(Change {
+            route,
+            ttl_delete: self.is_ttl_delete(),
+            key: Some(Image::Ddb(key)),
+            before: before.map(Image::Ddb),
+            after: after.map(Image::Ddb),
+        })
+    }
+}
+
+/// The table name in a stream ARN: `arn:aws:dynamodb:REGION:ACCOUNT:table/NAME/stream/LABEL`.
+pub fn table_from_stream_arn(arn: &str) -> Option<&str> {
+    let resource = arn.strip_prefix("arn:")?.splitn(5, ':').nth(4)?;
+    let name = resource.strip_prefix("table/")?.split('/').next()?;
+    (!name.is_empty()).then_some(name)
+}
+
+/// Decodes an image attribute by attribute, so an error names the attribute.
+fn decode_image(
+    raw: &RawValue,
+) -> Result<BTreeMap<String, serde_dynamo::AttributeValue>, DecodeError> {
+    let attrs: BTreeMap<Cow<'_, str>, &RawValue> =
+        serde_json::from_str(raw.get()).map_err(|e| DecodeError::InvalidField {
+            path: String::new(),
+            detail: format!("expected a map of attribute values: {e}"),
+        })?;
+    let mut out = BTreeMap::new();
+    for (name, value) in attrs {
+        let attr: serde_dynamo::AttributeValue =
+            serde_json::from_str(value.get()).map_err(|e| {
+                let detail = e.to_string();
+                if detail.contains("base64") {
+                    DecodeError::InvalidBase64 {
+                        path: name.to_string(),
+                        detail,
+                    }
+                } else {
+                    DecodeError::InvalidField {
+                        path: name.to_string(),
+                        detail,
+                    }
+                }
+            })?;
+        out.insert(name.into_owned(), attr);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_dynamo::AttributeValue as A;
+
+    use super::*;
+
+    const ARN: &str =
+        "arn:aws:dynamodb:us-east-1:123456789012:table/orders/stream/2026-01-01T00:00:00.000";
+
+    fn record(event: &str, view: &str, data: &str) -> String {
+        format!(
+            r#"{{"eventID":"e1","eventName":"{event}","eventSource":"aws:dynamodb","eventSourceARN":"{ARN}","dynamodb":{{"ApproximateCreationDateTime":1795520000,"SequenceNumber":"1100000000017454423009","StreamViewType":"{view}",{data}}}}}"#
+        )
+    }
+
+    #[test]
+    fn every_attribute_type_decodes_and_n_keeps_its_digits() {
+        let data = r#""Keys":{"pk":{"S":"o-1"}},"NewImage":{"pk":{"S":"o-1"},
+            "n":{"N":"12345678901234567890123456789012345.678"},"b":{"B":"AAEC"},
+            "ss":{"SS":["a","b"]},"ns":{"NS":["1","2.50"]},"bs":{"BS":["AA==","AQ=="]},
+            "m":{"M":{"inner":{"L":[{"S":"x"},{"N":"1"}]}}},"l":{"L":[{"NULL":true},{"BOOL":false}]},
+            "nul":{"NULL":true},"t":{"BOOL":true}}"#;
+        let text = record("INSERT", "NEW_IMAGE", data);
+        let change = StreamRecord::parse(&text).unwrap().decode().unwrap();
+        let Some(Image::Ddb(after)) = change.after else {
+            panic!("no image")
+        };
+        assert_eq!(
+            after["n"],
+            A::N("12345678901234567890123456789012345.678".into())
+        );
+        assert_eq!(after["b"], A::B(vec![0, 1, 2]));
+        assert_eq!(after["ss"], A::Ss(vec!["a".into(), "b".into()]));
+        assert_eq!(after["ns"], A::Ns(vec!["1".into(), "2.50".into()]));
+        assert_eq!(after["bs"], A::Bs(vec![vec![0], vec![1]]));
+        assert_eq!(
+            after["m"],
+            A::M(
+                [(
+                    "inner".to_owned(),
+                    A::L(vec![A::S("x".into()), A::N("1".into())])
+                )]
+                .into_iter()
+                .collect()
+            )
+        );
+        assert_eq!(after["l"], A::L(vec![A::Null(true), A::Bool(false)]));
+        assert_eq!(after["nul"], A::Null(true));
+        assert_eq!(after["t"], A::Bool(true));
+        assert_eq!(change.route.op, Op::Insert);
+        assert_eq!(change.route.table, "orders");
+        assert_eq!(change.route.ts_ms, Some(1_795_520_000_000));
+        assert!(change.before.is_none());
+    }
+
+    #[test]
+    fn every_stream_view() {
+        let img = r#""NewImage":{"pk":{"S":"a"},"v":{"N":"2"}},"OldImage":{"pk":{"S":"a"},"v":{"N":"1"}}"#;
+        let cases = [
+            ("NEW_AND_OLD_IMAGES", img.to_owned(), true, true),
+            (
+                "NEW_IMAGE",
+                r#""NewImage":{"pk":{"S":"a"},"v":{"N":"2"}}"#.to_owned(),
+                true,
+                false,
+            ),
+            (
+                "OLD_IMAGE",
+                r#""OldImage":{"pk":{"S":"a"},"v":{"N":"1"}}"#.to_owned(),
+                false,
+                true,
+            ),
+            ("KEYS_ONLY", String::new(), false, false),
+        ];
+        for (view, images, has_new, has_old) in cases {
+            let sep = if images.is_empty() { "" } else { "," };
+            let text = record(
+                "MODIFY",
+                view,
+                &format!(r#""Keys":{{"pk":{{"S":"a"}}}}{sep}{images}"#),
+            );
+            let c = StreamRecord::parse(&text).unwrap().decode().unwrap();
+            assert_eq!(c.route.op, Op::Update, "{view}");
+            assert_eq!(c.after.is_some(), has_new, "{view}");
+            assert_eq!(c.before.is_some(), has_old, "{view}");
+            assert!(c.key.is_some_and(|k| k.contains("pk")), "{view}");
+        }
+    }
+
+    #[test]
+    fn ttl_delete_is_a_remove_by_the_service_principal() {
+        let ttl = r#"{"eventID":"1","eventName":"REMOVE","eventSourceARN":"arn:aws:dynamodb:r:1:table/t/stream/x","userIdentity":{"type":"Service","principalId":"dynamodb.amazonaws.com"},"dynamodb":{"SequenceNumber":"5","Keys":{"pk":{"S":"a"}},"OldImage":{"pk":{"S":"a"}}}}"#;
+        let c = StreamRecord::parse(ttl).unwrap().decode().unwrap();
+        assert!(c.ttl_delete);
+        assert_eq!(c.route.op, Op::Delete);
+        assert_eq!(c.route.ts_ms, None);
+        let user = ttl.replace("dynamodb.amazonaws.com", "AIDAEXAMPLE");
+        assert!(
+            !StreamRecord::parse(&user)
+                .unwrap()
+                .decode()
+                .unwrap()
+                .ttl_delete
+        );
+        let insert = ttl.replace("REMOVE", "INSERT");
+        assert!(
+            !StreamRecord::parse(&insert)
+                .unwrap()
+                .decode()
+                .unwrap()
+                .ttl_delete
+        );
+    }
+
+    #[test]
+    fn invalid_base64_names_the_attribute() {
+        let text = record(
+            "INSERT",
+            "NEW_IMAGE",
+            r#""Keys":{"pk":{"S":"a"}},"NewImage":{"pk":{"S":"a"},"blob":{"B":"not base64!"}}"#,
+        );
+        let err = StreamRecord::parse(&text).unwrap().decode().unwrap_err();
+        assert_eq!(err.code(), "invalid_base64");
+        assert!(err.to_string().contains("dynamodb.NewImage.blob"), "{err}");
+    }
+
+    #[test]
+    fn missing_sequence_number_is_missing_seq() {
+        let text = r#"{"eventName":"INSERT","eventSourceARN":"arn:aws:dynamodb:r:1:table/t/stream/x","dynamodb":{"Keys":{"pk":{"S":"a"}}}}"#;
+        let err = StreamRecord::parse(text).unwrap().route().unwrap_err();
+        assert_eq!(
+            err,
+            DecodeError::MissingSeq {
+                path: "dynamodb.SequenceNumber".into()
+            }
+        );
+    }
+
+    #[test]
+    fn sci_notation_creation_time_is_exact() {
+        let text = r#"{"eventName":"MODIFY","eventSourceARN":"arn:aws:dynamodb:r:1:table/t/stream/x","dynamodb":{"ApproximateCreationDateTime":1.635734407123456789E9,"SequenceNumber":"4421584500000000017450439092","Keys":{"Id":{"N":"101"}}}}"#;
+        let r = StreamRecord::parse(text).unwrap().route().unwrap();
+        assert_eq!(r.ts_ms, Some(1_635_734_407_123));
+    }
+
+    #[test]
+    fn table_names_come_from_the_stream_arn() {
+        assert_eq!(table_from_stream_arn(ARN), Some("orders"));
+        assert_eq!(table_from_stream_arn("stream-ARN"), None);
+        assert_eq!(
+            table_from_stream_arn("arn:aws:dynamodb:r:1:table//stream/x"),
+            None
+        );
+    }
+}

@@ -1,0 +1,229 @@
+//! Reading untrusted JSON documents: bounds, validation and lossless compaction.
+//!
+//! A raw line must hold the source record exactly as received (DESIGN §3.1): JSON-equal, with
+//! every number literal kept as written, on one line. [`read_document`] checks a document
+//! against the [`Limits`], validates it, and removes only the insignificant whitespace between
+//! tokens, so pretty-printed bodies become one line without a round trip through a value tree.
+
+use std::borrow::Cow;
+
+use serde_json::value::RawValue;
+
+use crate::error::DecodeError;
+
+/// Bounds on what a single record may be. A record over a bound becomes a dead letter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The largest record, in bytes of JSON text, that is landed.
+    pub max_record_bytes: usize,
+    /// The deepest nesting of JSON arrays and objects that is accepted.
+    pub max_depth: usize,
+}
+
+impl Limits {
+    /// The default largest record: 1 MiB, the largest SQS message.
+    pub const DEFAULT_MAX_RECORD_BYTES: usize = 1024 * 1024;
+    /// The default deepest nesting. DynamoDB allows 32 levels of nested attributes, which take
+    /// two JSON levels each in DynamoDB JSON, plus the record's own envelope.
+    pub const DEFAULT_MAX_DEPTH: usize = 100;
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_record_bytes: Self::DEFAULT_MAX_RECORD_BYTES,
+            max_depth: Self::DEFAULT_MAX_DEPTH,
+        }
+    }
+}
+
+/// Reads one JSON document from untrusted bytes.
+///
+/// Returns the document, compacted when it held whitespace between tokens. Errors are precise:
+/// empty, invalid UTF-8, too large, too deep, truncated, trailing content, or not JSON.
+pub fn read_document<'a>(bytes: &'a [u8], limits: &Limits) -> Result<Cow<'a, str>, DecodeError> {
+    let text = std::str::from_utf8(bytes).map_err(|e| DecodeError::InvalidUtf8 {
+        detail: e.to_string(),
+    })?;
+    read_str(text, limits)
+}
+
+/// Like [`read_document`], for text that is already known to be UTF-8.
+pub fn read_str<'a>(text: &'a str, limits: &Limits) -> Result<Cow<'a, str>, DecodeError> {
+    if text.trim().is_empty() {
+        return Err(DecodeError::Empty);
+    }
+    if text.len() > limits.max_record_bytes {
+        return Err(DecodeError::TooLarge {
+            size: text.len(),
+            limit: limits.max_record_bytes,
+        });
+    }
+    // The depth scan runs first: it is linear and needs no stack, so hostile nesting is refused
+    // before any parser sees it.
+    let scan = scan(text);
+    if scan.max_depth > limits.max_depth {
+        return Err(DecodeError::TooDeep {
+            limit: limits.max_depth,
+        });
+    }
+    serde_json::from_str::<&RawValue>(text).map_err(|e| DecodeError::from_json(&e))?;
+    if scan.has_whitespace {
+        Ok(Cow::Owned(compact(text)))
+    } else {
+        Ok(Cow::Borrowed(text))
+    }
+}
+
+struct Scan {
+    max_depth: usize,
+    has_whitespace: bool,
+}
+
+/// One pass over the text: nesting depth and whether any whitespace lies outside strings.
+fn scan(text: &str) -> Scan {
+    let mut depth = 0usize;
+    let mut max_depth = 0usize;
+    let mut has_whitespace = false;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in text.as_bytes() {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                max_depth = max_depth.max(depth);
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            b' ' | b'\n' | b'\r' | b'\t' => has_whitespace = true,
+            _ => {}
+        }
+    }
+    Scan {
+        max_depth,
+        has_whitespace,
+    }
+}
+
+/// Removes whitespace between tokens of valid JSON; strings and literals stay byte for byte.
+pub fn compact(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut run_start = 0usize;
+    for (i, b) in text.bytes().enumerate() {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b' ' | b'\n' | b'\r' | b'\t' => {
+                out.push_str(&text[run_start..i]);
+                run_start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push_str(&text[run_start..]);
+    out
+}
+
+/// Compacts a borrowed raw value, borrowing when it is already compact.
+pub fn compact_raw(raw: &RawValue) -> Cow<'_, str> {
+    let text = raw.get();
+    if scan(text).has_whitespace {
+        Cow::Owned(compact(text))
+    } else {
+        Cow::Borrowed(text)
+    }
+}
+
+/// The nesting depth of a JSON text, counted without a parser.
+pub fn depth(text: &str) -> usize {
+    scan(text).max_depth
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(s: &str) -> Result<Cow<'_, str>, DecodeError> {
+        read_str(s, &Limits::default())
+    }
+
+    #[test]
+    fn compacts_without_touching_strings_or_literals() {
+        let pretty = "{\n  \"a\" : 1.50E+2,\n  \"b\": \"x  y\\\" z\",\n  \"c\": [ 1 , 2 ]\n}";
+        assert_eq!(
+            read(pretty).unwrap(),
+            r#"{"a":1.50E+2,"b":"x  y\" z","c":[1,2]}"#
+        );
+    }
+
+    #[test]
+    fn borrows_compact_input() {
+        assert!(matches!(read(r#"{"a":1}"#).unwrap(), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn each_malformation_has_its_own_code() {
+        let cases = [
+            ("", "empty"),
+            ("  \n\t", "empty"),
+            ("Test message.", "not_json"),
+            ("{\"a\": [1, 2", "truncated"),
+            ("{\"a\":1}{\"b\":2}", "trailing_content"),
+            ("{\"a\":1}\n# comment", "trailing_content"),
+        ];
+        for (input, code) in cases {
+            assert_eq!(read(input).unwrap_err().code(), code, "input {input:?}");
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_is_refused() {
+        let err = read_document(b"{\"a\":\"\xff\"}", &Limits::default()).unwrap_err();
+        assert_eq!(err.code(), "invalid_utf8");
+    }
+
+    #[test]
+    fn ten_thousand_levels_deep_is_too_deep_without_overflowing_the_stack() {
+        let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        assert_eq!(
+            read(&deep).unwrap_err(),
+            DecodeError::TooDeep { limit: 100 }
+        );
+        // Truncated and deep at once: still refused by depth, never by recursion.
+        assert_eq!(
+            read(&"{\"a\":".repeat(10_000)).unwrap_err().code(),
+            "too_deep"
+        );
+    }
+
+    #[test]
+    fn too_large_is_refused() {
+        let limits = Limits {
+            max_record_bytes: 8,
+            max_depth: 10,
+        };
+        let err = read_str(r#"{"a":"123456789"}"#, &limits).unwrap_err();
+        assert_eq!(err, DecodeError::TooLarge { size: 17, limit: 8 });
+    }
+}

@@ -1,0 +1,23 @@
+//! The pure domain of sluice: source formats, decoding, ordering tokens, raw lines and failure
+//! envelopes. Nothing here does I/O or knows the AWS SDK, so every function can be tested and
+//! fuzzed in isolation.
+//!
+//! - [`json`] reads untrusted JSON within [`json::Limits`], compacting it losslessly.
+//! - [`ddb`] reads DynamoDB Streams records; [`body`] reads SQS message bodies (application
+//!   events, Debezium, DMS, bare or wrapped by SNS or EventBridge).
+//! - [`seq`] normalises ordering tokens; [`time`] reads commit times without floating point.
+//! - [`raw`] writes raw lines and objects; [`envelope`] describes dead letters.
+
+pub mod body;
+pub mod change;
+pub mod ddb;
+pub mod envelope;
+pub mod error;
+pub mod json;
+pub mod raw;
+pub mod seq;
+pub mod time;
+
+pub use change::{Change, Format, Image, Op, Route};
+pub use error::{DecodeError, ErrorClass};
+pub use seq::Seq;
