@@ -1,1 +1,47 @@
-fn main() {}
+//! The ingest Lambda function: wiring only. The logic is in `sluice_pipeline::ingest`.
+//!
+//! Configuration is read and clients are built once, at cold start; a missing variable stops
+//! the function before it takes any event, naming the variable.
+
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use serde_json::value::RawValue;
+use sluice_aws::clients::{load_sdk_config, s3_client, sqs_client};
+use sluice_aws::dead_letters::SqsDeadLetters;
+use sluice_aws::metrics::Sink;
+use sluice_aws::raw_store::S3RawStore;
+use sluice_pipeline::ingest::{handle, Ingest};
+use sluice_pipeline::IngestConfig;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_current_span(false)
+        .without_time()
+        .init();
+
+    let config = IngestConfig::from_env()?;
+    let sdk = load_sdk_config().await;
+    let s3 = s3_client(&sdk);
+    let deps = Ingest {
+        store: S3RawStore::new(s3.clone(), config.raw_bucket.clone()),
+        dead_letters: SqsDeadLetters::new(
+            sqs_client(&sdk),
+            config.dlq_url.clone(),
+            s3,
+            config.quarantine_bucket.clone(),
+        ),
+        config,
+        metrics: Sink::Stdout,
+    };
+    let deps = &deps;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Box<RawValue>>| async move {
+        let response = handle(event.payload.get(), deps).await?;
+        Ok::<_, Error>(response.to_json())
+    }))
+    .await
+}

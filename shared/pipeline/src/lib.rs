@@ -1,1 +1,8 @@
-//! placeholder
+//! Orchestration of sluice's handlers over the adapters of `sluice-aws`. The Lambda functions
+//! and the `sluice` CLI both call into this crate, so a handler behaves the same deployed and
+//! invoked locally.
+
+pub mod config;
+pub mod ingest;
+
+pub use config::{ConfigError, IngestConfig};

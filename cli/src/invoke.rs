@@ -1,0 +1,80 @@
+//! `sluice invoke`: run a handler in-process on an event file, like `sam local invoke -e`,
+//! without Docker. The handler uses the same configuration variables as the deployed function.
+
+use std::io::Read;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use sluice_aws::clients::{s3_client, sqs_client};
+use sluice_aws::dead_letters::SqsDeadLetters;
+use sluice_aws::metrics::Sink;
+use sluice_aws::raw_store::S3RawStore;
+use sluice_pipeline::ingest::{handle, Ingest};
+use sluice_pipeline::IngestConfig;
+
+use crate::aws_opts::AwsOpts;
+
+/// The handlers that can be invoked.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Function {
+    /// The ingest handler (DynamoDB Streams or SQS events).
+    Ingest,
+}
+
+/// Arguments of `sluice invoke`.
+#[derive(Debug, Args)]
+pub struct InvokeArgs {
+    /// The handler to run.
+    function: Function,
+    /// The Lambda event file, or `-` for standard input.
+    #[arg(long, short)]
+    event: PathBuf,
+    /// Print metrics (EMF lines) on standard error.
+    #[arg(long)]
+    metrics: bool,
+    #[command(flatten)]
+    aws: AwsOpts,
+}
+
+impl InvokeArgs {
+    /// Runs the handler and prints its JSON response on standard output.
+    pub async fn run(self) -> anyhow::Result<()> {
+        let event = if self.event.as_os_str() == "-" {
+            let mut s = String::new();
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .context("could not read the event from standard input")?;
+            s
+        } else {
+            std::fs::read_to_string(&self.event)
+                .with_context(|| format!("could not read the event file {}", self.event.display()))?
+        };
+        match self.function {
+            Function::Ingest => {
+                let config = IngestConfig::from_env().context(
+                    "the ingest handler is not configured; for local resources run \
+                     `eval \"$(sluice local env)\"` after `sluice local up`",
+                )?;
+                let sdk = self.aws.sdk_config().await;
+                let s3 = s3_client(&sdk);
+                let deps = Ingest {
+                    store: S3RawStore::new(s3.clone(), config.raw_bucket.clone()),
+                    dead_letters: SqsDeadLetters::new(
+                        sqs_client(&sdk),
+                        config.dlq_url.clone(),
+                        s3,
+                        config.quarantine_bucket.clone(),
+                    ),
+                    config,
+                    metrics: if self.metrics { Sink::Stderr } else { Sink::Discard },
+                };
+                let response = handle(&event, &deps)
+                    .await
+                    .context("the ingest handler failed the whole invocation")?;
+                println!("{}", serde_json::to_string_pretty(&response.to_json())?);
+            }
+        }
+        Ok(())
+    }
+}

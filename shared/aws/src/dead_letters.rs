@@ -1,0 +1,146 @@
+//! The SQS dead-letter queue, with S3 claim-checks for originals too large for a message.
+//!
+//! SQS message attributes repeat `step`, `table`, `error_class` and `error_code`, so dead letters
+//! can be filtered without reading their bodies. The queue's `MaximumMessageSize` is read once and
+//! cached; an envelope that would not fit, with headroom for its attributes, has its original
+//! stored at `s3://<bucket>/quarantine/<failure_id>.json` and referenced from the body.
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_sqs::types::MessageAttributeValue;
+use sluice_core::envelope::{quarantine_key, FailureEnvelope};
+use tokio::sync::OnceCell;
+
+use crate::error::AwsError;
+use crate::ports::DeadLetters;
+
+/// The message size assumed when the queue's own limit cannot be read.
+pub const FALLBACK_MAX_MESSAGE_BYTES: usize = 256 * 1024;
+/// Room kept free below the limit for message attributes and SQS's own accounting.
+pub const HEADROOM_BYTES: usize = 8 * 1024;
+
+/// Sends failure envelopes to one SQS queue.
+#[derive(Debug, Clone)]
+pub struct SqsDeadLetters {
+    sqs: aws_sdk_sqs::Client,
+    queue_url: String,
+    s3: aws_sdk_s3::Client,
+    bucket: String,
+    max_bytes: std::sync::Arc<OnceCell<usize>>,
+}
+
+impl SqsDeadLetters {
+    /// A dead-letter sink on `queue_url`, claim-checking into `bucket`.
+    pub fn new(
+        sqs: aws_sdk_sqs::Client,
+        queue_url: impl Into<String>,
+        s3: aws_sdk_s3::Client,
+        bucket: impl Into<String>,
+    ) -> Self {
+        Self {
+            sqs,
+            queue_url: queue_url.into(),
+            s3,
+            bucket: bucket.into(),
+            max_bytes: std::sync::Arc::default(),
+        }
+    }
+
+    /// The queue's `MaximumMessageSize`, read once.
+    pub async fn max_message_bytes(&self) -> usize {
+        *self
+            .max_bytes
+            .get_or_init(|| async {
+                let read = self
+                    .sqs
+                    .get_queue_attributes()
+                    .queue_url(&self.queue_url)
+                    .attribute_names(aws_sdk_sqs::types::QueueAttributeName::MaximumMessageSize)
+                    .send()
+                    .await;
+                match read {
+                    Ok(out) => out
+                        .attributes()
+                        .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::MaximumMessageSize))
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(FALLBACK_MAX_MESSAGE_BYTES),
+                    Err(e) => {
+                        let e = AwsError::from_sdk("GetQueueAttributes", self.queue_url.clone(), e);
+                        tracing::warn!(error = %e, "Could not read the DLQ's maximum message size; assuming 256 KiB.");
+                        FALLBACK_MAX_MESSAGE_BYTES
+                    }
+                }
+            })
+            .await
+    }
+
+    async fn claim_check(&self, envelope: &mut FailureEnvelope) -> Result<(), AwsError> {
+        let Some(original) = envelope.original.take() else {
+            return Ok(());
+        };
+        let key = quarantine_key(&envelope.failure_id);
+        let target = format!("s3://{}/{key}", self.bucket);
+        self.s3
+            .put_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .content_type("application/octet-stream")
+            .body(ByteStream::from(original.into_bytes()))
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("PutObject", target.clone(), e))?;
+        envelope.original_ref = Some(target);
+        Ok(())
+    }
+
+    async fn send_body(&self, envelope: &FailureEnvelope) -> Result<(), AwsError> {
+        let body = serde_json::to_string(envelope)
+            .map_err(|e| AwsError::local("SendMessage", self.queue_url.clone(), e))?;
+        let attr = |v: &str| {
+            MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(v)
+                .build()
+                .map_err(|e| AwsError::local("SendMessage", self.queue_url.clone(), e))
+        };
+        let mut req = self
+            .sqs
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(body)
+            .message_attributes("step", attr(envelope.step.as_str())?)
+            .message_attributes("error_class", attr(envelope.error_class.as_str())?);
+        if let Some(table) = envelope.table.as_deref().filter(|t| !t.is_empty()) {
+            req = req.message_attributes("table", attr(table)?);
+        }
+        if let Some(code) = envelope.error_code.as_deref() {
+            req = req.message_attributes("error_code", attr(code)?);
+        }
+        req.send()
+            .await
+            .map_err(|e| AwsError::from_sdk("SendMessage", self.queue_url.clone(), e))?;
+        Ok(())
+    }
+}
+
+impl DeadLetters for SqsDeadLetters {
+    async fn send(&self, mut envelope: FailureEnvelope) -> Result<(), AwsError> {
+        let limit = self.max_message_bytes().await.saturating_sub(HEADROOM_BYTES);
+        let size = serde_json::to_string(&envelope)
+            .map_err(|e| AwsError::local("SendMessage", self.queue_url.clone(), e))?
+            .chars()
+            .count();
+        if size > limit {
+            self.claim_check(&mut envelope).await?;
+        }
+        match self.send_body(&envelope).await {
+            // SQS refuses some characters (InvalidMessageContents) that JSON allows. The original
+            // is then claim-checked, so the dead letter is never lost to its content.
+            Err(e) if !e.is_retriable() && envelope.original.is_some() => {
+                tracing::warn!(error = %e, failure_id = %envelope.failure_id, "Dead letter refused by SQS; claim-checking its original.");
+                self.claim_check(&mut envelope).await?;
+                self.send_body(&envelope).await
+            }
+            other => other,
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! The adapter error: which call failed, on what, and whether a retry can help.
+
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Error codes that AWS services use for throttling and transient server trouble.
+const TRANSIENT_CODES: &[&str] = &[
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestThrottled",
+    "RequestThrottledException",
+    "TooManyRequestsException",
+    "ProvisionedThroughputExceededException",
+    "RequestLimitExceeded",
+    "SlowDown",
+    "ServiceUnavailable",
+    "InternalError",
+    "InternalFailure",
+    "RequestTimeout",
+    "RequestTimeoutException",
+    "KMS.ThrottlingException",
+];
+
+/// A failed call to an AWS service.
+#[derive(Debug, thiserror::Error)]
+#[error("{operation} on {target} failed ({}): {message}", if *.retriable { "retriable" } else { "not retriable" })]
+pub struct AwsError {
+    /// The API operation, such as `PutObject`.
+    pub operation: &'static str,
+    /// What it was called on: a bucket and key, or a queue URL.
+    pub target: String,
+    /// Whether delivering the record again may succeed.
+    pub retriable: bool,
+    /// The service's error code, when it sent one.
+    pub code: Option<String>,
+    /// A readable summary.
+    pub message: String,
+    #[source]
+    source: BoxError,
+}
+
+impl AwsError {
+    /// Classifies an SDK error: throttling, 5xx, timeouts and network failures are retriable.
+    pub fn from_sdk<E>(operation: &'static str, target: impl Into<String>, err: SdkError<E, HttpResponse>) -> Self
+    where
+        E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
+    {
+        let (retriable, code, message) = match &err {
+            SdkError::ConstructionFailure(_) => (false, None, "the request could not be built".to_owned()),
+            SdkError::TimeoutError(_) => (true, None, "the request timed out".to_owned()),
+            SdkError::DispatchFailure(d) => {
+                let what = if d.is_io() {
+                    "connection failed"
+                } else if d.is_timeout() {
+                    "connection timed out"
+                } else {
+                    "the request could not be sent"
+                };
+                (true, None, what.to_owned())
+            }
+            SdkError::ResponseError(r) => (
+                true,
+                None,
+                format!("unreadable response (HTTP {})", r.raw().status().as_u16()),
+            ),
+            SdkError::ServiceError(s) => {
+                let status = s.raw().status().as_u16();
+                let code = s.err().code().map(str::to_owned);
+                let transient = status >= 500
+                    || status == 429
+                    || code.as_deref().is_some_and(|c| TRANSIENT_CODES.contains(&c));
+                let msg = s.err().message().unwrap_or("no message").to_owned();
+                (
+                    transient,
+                    code.clone(),
+                    format!("HTTP {status} {}: {msg}", code.as_deref().unwrap_or("(no code)")),
+                )
+            }
+            _ => (true, None, "unknown SDK failure".to_owned()),
+        };
+        Self {
+            operation,
+            target: target.into(),
+            retriable,
+            code,
+            message,
+            source: Box::new(err),
+        }
+    }
+
+    /// An error raised before any call was made (serialising a body, for example).
+    pub fn local(operation: &'static str, target: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        let source = source.into();
+        Self {
+            operation,
+            target: target.into(),
+            retriable: false,
+            code: None,
+            message: source.to_string(),
+            source,
+        }
+    }
+
+    /// Whether delivering the record again may succeed.
+    pub fn is_retriable(&self) -> bool {
+        self.retriable
+    }
+}

@@ -1,0 +1,131 @@
+//! Metrics as CloudWatch Embedded Metric Format (EMF) log lines.
+//!
+//! Each function emits one EMF line per batch, in namespace `Sluice`, with the low-cardinality
+//! dimension `Function` (and `Table` where a metric is per table). Lambda ships stdout to
+//! CloudWatch Logs, which extracts the metrics; no API call is made on the hot path.
+
+use std::io::Write;
+
+use serde_json::{json, Map, Value};
+
+/// The CloudWatch namespace of every sluice metric.
+pub const NAMESPACE: &str = "Sluice";
+
+/// The unit of a metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    /// A count of records or failures.
+    Count,
+    /// A duration in milliseconds.
+    Milliseconds,
+    /// A size in bytes.
+    Bytes,
+}
+
+impl Unit {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Count => "Count",
+            Self::Milliseconds => "Milliseconds",
+            Self::Bytes => "Bytes",
+        }
+    }
+}
+
+/// Where EMF lines go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Sink {
+    /// Standard output, which Lambda ships to CloudWatch Logs.
+    #[default]
+    Stdout,
+    /// Standard error, for the CLI, whose stdout is the handler's response.
+    Stderr,
+    /// Nowhere.
+    Discard,
+}
+
+/// One batch's metrics, emitted as one EMF line.
+#[derive(Debug, Clone)]
+pub struct MetricSet {
+    dimensions: Vec<(&'static str, String)>,
+    values: Vec<(&'static str, Unit, f64)>,
+}
+
+impl MetricSet {
+    /// A set with the `Function` dimension.
+    pub fn new(function: &str) -> Self {
+        Self {
+            dimensions: vec![("Function", function.to_owned())],
+            values: Vec::new(),
+        }
+    }
+
+    /// Adds a dimension (keep it low-cardinality: a table name, a stage).
+    pub fn dimension(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.dimensions.push((name, value.into()));
+        self
+    }
+
+    /// Records a value.
+    pub fn put(&mut self, name: &'static str, unit: Unit, value: f64) -> &mut Self {
+        self.values.push((name, unit, value));
+        self
+    }
+
+    /// The EMF document for this set, at `timestamp_ms`.
+    pub fn to_emf(&self, timestamp_ms: i64) -> Value {
+        let dims: Vec<&str> = self.dimensions.iter().map(|(k, _)| *k).collect();
+        let metrics: Vec<Value> = self
+            .values
+            .iter()
+            .map(|(n, u, _)| json!({"Name": n, "Unit": u.as_str()}))
+            .collect();
+        let mut doc = Map::new();
+        doc.insert(
+            "_aws".into(),
+            json!({
+                "Timestamp": timestamp_ms,
+                "CloudWatchMetrics": [{"Namespace": NAMESPACE, "Dimensions": [dims], "Metrics": metrics}]
+            }),
+        );
+        for (k, v) in &self.dimensions {
+            doc.insert((*k).into(), Value::String(v.clone()));
+        }
+        for (n, _, v) in &self.values {
+            doc.insert((*n).into(), json!(v));
+        }
+        Value::Object(doc)
+    }
+
+    /// Writes the EMF line to `sink`. A failed write is logged, never fatal.
+    pub fn emit(&self, sink: Sink, timestamp_ms: i64) {
+        let line = self.to_emf(timestamp_ms).to_string();
+        let result = match sink {
+            Sink::Stdout => writeln!(std::io::stdout().lock(), "{line}"),
+            Sink::Stderr => writeln!(std::io::stderr().lock(), "{line}"),
+            Sink::Discard => Ok(()),
+        };
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "Could not write a metrics line.");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emf_document_declares_every_metric() {
+        let mut m = MetricSet::new("ingest");
+        m.put("RecordsIn", Unit::Count, 3.0).put("BatchDuration", Unit::Milliseconds, 12.5);
+        let doc = m.to_emf(1000);
+        let cw = &doc["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(cw["Namespace"], "Sluice");
+        assert_eq!(cw["Dimensions"][0][0], "Function");
+        assert_eq!(cw["Metrics"][1]["Unit"], "Milliseconds");
+        assert_eq!(doc["Function"], "ingest");
+        assert_eq!(doc["RecordsIn"], 3.0);
+        assert_eq!(doc["_aws"]["Timestamp"], 1000);
+    }
+}

@@ -1,0 +1,601 @@
+//! The ingest handler: lands each source record, unchanged, in S3 raw staging.
+//!
+//! One invocation takes a DynamoDB Streams or SQS event. Each record is checked against the
+//! limits and routed (format, table, op, seq, commit time). Records that cannot be read go to
+//! the dead-letter queue at once and are not retried. The rest are grouped by table and commit
+//! hour and written as one gzip NDJSON object per group.
+//!
+//! Nothing is acknowledged before it is durable: a record is reported done only after its raw
+//! object was written or its dead letter was sent. Everything else is reported back to the
+//! event source as a batch item failure (DESIGN §4):
+//! - SQS standard: each failed message;
+//! - SQS FIFO: each failed message and every later message of the same message group;
+//! - DynamoDB Streams: the sequence number of the first failed record.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashSet};
+use std::time::Instant;
+
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse};
+use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
+use futures::stream::{self, StreamExt};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use sluice_aws::metrics::{MetricSet, Sink, Unit};
+use sluice_aws::{AwsError, DeadLetters, RawStore};
+use sluice_core::envelope::{failure_id, FailureEnvelope, Step};
+use sluice_core::json::read_str;
+use sluice_core::raw::{batch_id, Landable, ObjectWriter, Origin, OriginKind, Partition};
+use sluice_core::time::ms_to_rfc3339;
+use sluice_core::{ddb, body, DecodeError, ErrorClass, Format};
+
+use crate::config::IngestConfig;
+
+/// The version written into every envelope.
+pub const PIPELINE_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The function name used in metrics.
+pub const FUNCTION: &str = "ingest";
+
+/// An invocation that cannot be handled record by record.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// The event is not a DynamoDB Streams or SQS event.
+    #[error("unsupported event: {0}")]
+    UnsupportedEvent(String),
+    /// A record failed but has no identifier to report it by, so the whole batch must be retried.
+    #[error("record {index} failed and has no {what} to report it by; failing the whole batch")]
+    Unreportable {
+        /// The record's position in the batch.
+        index: usize,
+        /// The identifier it lacks.
+        what: &'static str,
+    },
+}
+
+impl IngestError {
+    /// An unsupported event is a wiring mistake; an unreportable record is worth a retry.
+    pub fn is_retriable(&self) -> bool {
+        matches!(self, Self::Unreportable { .. })
+    }
+}
+
+/// What the ingest handler needs: its configuration and its two ports.
+pub struct Ingest<R, D> {
+    /// Settings read at cold start.
+    pub config: IngestConfig,
+    /// Raw staging.
+    pub store: R,
+    /// The dead-letter queue.
+    pub dead_letters: D,
+    /// Where metrics go.
+    pub metrics: Sink,
+}
+
+/// The handler's answer, in the shape the event source expects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IngestResponse {
+    /// For SQS event source mappings.
+    Sqs(SqsBatchResponse),
+    /// For DynamoDB Streams event source mappings.
+    Streams(DynamoDbEventResponse),
+}
+
+impl IngestResponse {
+    /// The response as JSON.
+    pub fn to_json(&self) -> serde_json::Value {
+        let v = match self {
+            Self::Sqs(r) => serde_json::to_value(r),
+            Self::Streams(r) => serde_json::to_value(r),
+        };
+        v.unwrap_or_else(|_| serde_json::json!({"batchItemFailures": []}))
+    }
+
+    /// The identifiers reported as failed.
+    pub fn failed_ids(&self) -> Vec<String> {
+        match self {
+            Self::Sqs(r) => r.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect(),
+            Self::Streams(r) => r
+                .batch_item_failures
+                .iter()
+                .filter_map(|f| f.item_identifier.clone())
+                .collect(),
+        }
+    }
+}
+
+/// Counts of one invocation, also emitted as metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IngestStats {
+    /// Records in the event.
+    pub records_in: usize,
+    /// Records written to raw staging.
+    pub landed: usize,
+    /// Records sent to the dead-letter queue.
+    pub quarantined: usize,
+    /// Records reported back for retry.
+    pub retriable_failures: usize,
+    /// Raw objects written.
+    pub objects: usize,
+    /// Compressed bytes written.
+    pub bytes: usize,
+}
+
+#[derive(Deserialize)]
+struct EventView<'a> {
+    #[serde(rename = "Records", borrow)]
+    records: Option<Vec<&'a RawValue>>,
+}
+
+#[derive(Deserialize)]
+struct SourcePeek<'a> {
+    #[serde(rename = "eventSource", alias = "EventSource", borrow, default)]
+    event_source: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct SqsRecordView<'a> {
+    #[serde(rename = "messageId", borrow, default)]
+    message_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    body: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    attributes: Option<&'a RawValue>,
+    #[serde(rename = "messageAttributes", borrow, default)]
+    message_attributes: Option<&'a RawValue>,
+    #[serde(rename = "eventSourceARN", borrow, default)]
+    event_source_arn: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize, Default)]
+struct SqsAttributesView<'a> {
+    #[serde(rename = "MessageGroupId", borrow, default)]
+    message_group_id: Option<Cow<'a, str>>,
+    #[serde(rename = "ApproximateReceiveCount", borrow, default)]
+    approximate_receive_count: Option<Cow<'a, str>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Sqs,
+    DynamoDb,
+}
+
+/// One record's identity and fate.
+struct Slot<'a> {
+    /// The id to report a failure by: the messageId, or the stream SequenceNumber.
+    report_id: Option<String>,
+    /// The FIFO message group.
+    group: Option<String>,
+    outcome: Outcome<'a>,
+}
+
+enum Outcome<'a> {
+    Land(Box<Landable<'a>>),
+    Dead(Box<FailureEnvelope>),
+}
+
+/// Handles one event: lands what can be landed, dead-letters what cannot be read, and reports
+/// the rest for retry.
+pub async fn handle<R: RawStore, D: DeadLetters>(
+    event: &str,
+    deps: &Ingest<R, D>,
+) -> Result<IngestResponse, IngestError> {
+    let started = Instant::now();
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let view: EventView<'_> = serde_json::from_str(event)
+        .map_err(|e| IngestError::UnsupportedEvent(format!("expected an object with Records: {e}")))?;
+    let records = view
+        .records
+        .ok_or_else(|| IngestError::UnsupportedEvent("the event has no Records array".into()))?;
+    let source = match records.first() {
+        None => None,
+        Some(first) => Some(detect_source(first)?),
+    };
+    let slots: Vec<Slot<'_>> = records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| match source {
+            Some(Source::DynamoDb) => stream_slot(i, r, deps, now_ms),
+            _ => sqs_slot(i, r, deps, now_ms),
+        })
+        .collect();
+
+    let mut stats = IngestStats {
+        records_in: slots.len(),
+        ..IngestStats::default()
+    };
+    let failed = deliver(&slots, deps, now_ms, &mut stats).await;
+    stats.retriable_failures = failed.len();
+
+    let response = match source {
+        Some(Source::DynamoDb) => IngestResponse::Streams(stream_response(&slots, &failed)?),
+        _ => IngestResponse::Sqs(sqs_response(&slots, &failed)),
+    };
+    emit_metrics(&stats, started, deps.metrics, now_ms);
+    tracing::info!(
+        records_in = stats.records_in,
+        landed = stats.landed,
+        quarantined = stats.quarantined,
+        retriable_failures = stats.retriable_failures,
+        objects = stats.objects,
+        "Ingest batch handled."
+    );
+    Ok(response)
+}
+
+fn detect_source(first: &RawValue) -> Result<Source, IngestError> {
+    let peek: SourcePeek<'_> = serde_json::from_str(first.get())
+        .map_err(|e| IngestError::UnsupportedEvent(format!("unreadable first record: {e}")))?;
+    match peek.event_source.as_deref() {
+        Some("aws:sqs") => Ok(Source::Sqs),
+        Some("aws:dynamodb") => Ok(Source::DynamoDb),
+        Some(other) => Err(IngestError::UnsupportedEvent(format!(
+            "records from {other:?}; ingest takes aws:sqs and aws:dynamodb events"
+        ))),
+        None => Err(IngestError::UnsupportedEvent(
+            "the first record has no eventSource".into(),
+        )),
+    }
+}
+
+/// Writes every landable group and sends every dead letter. Returns the indices of the records
+/// that are not durable anywhere and must be retried.
+async fn deliver<R: RawStore, D: DeadLetters>(
+    slots: &[Slot<'_>],
+    deps: &Ingest<R, D>,
+    now_ms: i64,
+    stats: &mut IngestStats,
+) -> HashSet<usize> {
+    let mut groups: BTreeMap<Partition, Vec<usize>> = BTreeMap::new();
+    for (i, slot) in slots.iter().enumerate() {
+        if let Outcome::Land(l) = &slot.outcome {
+            groups.entry(l.partition(now_ms)).or_default().push(i);
+        }
+    }
+    let concurrency = deps.config.put_concurrency;
+    let puts = stream::iter(groups)
+        .map(|(partition, members)| async move {
+            let result = write_group(&partition, &members, slots, deps, now_ms).await;
+            (members, result)
+        })
+        .buffer_unordered(concurrency)
+        .collect::<Vec<_>>();
+    let dead = stream::iter(slots.iter().enumerate().filter_map(|(i, s)| match &s.outcome {
+        Outcome::Dead(env) => Some((i, env)),
+        Outcome::Land(_) => None,
+    }))
+    .map(|(i, env)| async move { (i, deps.dead_letters.send(env.as_ref().clone()).await) })
+    .buffer_unordered(concurrency)
+    .collect::<Vec<_>>();
+    let (puts, dead) = tokio::join!(puts, dead);
+
+    let mut failed = HashSet::new();
+    for (members, result) in puts {
+        match result {
+            Ok(bytes) => {
+                stats.landed += members.len();
+                stats.objects += 1;
+                stats.bytes += bytes;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, records = members.len(), "Raw object not written; its records will be retried.");
+                failed.extend(members);
+            }
+        }
+    }
+    for (i, result) in dead {
+        match result {
+            Ok(()) => stats.quarantined += 1,
+            Err(e) => {
+                tracing::error!(error = %e, index = i, "Dead letter not sent; the record will be retried.");
+                failed.insert(i);
+            }
+        }
+    }
+    failed
+}
+
+async fn write_group<R: RawStore, D: DeadLetters>(
+    partition: &Partition,
+    members: &[usize],
+    slots: &[Slot<'_>],
+    deps: &Ingest<R, D>,
+    now_ms: i64,
+) -> Result<usize, AwsError> {
+    let landables: Vec<&Landable<'_>> = members
+        .iter()
+        .filter_map(|&i| match &slots[i].outcome {
+            Outcome::Land(l) => Some(l.as_ref()),
+            Outcome::Dead(_) => None,
+        })
+        .collect();
+    let id = batch_id(landables.iter().map(|l| &l.origin));
+    let key = partition.key(&id);
+    let mut writer = ObjectWriter::new();
+    for l in &landables {
+        writer
+            .push(&l.line(now_ms))
+            .map_err(|e| AwsError::local("PutObject", key.clone(), e))?;
+    }
+    let lines = writer.lines();
+    let body = writer
+        .finish()
+        .map_err(|e| AwsError::local("PutObject", key.clone(), e))?;
+    let bytes = body.len();
+    deps.store.put_raw(&key, body, lines).await?;
+    Ok(bytes)
+}
+
+fn emit_metrics(stats: &IngestStats, started: Instant, sink: Sink, now_ms: i64) {
+    let mut m = MetricSet::new(FUNCTION);
+    m.put("RecordsIn", Unit::Count, stats.records_in as f64)
+        .put("RecordsLanded", Unit::Count, stats.landed as f64)
+        .put("RecordsQuarantined", Unit::Count, stats.quarantined as f64)
+        .put("RetriableFailures", Unit::Count, stats.retriable_failures as f64)
+        .put("ObjectsWritten", Unit::Count, stats.objects as f64)
+        .put("BytesWritten", Unit::Bytes, stats.bytes as f64)
+        .put("BatchDuration", Unit::Milliseconds, started.elapsed().as_secs_f64() * 1000.0);
+    m.emit(sink, now_ms);
+}
+
+// ---------------------------------------------------------------------------------------------
+// SQS
+
+fn sqs_slot<'a, R, D>(index: usize, raw: &'a RawValue, deps: &Ingest<R, D>, now_ms: i64) -> Slot<'a> {
+    let view: SqsRecordView<'a> = match serde_json::from_str(raw.get()) {
+        Ok(v) => v,
+        Err(e) => {
+            let err = DecodeError::UnknownShape {
+                detail: format!("not an SQS record: {e}"),
+            };
+            let origin = fallback_origin(OriginKind::Sqs, index);
+            return Slot {
+                report_id: None,
+                group: None,
+                outcome: dead(err, None, &origin, raw.get().to_owned(), 0, now_ms),
+            };
+        }
+    };
+    let attrs: SqsAttributesView<'_> = view
+        .attributes
+        .and_then(|a| serde_json::from_str(a.get()).ok())
+        .unwrap_or_default();
+    let retry_count = attrs
+        .approximate_receive_count
+        .as_deref()
+        .and_then(|c| c.parse::<u32>().ok())
+        .map_or(0, |c| c.saturating_sub(1));
+    let group = attrs.message_group_id.map(Cow::into_owned);
+    let origin = Origin {
+        kind: OriginKind::Sqs,
+        arn: view.event_source_arn.clone().unwrap_or(Cow::Borrowed("")),
+        id: view
+            .message_id
+            .clone()
+            .unwrap_or_else(|| Cow::Owned(format!("record-{index}"))),
+        attributes: view.attributes.map(compact_raw),
+        message_attributes: view.message_attributes.map(compact_raw),
+    };
+    let report_id = view.message_id.as_deref().map(str::to_owned);
+    let outcome = match sqs_body(&view, &deps.config) {
+        Ok((route, record)) => Outcome::Land(Box::new(Landable {
+            route,
+            origin,
+            record: Cow::Owned(record),
+        })),
+        Err((err, format, original)) => {
+            dead(err, format, &origin, original, retry_count, now_ms)
+        }
+    };
+    Slot {
+        report_id,
+        group,
+        outcome,
+    }
+}
+
+type BodyFailure = (DecodeError, Option<Format>, String);
+
+/// Reads, bounds, validates and routes one SQS body.
+fn sqs_body(
+    view: &SqsRecordView<'_>,
+    config: &IngestConfig,
+) -> Result<(sluice_core::Route, Box<RawValue>), BodyFailure> {
+    let Some(raw_body) = view.body else {
+        return Err((DecodeError::MissingField { path: "body".into() }, None, String::new()));
+    };
+    let text: Cow<'_, str> = serde_json::from_str(raw_body.get()).map_err(|e| {
+        let err = if raw_body.get().starts_with('"') {
+            DecodeError::InvalidUtf8 {
+                detail: e.to_string(),
+            }
+        } else {
+            DecodeError::InvalidField {
+                path: "body".into(),
+                detail: "expected a string".into(),
+            }
+        };
+        (err, None, raw_body.get().to_owned())
+    })?;
+    let compact = read_str(&text, &config.limits).map_err(|e| (e, None, text.to_string()))?;
+    let route = body::route(&compact, &config.limits).map_err(|e| (e, None, text.to_string()))?;
+    let record = RawValue::from_string(compact.into_owned()).map_err(|e| {
+        (
+            DecodeError::NotJson {
+                detail: e.to_string(),
+            },
+            Some(route.format),
+            text.to_string(),
+        )
+    })?;
+    Ok((route, record))
+}
+
+fn sqs_response(slots: &[Slot<'_>], failed: &HashSet<usize>) -> SqsBatchResponse {
+    let mut failed_groups: HashSet<&str> = HashSet::new();
+    let mut response = SqsBatchResponse::default();
+    for (i, slot) in slots.iter().enumerate() {
+        let group_failed = slot
+            .group
+            .as_deref()
+            .is_some_and(|g| failed_groups.contains(g));
+        if failed.contains(&i) || group_failed {
+            if let Some(g) = slot.group.as_deref() {
+                failed_groups.insert(g);
+            }
+            let mut f = BatchItemFailure::default();
+            f.item_identifier = slot
+                .report_id
+                .clone()
+                .unwrap_or_else(|| format!("record-{i}"));
+            response.batch_item_failures.push(f);
+        }
+    }
+    response
+}
+
+// ---------------------------------------------------------------------------------------------
+// DynamoDB Streams
+
+fn stream_slot<'a, R, D>(index: usize, raw: &'a RawValue, deps: &Ingest<R, D>, now_ms: i64) -> Slot<'a> {
+    let limits = &deps.config.limits;
+    let text = match read_str(raw.get(), limits) {
+        Ok(t) => t,
+        Err(e) => {
+            let origin = fallback_origin(OriginKind::Ddb, index);
+            return Slot {
+                report_id: None,
+                group: None,
+                outcome: dead(e, None, &origin, raw.get().to_owned(), 0, now_ms),
+            };
+        }
+    };
+    let parsed = ddb::StreamRecord::parse(raw.get());
+    let (report_id, origin) = match &parsed {
+        Ok(r) => (
+            r.sequence_number().map(str::to_owned),
+            Origin {
+                kind: OriginKind::Ddb,
+                arn: r.event_source_arn.clone().unwrap_or(Cow::Borrowed("")),
+                id: r
+                    .event_id
+                    .clone()
+                    .or_else(|| r.sequence_number().map(|s| Cow::Owned(s.to_owned())))
+                    .unwrap_or_else(|| Cow::Owned(format!("record-{index}"))),
+                attributes: None,
+                message_attributes: None,
+            },
+        ),
+        Err(_) => (None, fallback_origin(OriginKind::Ddb, index)),
+    };
+    let routed = parsed.and_then(|r| r.route());
+    let outcome = match routed {
+        Ok(route) => {
+            let record = match text {
+                Cow::Borrowed(_) => Ok(Cow::Borrowed(raw)),
+                Cow::Owned(s) => RawValue::from_string(s).map(Cow::Owned),
+            };
+            match record {
+                Ok(record) => Outcome::Land(Box::new(Landable {
+                    route,
+                    origin,
+                    record,
+                })),
+                Err(e) => dead(
+                    DecodeError::NotJson {
+                        detail: e.to_string(),
+                    },
+                    Some(Format::DdbStream),
+                    &origin,
+                    raw.get().to_owned(),
+                    0,
+                    now_ms,
+                ),
+            }
+        }
+        Err(e) => dead(
+            e,
+            Some(Format::DdbStream),
+            &origin,
+            raw.get().to_owned(),
+            0,
+            now_ms,
+        ),
+    };
+    Slot {
+        report_id,
+        group: None,
+        outcome,
+    }
+}
+
+fn stream_response(
+    slots: &[Slot<'_>],
+    failed: &HashSet<usize>,
+) -> Result<DynamoDbEventResponse, IngestError> {
+    let mut response = DynamoDbEventResponse::default();
+    // The stream is retried from the first failed record on, so only that one is reported.
+    if let Some(first) = (0..slots.len()).find(|i| failed.contains(i)) {
+        let seq = slots[first].report_id.clone().ok_or(IngestError::Unreportable {
+            index: first,
+            what: "SequenceNumber",
+        })?;
+        let mut f = DynamoDbBatchItemFailure::default();
+        f.item_identifier = Some(seq);
+        response.batch_item_failures.push(f);
+    }
+    Ok(response)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared
+
+fn compact_raw(raw: &RawValue) -> Cow<'_, RawValue> {
+    match sluice_core::json::compact_raw(raw) {
+        Cow::Borrowed(_) => Cow::Borrowed(raw),
+        Cow::Owned(s) => RawValue::from_string(s).map_or(Cow::Borrowed(raw), Cow::Owned),
+    }
+}
+
+fn fallback_origin(kind: OriginKind, index: usize) -> Origin<'static> {
+    Origin {
+        kind,
+        arn: Cow::Borrowed(""),
+        id: Cow::Owned(format!("record-{index}")),
+        attributes: None,
+        message_attributes: None,
+    }
+}
+
+fn dead<'a>(
+    err: DecodeError,
+    format: Option<Format>,
+    origin: &Origin<'_>,
+    original: String,
+    retry_count: u32,
+    now_ms: i64,
+) -> Outcome<'a> {
+    let class: ErrorClass = err.class();
+    let at = ms_to_rfc3339(now_ms);
+    let origin_json = serde_json::value::to_raw_value(origin).unwrap_or_default();
+    Outcome::Dead(Box::new(FailureEnvelope {
+        sluice_failure: 1,
+        failure_id: failure_id(Step::Ingest, &origin.arn, &origin.id, err.code()),
+        step: Step::Ingest,
+        error_class: class,
+        error_code: Some(err.code().to_owned()),
+        error: err.to_string(),
+        table: None,
+        format,
+        origin: origin_json,
+        raw_ref: None,
+        original_bytes: original.len(),
+        original: Some(original),
+        original_ref: None,
+        first_failed_at: at.clone(),
+        failed_at: at,
+        retry_count,
+        pipeline_version: PIPELINE_VERSION.to_owned(),
+    }))
+}
