@@ -47,8 +47,9 @@ impl InvokeArgs {
                 .context("could not read the event from standard input")?;
             s
         } else {
-            std::fs::read_to_string(&self.event)
-                .with_context(|| format!("could not read the event file {}", self.event.display()))?
+            std::fs::read_to_string(&self.event).with_context(|| {
+                format!("could not read the event file {}", self.event.display())
+            })?
         };
         match self.function {
             Function::Ingest => {
@@ -67,7 +68,11 @@ impl InvokeArgs {
                         config.quarantine_bucket.clone(),
                     ),
                     config,
-                    metrics: if self.metrics { Sink::Stderr } else { Sink::Discard },
+                    metrics: if self.metrics {
+                        Sink::Stderr
+                    } else {
+                        Sink::Discard
+                    },
                 };
                 let response = handle(&event, &deps)
                     .await

@@ -13,7 +13,12 @@ pub struct LocalArgs {
     #[command(subcommand)]
     command: LocalCommand,
     /// Prefix of every resource name.
-    #[arg(long, global = true, default_value = "sluice-local", env = "SLUICE_LOCAL_PREFIX")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "sluice-local",
+        env = "SLUICE_LOCAL_PREFIX"
+    )]
     prefix: String,
     #[command(flatten)]
     aws: AwsOpts,
@@ -59,7 +64,10 @@ impl LocalArgs {
                 if let Some(region) = sdk.region() {
                     println!("export AWS_REGION={}", shell_quote(region.as_ref()));
                 }
-                println!("export SLUICE_RAW_BUCKET={}", shell_quote(&names.raw_bucket));
+                println!(
+                    "export SLUICE_RAW_BUCKET={}",
+                    shell_quote(&names.raw_bucket)
+                );
                 println!("export SLUICE_DLQ_URL={}", shell_quote(&dlq));
                 println!("export SLUICE_INGEST_QUEUE_URL={}", shell_quote(&ingest));
             }
@@ -84,7 +92,10 @@ mod tests {
 
     #[test]
     fn quotes_only_when_needed() {
-        assert_eq!(shell_quote("http://127.0.0.1:4566"), "http://127.0.0.1:4566");
+        assert_eq!(
+            shell_quote("http://127.0.0.1:4566"),
+            "http://127.0.0.1:4566"
+        );
         assert_eq!(shell_quote("a b"), "'a b'");
         assert_eq!(shell_quote("it's"), r"'it'\''s'");
     }

@@ -1,1 +1,332 @@
-//! placeholder
+//! Helpers for sluice's end-to-end tests, which run against a real AWS-compatible endpoint.
+//!
+//! The endpoint is `AWS_ENDPOINT_URL` (set by `make test`, which starts the local emulator).
+//! With the `localstack` feature, LocalStack is started in Docker through testcontainers
+//! instead. Every test names its resources uniquely, so tests run in parallel.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use aws_config::SdkConfig;
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
+use sluice_aws::clients::{load_sdk_config_with, s3_client, sqs_client, Overrides};
+use sluice_aws::dead_letters::SqsDeadLetters;
+use sluice_aws::metrics::Sink;
+use sluice_aws::provision::{ensure_ingest, IngestResources, Names};
+use sluice_aws::raw_store::S3RawStore;
+use sluice_core::envelope::FailureEnvelope;
+use sluice_core::raw::OwnedRawLine;
+use sluice_pipeline::ingest::Ingest;
+use sluice_pipeline::IngestConfig;
+
+/// Clients on the test endpoint.
+pub struct TestEnv {
+    /// The endpoint URL.
+    pub endpoint: String,
+    /// The shared SDK configuration.
+    pub sdk: SdkConfig,
+    /// S3, path-style.
+    pub s3: aws_sdk_s3::Client,
+    /// SQS.
+    pub sqs: aws_sdk_sqs::Client,
+    /// DynamoDB.
+    pub ddb: aws_sdk_dynamodb::Client,
+    /// DynamoDB Streams.
+    pub streams: aws_sdk_dynamodbstreams::Client,
+}
+
+#[cfg(feature = "localstack")]
+async fn endpoint() -> String {
+    use testcontainers::core::{IntoContainerPort, WaitFor};
+    use testcontainers::runners::AsyncRunner;
+    use testcontainers::{ContainerAsync, GenericImage};
+    use tokio::sync::OnceCell;
+    static CONTAINER: OnceCell<(ContainerAsync<GenericImage>, String)> = OnceCell::const_new();
+    let (_, url) = CONTAINER
+        .get_or_init(|| async {
+            let container = GenericImage::new("localstack/localstack", "4")
+                .with_exposed_port(4566.tcp())
+                .with_wait_for(WaitFor::message_on_stdout("Ready."))
+                .start()
+                .await
+                .expect("LocalStack should start in Docker");
+            let port = container
+                .get_host_port_ipv4(4566)
+                .await
+                .expect("port 4566 is mapped");
+            (container, format!("http://127.0.0.1:{port}"))
+        })
+        .await;
+    url.clone()
+}
+
+#[cfg(not(feature = "localstack"))]
+async fn endpoint() -> String {
+    match std::env::var("AWS_ENDPOINT_URL") {
+        Ok(url) if !url.is_empty() => url,
+        _ => panic!(
+            "AWS_ENDPOINT_URL is not set. End-to-end tests need an AWS-compatible endpoint: \
+             run them with `make test`, which starts the local emulator, or build with \
+             `--features localstack` on a machine with Docker."
+        ),
+    }
+}
+
+/// Clients on the test endpoint, with test credentials unless some are configured.
+pub async fn env() -> TestEnv {
+    let endpoint = endpoint().await;
+    if std::env::var("AWS_ACCESS_KEY_ID").is_err() {
+        // The emulator accepts any credentials; tests must not pick up a real profile.
+        std::env::set_var("AWS_ACCESS_KEY_ID", "test");
+        std::env::set_var("AWS_SECRET_ACCESS_KEY", "test");
+    }
+    let sdk = load_sdk_config_with(&Overrides {
+        endpoint_url: Some(endpoint.clone()),
+        region: Some("us-east-1".into()),
+        profile: None,
+    })
+    .await;
+    TestEnv {
+        s3: s3_client(&sdk),
+        sqs: sqs_client(&sdk),
+        ddb: aws_sdk_dynamodb::Client::new(&sdk),
+        streams: aws_sdk_dynamodbstreams::Client::new(&sdk),
+        sdk,
+        endpoint,
+    }
+}
+
+/// A name no other test uses: `prefix-<pid>-<time>-<counter>`, lowercase.
+pub fn unique(prefix: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
+    format!(
+        "{prefix}-{}-{nanos:x}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Creates a fresh raw bucket, DLQ and ingest queue.
+pub async fn ingest_resources(env: &TestEnv, fifo: bool) -> IngestResources {
+    ensure_ingest(&env.s3, &env.sqs, &Names::new(&unique("t")), fifo)
+        .await
+        .unwrap()
+}
+
+/// The ingest handler's dependencies on `resources`, with a given S3 client for raw writes.
+pub fn ingest_deps_with_s3(
+    env: &TestEnv,
+    resources: &IngestResources,
+    raw_s3: aws_sdk_s3::Client,
+) -> Ingest<S3RawStore, SqsDeadLetters> {
+    let config = IngestConfig::from_lookup(|name| match name {
+        "SLUICE_RAW_BUCKET" => Some(resources.raw_bucket.clone()),
+        "SLUICE_DLQ_URL" => Some(resources.dlq_url.clone()),
+        _ => None,
+    })
+    .unwrap();
+    Ingest {
+        store: S3RawStore::new(raw_s3, config.raw_bucket.clone()),
+        dead_letters: SqsDeadLetters::new(
+            env.sqs.clone(),
+            config.dlq_url.clone(),
+            env.s3.clone(),
+            config.quarantine_bucket.clone(),
+        ),
+        config,
+        metrics: Sink::Discard,
+    }
+}
+
+/// The ingest handler's dependencies on `resources`.
+pub fn ingest_deps(
+    env: &TestEnv,
+    resources: &IngestResources,
+) -> Ingest<S3RawStore, SqsDeadLetters> {
+    ingest_deps_with_s3(env, resources, env.s3.clone())
+}
+
+/// Every key in the bucket under `prefix`.
+pub async fn list_keys(env: &TestEnv, bucket: &str, prefix: &str) -> Vec<String> {
+    let mut keys = Vec::new();
+    let mut token = None;
+    loop {
+        let out = env
+            .s3
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(prefix)
+            .set_continuation_token(token)
+            .send()
+            .await
+            .unwrap();
+        keys.extend(
+            out.contents()
+                .iter()
+                .filter_map(|o| o.key().map(str::to_owned)),
+        );
+        match out.next_continuation_token() {
+            Some(t) => token = Some(t.to_owned()),
+            None => break,
+        }
+    }
+    keys.sort();
+    keys
+}
+
+/// An object's bytes.
+pub async fn get_object(env: &TestEnv, bucket: &str, key: &str) -> Vec<u8> {
+    let out = env
+        .s3
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .unwrap();
+    out.body.collect().await.unwrap().into_bytes().to_vec()
+}
+
+/// Every raw line in the bucket, with the key of its object.
+pub async fn raw_lines(env: &TestEnv, bucket: &str) -> Vec<(String, OwnedRawLine)> {
+    let mut lines = Vec::new();
+    for key in list_keys(env, bucket, "raw/").await {
+        let gz = get_object(env, bucket, &key).await;
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(&gz[..])
+            .read_to_string(&mut text)
+            .unwrap();
+        for line in text.lines() {
+            lines.push((key.clone(), serde_json::from_str(line).unwrap()));
+        }
+    }
+    lines
+}
+
+/// The `origin.id` of a raw line.
+pub fn origin_id(line: &OwnedRawLine) -> String {
+    let origin: serde_json::Value = serde_json::from_str(line.origin.get()).unwrap();
+    origin["id"].as_str().unwrap().to_owned()
+}
+
+/// Receives messages until `expected` have arrived or the queue stays empty for a while.
+pub async fn receive(
+    env: &TestEnv,
+    queue_url: &str,
+    expected: usize,
+) -> Vec<aws_sdk_sqs::types::Message> {
+    let mut got = Vec::new();
+    let mut empty_polls = 0;
+    while got.len() < expected && empty_polls < 3 {
+        let out = env
+            .sqs
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+            .message_attribute_names("All")
+            .send()
+            .await
+            .unwrap();
+        let batch = out.messages.unwrap_or_default();
+        if batch.is_empty() {
+            empty_polls += 1;
+        }
+        got.extend(batch);
+    }
+    got
+}
+
+/// Dead letters on the queue, with their message attributes.
+pub async fn dead_letters(
+    env: &TestEnv,
+    dlq_url: &str,
+    expected: usize,
+) -> Vec<(FailureEnvelope, HashMap<String, String>)> {
+    receive(env, dlq_url, expected)
+        .await
+        .into_iter()
+        .map(|m| {
+            let attrs = m
+                .message_attributes()
+                .map(|a| {
+                    a.iter()
+                        .map(|(k, v)| (k.clone(), v.string_value().unwrap_or_default().to_owned()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            (serde_json::from_str(m.body().unwrap()).unwrap(), attrs)
+        })
+        .collect()
+}
+
+/// The ARN of a queue.
+pub async fn queue_arn(env: &TestEnv, url: &str) -> String {
+    sluice_aws::provision::queue_arn(&env.sqs, url)
+        .await
+        .unwrap()
+}
+
+/// An SDK interceptor that fails every request whose URI contains `needle`, before it is sent.
+/// Used to inject S3 failures for chosen keys into the real adapter.
+#[derive(Debug, Clone)]
+pub struct FailRequestsMatching {
+    /// The substring of the URI that makes a request fail.
+    pub needle: String,
+}
+
+impl Intercept for FailRequestsMatching {
+    fn name(&self) -> &'static str {
+        "FailRequestsMatching"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if context.request().uri().contains(&self.needle) {
+            return Err(format!("injected failure for {}", self.needle).into());
+        }
+        Ok(())
+    }
+}
+
+/// An S3 client whose requests fail when their URI contains `needle`.
+pub fn s3_failing_for(env: &TestEnv, needle: &str) -> aws_sdk_s3::Client {
+    let conf = aws_sdk_s3::config::Builder::from(&env.sdk)
+        .force_path_style(true)
+        .interceptor(FailRequestsMatching {
+            needle: needle.to_owned(),
+        })
+        .build();
+    aws_sdk_s3::Client::from_conf(conf)
+}
+
+/// An S3 client on an endpoint that refuses every connection.
+pub fn s3_refusing(env: &TestEnv) -> aws_sdk_s3::Client {
+    let conf = aws_sdk_s3::config::Builder::from(&env.sdk)
+        .endpoint_url("http://127.0.0.1:1")
+        .force_path_style(true)
+        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(2))
+        .build();
+    aws_sdk_s3::Client::from_conf(conf)
+}
+
+/// Reads a fixture under `tests/fixtures/`.
+pub fn fixture(path: &str) -> String {
+    let full = format!("{}/fixtures/{path}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("fixture {full}: {e}"))
+}

@@ -39,9 +39,11 @@ async fn main() -> Result<(), Error> {
         metrics: Sink::Stdout,
     };
     let deps = &deps;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Box<RawValue>>| async move {
-        let response = handle(event.payload.get(), deps).await?;
-        Ok::<_, Error>(response.to_json())
-    }))
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<Box<RawValue>>| async move {
+            let response = handle(event.payload.get(), deps).await?;
+            Ok::<_, Error>(response.to_json())
+        },
+    ))
     .await
 }

@@ -124,7 +124,10 @@ impl SqsDeadLetters {
 
 impl DeadLetters for SqsDeadLetters {
     async fn send(&self, mut envelope: FailureEnvelope) -> Result<(), AwsError> {
-        let limit = self.max_message_bytes().await.saturating_sub(HEADROOM_BYTES);
+        let limit = self
+            .max_message_bytes()
+            .await
+            .saturating_sub(HEADROOM_BYTES);
         let size = serde_json::to_string(&envelope)
             .map_err(|e| AwsError::local("SendMessage", self.queue_url.clone(), e))?
             .chars()

@@ -45,12 +45,18 @@ pub struct AwsError {
 
 impl AwsError {
     /// Classifies an SDK error: throttling, 5xx, timeouts and network failures are retriable.
-    pub fn from_sdk<E>(operation: &'static str, target: impl Into<String>, err: SdkError<E, HttpResponse>) -> Self
+    pub fn from_sdk<E>(
+        operation: &'static str,
+        target: impl Into<String>,
+        err: SdkError<E, HttpResponse>,
+    ) -> Self
     where
         E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
     {
         let (retriable, code, message) = match &err {
-            SdkError::ConstructionFailure(_) => (false, None, "the request could not be built".to_owned()),
+            SdkError::ConstructionFailure(_) => {
+                (false, None, "the request could not be built".to_owned())
+            }
             SdkError::TimeoutError(_) => (true, None, "the request timed out".to_owned()),
             SdkError::DispatchFailure(d) => {
                 let what = if d.is_io() {
@@ -72,12 +78,17 @@ impl AwsError {
                 let code = s.err().code().map(str::to_owned);
                 let transient = status >= 500
                     || status == 429
-                    || code.as_deref().is_some_and(|c| TRANSIENT_CODES.contains(&c));
+                    || code
+                        .as_deref()
+                        .is_some_and(|c| TRANSIENT_CODES.contains(&c));
                 let msg = s.err().message().unwrap_or("no message").to_owned();
                 (
                     transient,
                     code.clone(),
-                    format!("HTTP {status} {}: {msg}", code.as_deref().unwrap_or("(no code)")),
+                    format!(
+                        "HTTP {status} {}: {msg}",
+                        code.as_deref().unwrap_or("(no code)")
+                    ),
                 )
             }
             _ => (true, None, "unknown SDK failure".to_owned()),
@@ -93,7 +104,11 @@ impl AwsError {
     }
 
     /// An error raised before any call was made (serialising a body, for example).
-    pub fn local(operation: &'static str, target: impl Into<String>, source: impl Into<BoxError>) -> Self {
+    pub fn local(
+        operation: &'static str,
+        target: impl Into<String>,
+        source: impl Into<BoxError>,
+    ) -> Self {
         let source = source.into();
         Self {
             operation,

@@ -5,6 +5,7 @@
 pub mod clients;
 pub mod dead_letters;
 pub mod error;
+pub mod events;
 pub mod metrics;
 pub mod ports;
 pub mod provision;

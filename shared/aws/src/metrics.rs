@@ -118,7 +118,8 @@ mod tests {
     #[test]
     fn emf_document_declares_every_metric() {
         let mut m = MetricSet::new("ingest");
-        m.put("RecordsIn", Unit::Count, 3.0).put("BatchDuration", Unit::Milliseconds, 12.5);
+        m.put("RecordsIn", Unit::Count, 3.0)
+            .put("BatchDuration", Unit::Milliseconds, 12.5);
         let doc = m.to_emf(1000);
         let cw = &doc["_aws"]["CloudWatchMetrics"][0];
         assert_eq!(cw["Namespace"], "Sluice");

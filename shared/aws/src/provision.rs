@@ -137,9 +137,8 @@ pub async fn ensure_ingest(
     }
     let dlq_url = ensure_queue(sqs, &format!("{}{suffix}", names.dlq), dlq_attrs).await?;
     let dlq_arn = queue_arn(sqs, &dlq_url).await?;
-    let redrive = format!(
-        r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"{MAX_RECEIVE_COUNT}"}}"#
-    );
+    let redrive =
+        format!(r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"{MAX_RECEIVE_COUNT}"}}"#);
     let mut attrs = HashMap::from([
         (QueueAttributeName::RedrivePolicy, redrive),
         (QueueAttributeName::VisibilityTimeout, "60".to_owned()),

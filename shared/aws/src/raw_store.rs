@@ -37,7 +37,9 @@ impl RawStore for S3RawStore {
             .body(ByteStream::from(body))
             .send()
             .await
-            .map_err(|e| AwsError::from_sdk("PutObject", format!("s3://{}/{key}", self.bucket), e))?;
+            .map_err(|e| {
+                AwsError::from_sdk("PutObject", format!("s3://{}/{key}", self.bucket), e)
+            })?;
         Ok(())
     }
 }

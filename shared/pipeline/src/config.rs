@@ -83,7 +83,11 @@ impl IngestConfig {
             .filter(|v| !v.is_empty())
             .unwrap_or_else(|| raw_bucket.clone());
         let limits = Limits {
-            max_record_bytes: parsed(&env, "SLUICE_MAX_RECORD_BYTES", Limits::DEFAULT_MAX_RECORD_BYTES)?,
+            max_record_bytes: parsed(
+                &env,
+                "SLUICE_MAX_RECORD_BYTES",
+                Limits::DEFAULT_MAX_RECORD_BYTES,
+            )?,
             max_depth: parsed(&env, "SLUICE_MAX_JSON_DEPTH", Limits::DEFAULT_MAX_DEPTH)?,
         };
         let put_concurrency = parsed(&env, "SLUICE_PUT_CONCURRENCY", 8usize)?.max(1);
@@ -104,7 +108,10 @@ mod tests {
     #[test]
     fn missing_variable_names_itself() {
         let err = IngestConfig::from_lookup(|_| None).unwrap_err();
-        assert_eq!(err.to_string(), "environment variable SLUICE_RAW_BUCKET is required but not set");
+        assert_eq!(
+            err.to_string(),
+            "environment variable SLUICE_RAW_BUCKET is required but not set"
+        );
     }
 
     #[test]

@@ -27,7 +27,7 @@ use sluice_core::envelope::{failure_id, FailureEnvelope, Step};
 use sluice_core::json::read_str;
 use sluice_core::raw::{batch_id, Landable, ObjectWriter, Origin, OriginKind, Partition};
 use sluice_core::time::ms_to_rfc3339;
-use sluice_core::{ddb, body, DecodeError, ErrorClass, Format};
+use sluice_core::{body, ddb, DecodeError, ErrorClass, Format};
 
 use crate::config::IngestConfig;
 
@@ -94,7 +94,11 @@ impl IngestResponse {
     /// The identifiers reported as failed.
     pub fn failed_ids(&self) -> Vec<String> {
         match self {
-            Self::Sqs(r) => r.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect(),
+            Self::Sqs(r) => r
+                .batch_item_failures
+                .iter()
+                .map(|f| f.item_identifier.clone())
+                .collect(),
             Self::Streams(r) => r
                 .batch_item_failures
                 .iter()
@@ -183,8 +187,9 @@ pub async fn handle<R: RawStore, D: DeadLetters>(
 ) -> Result<IngestResponse, IngestError> {
     let started = Instant::now();
     let now_ms = chrono::Utc::now().timestamp_millis();
-    let view: EventView<'_> = serde_json::from_str(event)
-        .map_err(|e| IngestError::UnsupportedEvent(format!("expected an object with Records: {e}")))?;
+    let view: EventView<'_> = serde_json::from_str(event).map_err(|e| {
+        IngestError::UnsupportedEvent(format!("expected an object with Records: {e}"))
+    })?;
     let records = view
         .records
         .ok_or_else(|| IngestError::UnsupportedEvent("the event has no Records array".into()))?;
@@ -261,10 +266,15 @@ async fn deliver<R: RawStore, D: DeadLetters>(
         })
         .buffer_unordered(concurrency)
         .collect::<Vec<_>>();
-    let dead = stream::iter(slots.iter().enumerate().filter_map(|(i, s)| match &s.outcome {
-        Outcome::Dead(env) => Some((i, env)),
-        Outcome::Land(_) => None,
-    }))
+    let dead = stream::iter(
+        slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| match &s.outcome {
+                Outcome::Dead(env) => Some((i, env)),
+                Outcome::Land(_) => None,
+            }),
+    )
     .map(|(i, env)| async move { (i, deps.dead_letters.send(env.as_ref().clone()).await) })
     .buffer_unordered(concurrency)
     .collect::<Vec<_>>();
@@ -332,17 +342,30 @@ fn emit_metrics(stats: &IngestStats, started: Instant, sink: Sink, now_ms: i64) 
     m.put("RecordsIn", Unit::Count, stats.records_in as f64)
         .put("RecordsLanded", Unit::Count, stats.landed as f64)
         .put("RecordsQuarantined", Unit::Count, stats.quarantined as f64)
-        .put("RetriableFailures", Unit::Count, stats.retriable_failures as f64)
+        .put(
+            "RetriableFailures",
+            Unit::Count,
+            stats.retriable_failures as f64,
+        )
         .put("ObjectsWritten", Unit::Count, stats.objects as f64)
         .put("BytesWritten", Unit::Bytes, stats.bytes as f64)
-        .put("BatchDuration", Unit::Milliseconds, started.elapsed().as_secs_f64() * 1000.0);
+        .put(
+            "BatchDuration",
+            Unit::Milliseconds,
+            started.elapsed().as_secs_f64() * 1000.0,
+        );
     m.emit(sink, now_ms);
 }
 
 // ---------------------------------------------------------------------------------------------
 // SQS
 
-fn sqs_slot<'a, R, D>(index: usize, raw: &'a RawValue, deps: &Ingest<R, D>, now_ms: i64) -> Slot<'a> {
+fn sqs_slot<'a, R, D>(
+    index: usize,
+    raw: &'a RawValue,
+    deps: &Ingest<R, D>,
+    now_ms: i64,
+) -> Slot<'a> {
     let view: SqsRecordView<'a> = match serde_json::from_str(raw.get()) {
         Ok(v) => v,
         Err(e) => {
@@ -384,9 +407,7 @@ fn sqs_slot<'a, R, D>(index: usize, raw: &'a RawValue, deps: &Ingest<R, D>, now_
             origin,
             record: Cow::Owned(record),
         })),
-        Err((err, format, original)) => {
-            dead(err, format, &origin, original, retry_count, now_ms)
-        }
+        Err((err, format, original)) => dead(err, format, &origin, original, retry_count, now_ms),
     };
     Slot {
         report_id,
@@ -403,7 +424,13 @@ fn sqs_body(
     config: &IngestConfig,
 ) -> Result<(sluice_core::Route, Box<RawValue>), BodyFailure> {
     let Some(raw_body) = view.body else {
-        return Err((DecodeError::MissingField { path: "body".into() }, None, String::new()));
+        return Err((
+            DecodeError::MissingField {
+                path: "body".into(),
+            },
+            None,
+            String::new(),
+        ));
     };
     let text: Cow<'_, str> = serde_json::from_str(raw_body.get()).map_err(|e| {
         let err = if raw_body.get().starts_with('"') {
@@ -458,7 +485,12 @@ fn sqs_response(slots: &[Slot<'_>], failed: &HashSet<usize>) -> SqsBatchResponse
 // ---------------------------------------------------------------------------------------------
 // DynamoDB Streams
 
-fn stream_slot<'a, R, D>(index: usize, raw: &'a RawValue, deps: &Ingest<R, D>, now_ms: i64) -> Slot<'a> {
+fn stream_slot<'a, R, D>(
+    index: usize,
+    raw: &'a RawValue,
+    deps: &Ingest<R, D>,
+    now_ms: i64,
+) -> Slot<'a> {
     let limits = &deps.config.limits;
     let text = match read_str(raw.get(), limits) {
         Ok(t) => t,
@@ -537,10 +569,13 @@ fn stream_response(
     let mut response = DynamoDbEventResponse::default();
     // The stream is retried from the first failed record on, so only that one is reported.
     if let Some(first) = (0..slots.len()).find(|i| failed.contains(i)) {
-        let seq = slots[first].report_id.clone().ok_or(IngestError::Unreportable {
-            index: first,
-            what: "SequenceNumber",
-        })?;
+        let seq = slots[first]
+            .report_id
+            .clone()
+            .ok_or(IngestError::Unreportable {
+                index: first,
+                what: "SequenceNumber",
+            })?;
         let mut f = DynamoDbBatchItemFailure::default();
         f.item_identifier = Some(seq);
         response.batch_item_failures.push(f);
