@@ -74,9 +74,11 @@ impl InvokeArgs {
                         Sink::Discard
                     },
                 };
-                let response = handle(&event, &deps)
-                    .await
-                    .context("the ingest handler failed the whole invocation")?;
+                let response = handle(&event, &deps).await.context(
+                    "the ingest handler failed the whole invocation; `sluice invoke ingest` takes a \
+                     Lambda event from DynamoDB Streams or SQS (an object with a `Records` array), \
+                     not a bare message body",
+                )?;
                 println!("{}", serde_json::to_string_pretty(&response.to_json())?);
             }
         }

@@ -634,3 +634,179 @@ fn dead<'a>(
         pipeline_version: PIPELINE_VERSION.to_owned(),
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    //! Orchestration only: the ports are in-memory doubles. Behaviour against AWS is tested end
+    //! to end in the `sluice-tests` crate.
+    use std::sync::Mutex;
+
+    use super::*;
+
+    #[derive(Default)]
+    struct MemStore {
+        objects: Mutex<Vec<(String, usize)>>,
+        fail_keys_containing: Option<&'static str>,
+    }
+
+    impl RawStore for MemStore {
+        fn bucket(&self) -> &str {
+            "mem"
+        }
+        async fn put_raw(&self, key: &str, _body: Vec<u8>, lines: usize) -> Result<(), AwsError> {
+            if self.fail_keys_containing.is_some_and(|n| key.contains(n)) {
+                return Err(AwsError::local("PutObject", key, "injected"));
+            }
+            self.objects.lock().unwrap().push((key.to_owned(), lines));
+            Ok(())
+        }
+    }
+
+    #[derive(Default)]
+    struct MemDlq {
+        sent: Mutex<Vec<FailureEnvelope>>,
+        fail: bool,
+    }
+
+    impl DeadLetters for MemDlq {
+        async fn send(&self, envelope: FailureEnvelope) -> Result<(), AwsError> {
+            if self.fail {
+                return Err(AwsError::local("SendMessage", "q", "injected"));
+            }
+            self.sent.lock().unwrap().push(envelope);
+            Ok(())
+        }
+    }
+
+    fn deps(store: MemStore, dlq: MemDlq) -> Ingest<MemStore, MemDlq> {
+        Ingest {
+            config: IngestConfig::from_lookup(|n| match n {
+                "SLUICE_RAW_BUCKET" => Some("mem".into()),
+                "SLUICE_DLQ_URL" => Some("q".into()),
+                _ => None,
+            })
+            .unwrap(),
+            store,
+            dead_letters: dlq,
+            metrics: Sink::Discard,
+        }
+    }
+
+    fn stream_record(seq: &str, table: &str) -> String {
+        format!(
+            r#"{{"eventID":"e{seq}","eventName":"INSERT","eventSource":"aws:dynamodb","eventSourceARN":"arn:aws:dynamodb:us-east-1:1:table/{table}/stream/x","dynamodb":{{"ApproximateCreationDateTime":1795520000,"Keys":{{"pk":{{"S":"{seq}"}}}},"NewImage":{{"pk":{{"S":"{seq}"}}}},"SequenceNumber":"{seq}","StreamViewType":"NEW_IMAGE"}}}}"#
+        )
+    }
+
+    fn sqs_record(id: &str, body: &str) -> String {
+        format!(
+            r#"{{"messageId":"{id}","receiptHandle":"r","body":{},"attributes":{{"ApproximateReceiveCount":"3"}},"messageAttributes":{{}},"eventSource":"aws:sqs","eventSourceARN":"arn:aws:sqs:us-east-1:1:q"}}"#,
+            serde_json::to_string(body).unwrap()
+        )
+    }
+
+    fn event(records: &[String]) -> String {
+        format!(r#"{{"Records":[{}]}}"#, records.join(","))
+    }
+
+    #[tokio::test]
+    async fn stream_reports_the_first_failed_sequence_number() {
+        let d = deps(
+            MemStore {
+                fail_keys_containing: Some("/bad/"),
+                ..MemStore::default()
+            },
+            MemDlq::default(),
+        );
+        let e = event(&[
+            stream_record("100", "good"),
+            stream_record("9000000000000000003", "bad"),
+            stream_record("100000000000000000004", "good"),
+            stream_record("100000000000000000005", "bad"),
+        ]);
+        let r = handle(&e, &d).await.unwrap();
+        assert_eq!(r.failed_ids(), vec!["9000000000000000003".to_owned()]);
+        assert_eq!(
+            d.store.objects.lock().unwrap().len(),
+            1,
+            "the good table's object is written"
+        );
+    }
+
+    #[tokio::test]
+    async fn stream_record_without_sequence_number_is_dead_lettered_not_retried() {
+        let d = deps(MemStore::default(), MemDlq::default());
+        let no_seq = stream_record("1", "t").replace(r#","SequenceNumber":"1""#, "");
+        let r = handle(&event(&[no_seq, stream_record("2", "t")]), &d)
+            .await
+            .unwrap();
+        assert!(r.failed_ids().is_empty());
+        let sent = d.dead_letters.sent.lock().unwrap();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].error_code.as_deref(), Some("missing_seq"));
+    }
+
+    #[tokio::test]
+    async fn a_dead_letter_that_cannot_be_sent_is_retried() {
+        let d = deps(
+            MemStore::default(),
+            MemDlq {
+                fail: true,
+                ..MemDlq::default()
+            },
+        );
+        let app = r#"{"table":"t","op":"insert","key":{"id":1},"after":{"id":1},"seq":1}"#;
+        let r = handle(
+            &event(&[sqs_record("ok", app), sqs_record("poison", "nope")]),
+            &d,
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.failed_ids(), vec!["poison".to_owned()]);
+    }
+
+    #[tokio::test]
+    async fn envelope_carries_the_retry_count_and_the_body_verbatim() {
+        let d = deps(MemStore::default(), MemDlq::default());
+        let body = "  not json at all\n";
+        handle(&event(&[sqs_record("m1", body)]), &d).await.unwrap();
+        let sent = d.dead_letters.sent.lock().unwrap();
+        assert_eq!(sent[0].original.as_deref(), Some(body));
+        assert_eq!(
+            sent[0].retry_count, 2,
+            "ApproximateReceiveCount 3 means two retries"
+        );
+        assert_eq!(sent[0].error_class, ErrorClass::BadFormat);
+    }
+
+    #[tokio::test]
+    async fn a_record_that_is_not_an_sqs_message_is_dead_lettered() {
+        let d = deps(MemStore::default(), MemDlq::default());
+        let odd = r#"{"eventSource":"aws:sqs","messageId":42}"#.to_owned();
+        let r = handle(&event(&[odd]), &d).await.unwrap();
+        assert_eq!(r.failed_ids(), Vec::<String>::new());
+        assert_eq!(
+            d.dead_letters.sent.lock().unwrap()[0].error_code.as_deref(),
+            Some("unknown_shape")
+        );
+    }
+
+    #[tokio::test]
+    async fn events_that_are_not_batches_are_refused_whole() {
+        let d = deps(MemStore::default(), MemDlq::default());
+        for bad in [
+            r#"{"foo":1}"#,
+            "[]",
+            r#"{"Records":[{"eventSource":"aws:kinesis"}]}"#,
+        ] {
+            let err = handle(bad, &d).await.unwrap_err();
+            assert!(
+                matches!(err, IngestError::UnsupportedEvent(_)),
+                "{bad}: {err}"
+            );
+            assert!(!err.is_retriable());
+        }
+        let empty = handle(r#"{"Records":[]}"#, &d).await.unwrap();
+        assert!(empty.failed_ids().is_empty());
+    }
+}
