@@ -37,8 +37,10 @@ test: ## Run all tests against the emulator (started and stopped as needed)
 	bash infra/with-emulator.sh cargo test --workspace --all-targets
 	cargo test --workspace --doc
 
-demo: ## Provision local resources and push the demo event through ingest
-	bash infra/with-emulator.sh bash infra/demo.sh
+demo: ## Run the pipeline locally on demo events (leaves the emulator running to inspect)
+	bash infra/emulator.sh start
+	bash infra/demo.sh
+	@echo "The emulator is still running at $(AWS_ENDPOINT_URL); stop it with: make emulator-stop"
 
 fmt: ## Format all Rust code
 	cargo fmt --all

@@ -854,4 +854,34 @@ mod tests {
         let err = dec(r#"{"message": "foo1"}"#).unwrap_err();
         assert!(err.to_string().contains("[message]"), "{err}");
     }
+
+    #[test]
+    fn the_published_json_schema_matches_the_decoder() {
+        let schema: serde_json::Value = serde_json::from_str(include_str!(
+            "../../../schemas/app-change-event.schema.json"
+        ))
+        .unwrap();
+        let required: Vec<&str> = schema["required"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert_eq!(required, ["table", "op", "key", "seq"]);
+        // Every example in the schema decodes, and dropping any required field is refused.
+        for example in schema["examples"].as_array().unwrap() {
+            assert!(dec(&example.to_string()).is_ok(), "{example}");
+            for field in &required {
+                let mut broken = example.clone();
+                broken.as_object_mut().unwrap().remove(*field);
+                assert!(dec(&broken.to_string()).is_err(), "without {field}");
+            }
+        }
+        // Every op the schema allows is accepted.
+        for op in schema["properties"]["op"]["enum"].as_array().unwrap() {
+            let body =
+                format!(r#"{{"table":"t","op":{op},"key":{{"id":1}},"after":{{"id":1}},"seq":1}}"#);
+            assert!(dec(&body).is_ok(), "{op}");
+        }
+    }
 }
