@@ -33,9 +33,10 @@ emulator-stop: ## Stop the local AWS emulator
 build: ## Build every crate and target in the workspace
 	cargo build --workspace --all-targets
 
-test: ## Run all tests against the emulator (started and stopped as needed)
+test: ## Run all tests (against the emulator, started and stopped as needed) and check template.yaml
 	bash infra/with-emulator.sh cargo test --workspace --all-targets
 	cargo test --workspace --doc
+	bash infra/check-template.sh
 
 demo: ## Run the pipeline locally on demo events (leaves the emulator running to inspect)
 	bash infra/emulator.sh start

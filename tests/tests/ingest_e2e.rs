@@ -531,3 +531,43 @@ async fn fixture_events_land_or_dead_letter_every_record() {
     assert_eq!(landed + dead, total_in, "landed {landed} + dead {dead}");
     assert_eq!(dead, 6, "the six poison bodies of sqs-mixed.json");
 }
+
+/// GIVEN the ingest resources were created
+/// WHEN they are created again with the same names
+/// THEN nothing fails, the same queues are returned, and the redrive policy points at the DLQ.
+#[tokio::test]
+async fn creating_the_ingest_resources_twice_is_harmless() {
+    let env = env().await;
+    let names = sluice_aws::provision::Names::new(&unique("twice"));
+    let first = sluice_aws::provision::ensure_ingest(&env.s3, &env.sqs, &names, false)
+        .await
+        .unwrap();
+    let second = sluice_aws::provision::ensure_ingest(&env.s3, &env.sqs, &names, false)
+        .await
+        .unwrap();
+    assert_eq!(first, second);
+    let attrs = env
+        .sqs
+        .get_queue_attributes()
+        .queue_url(&second.ingest_queue_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy)
+        .send()
+        .await
+        .unwrap();
+    let policy: serde_json::Value = serde_json::from_str(
+        attrs.attributes().unwrap()[&aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy]
+            .as_str(),
+    )
+    .unwrap();
+    assert_eq!(
+        policy["deadLetterTargetArn"],
+        queue_arn(&env, &second.dlq_url).await.as_str()
+    );
+    assert_eq!(policy["maxReceiveCount"].to_string().trim_matches('"'), "5");
+    env.s3
+        .head_bucket()
+        .bucket(&second.raw_bucket)
+        .send()
+        .await
+        .unwrap();
+}
