@@ -6,10 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use sluice_aws::clients::{s3_client, sqs_client};
-use sluice_aws::dead_letters::SqsDeadLetters;
 use sluice_aws::metrics::Sink;
-use sluice_aws::raw_store::S3RawStore;
 use sluice_pipeline::ingest::{handle, Ingest};
 use sluice_pipeline::IngestConfig;
 
@@ -58,22 +55,12 @@ impl InvokeArgs {
                      `eval \"$(sluice local env)\"` after `sluice local up`",
                 )?;
                 let sdk = self.aws.sdk_config().await;
-                let s3 = s3_client(&sdk);
-                let deps = Ingest {
-                    store: S3RawStore::new(s3.clone(), config.raw_bucket.clone()),
-                    dead_letters: SqsDeadLetters::new(
-                        sqs_client(&sdk),
-                        config.dlq_url.clone(),
-                        s3,
-                        config.quarantine_bucket.clone(),
-                    ),
-                    config,
-                    metrics: if self.metrics {
-                        Sink::Stderr
-                    } else {
-                        Sink::Discard
-                    },
+                let sink = if self.metrics {
+                    Sink::Stderr
+                } else {
+                    Sink::Discard
                 };
+                let deps = Ingest::from_sdk(config, &sdk, sink);
                 let response = handle(&event, &deps).await.context(
                     "the ingest handler failed the whole invocation; `sluice invoke ingest` takes a \
                      Lambda event from DynamoDB Streams or SQS (an object with a `Records` array), \

@@ -135,17 +135,13 @@ pub fn ingest_deps_with_s3(
         _ => None,
     })
     .unwrap();
-    Ingest {
-        store: S3RawStore::new(raw_s3, config.raw_bucket.clone()),
-        dead_letters: SqsDeadLetters::new(
-            env.sqs.clone(),
-            config.dlq_url.clone(),
-            env.s3.clone(),
-            config.quarantine_bucket.clone(),
-        ),
+    Ingest::on_aws(
         config,
-        metrics: Sink::Discard,
-    }
+        env.s3.clone(),
+        raw_s3,
+        env.sqs.clone(),
+        Sink::Discard,
+    )
 }
 
 /// The ingest handler's dependencies on `resources`.

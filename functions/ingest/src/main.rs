@@ -5,10 +5,8 @@
 
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::value::RawValue;
-use sluice_aws::clients::{load_sdk_config, s3_client, sqs_client};
-use sluice_aws::dead_letters::SqsDeadLetters;
+use sluice_aws::clients::load_sdk_config;
 use sluice_aws::metrics::Sink;
-use sluice_aws::raw_store::S3RawStore;
 use sluice_pipeline::ingest::{handle, Ingest};
 use sluice_pipeline::IngestConfig;
 
@@ -26,18 +24,7 @@ async fn main() -> Result<(), Error> {
 
     let config = IngestConfig::from_env()?;
     let sdk = load_sdk_config().await;
-    let s3 = s3_client(&sdk);
-    let deps = Ingest {
-        store: S3RawStore::new(s3.clone(), config.raw_bucket.clone()),
-        dead_letters: SqsDeadLetters::new(
-            sqs_client(&sdk),
-            config.dlq_url.clone(),
-            s3,
-            config.quarantine_bucket.clone(),
-        ),
-        config,
-        metrics: Sink::Stdout,
-    };
+    let deps = Ingest::from_sdk(config, &sdk, Sink::Stdout);
     let deps = &deps;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<Box<RawValue>>| async move {

@@ -4,7 +4,8 @@
 //! so the same code talks to AWS, LocalStack or the local emulator. When an endpoint is set,
 //! S3 is addressed path-style, which emulators need.
 
-use aws_config::{BehaviorVersion, SdkConfig};
+use aws_config::BehaviorVersion;
+pub use aws_config::SdkConfig;
 
 /// Loads the shared SDK configuration from the environment (region, credentials, endpoint).
 pub async fn load_sdk_config() -> SdkConfig {

@@ -21,7 +21,10 @@ use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventR
 use futures::stream::{self, StreamExt};
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use sluice_aws::clients::{s3_client, sqs_client, SdkConfig};
+use sluice_aws::dead_letters::SqsDeadLetters;
 use sluice_aws::metrics::{MetricSet, Sink, Unit};
+use sluice_aws::raw_store::S3RawStore;
 use sluice_aws::{AwsError, DeadLetters, RawStore};
 use sluice_core::envelope::{failure_id, FailureEnvelope, Step};
 use sluice_core::json::read_str;
@@ -70,6 +73,36 @@ pub struct Ingest<R, D> {
     pub dead_letters: D,
     /// Where metrics go.
     pub metrics: Sink,
+}
+
+impl Ingest<S3RawStore, SqsDeadLetters> {
+    /// The AWS adapters: raw objects through `raw_s3`, dead letters through `sqs`, and
+    /// claim-checked originals through `s3`.
+    pub fn on_aws(
+        config: IngestConfig,
+        s3: aws_sdk_s3::Client,
+        raw_s3: aws_sdk_s3::Client,
+        sqs: aws_sdk_sqs::Client,
+        metrics: Sink,
+    ) -> Self {
+        Self {
+            store: S3RawStore::new(raw_s3, config.raw_bucket.clone()),
+            dead_letters: SqsDeadLetters::new(
+                sqs,
+                config.dlq_url.clone(),
+                s3,
+                config.quarantine_bucket.clone(),
+            ),
+            config,
+            metrics,
+        }
+    }
+
+    /// The AWS adapters, with clients built from `sdk`.
+    pub fn from_sdk(config: IngestConfig, sdk: &SdkConfig, metrics: Sink) -> Self {
+        let s3 = s3_client(sdk);
+        Self::on_aws(config, s3.clone(), s3, sqs_client(sdk), metrics)
+    }
 }
 
 /// The handler's answer, in the shape the event source expects.
