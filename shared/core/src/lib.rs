@@ -10,13 +10,16 @@
 
 pub mod body;
 pub mod change;
+pub mod contract;
 pub mod ddb;
 pub mod envelope;
 pub mod error;
 pub mod json;
 pub mod raw;
+pub mod row;
 pub mod seq;
 pub mod time;
+pub mod typing;
 
 pub use change::{Change, Format, Image, Op, Route};
 pub use error::{DecodeError, ErrorClass};

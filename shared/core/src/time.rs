@@ -57,6 +57,10 @@ pub fn ms_to_rfc3339(ms: i64) -> String {
 
 /// Reads a decimal number (optionally signed, fractional, with an exponent) and returns it
 /// multiplied by 10^`shift`, truncated toward zero. Exact: works on the digits, not on floats.
+pub(crate) fn scaled(text: &str, shift: i32) -> Option<i64> {
+    scaled_decimal(text, shift)
+}
+
 fn scaled_decimal(text: &str, shift: i32) -> Option<i64> {
     let text = text.trim();
     let (negative, body) = match text.as_bytes().first()? {

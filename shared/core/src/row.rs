@@ -1,0 +1,699 @@
+//! Typed rows (DESIGN §3.5): a change typed by a contract, with its bookkeeping attributes,
+//! and the ordering guard that makes writes idempotent.
+//!
+//! Every typed item carries `_seq`, `_op`, `_source_ts` (epoch ms), `_contract_version` and
+//! `_raw` (the raw line it came from). A delete becomes a tombstone (`_deleted = true` and an
+//! `_expires_at` TTL in epoch seconds) so an older change that arrives late cannot bring the row
+//! back. A write goes through only if [`supersedes`] holds, which the DynamoDB adapter expresses
+//! as a condition expression.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde_dynamo::AttributeValue;
+use serde_json::value::RawValue;
+
+use crate::change::{Change, Image, Op};
+use crate::contract::{Contract, Field, UnknownFields};
+use crate::seq::Seq;
+use crate::typing::{canonical_decimal, coerce, SrcRef, TypeError};
+
+/// The attribute holding the ordering token.
+pub const SEQ_ATTR: &str = "_seq";
+/// The attribute holding the operation (`insert`, `update`, `snapshot`, `delete`).
+pub const OP_ATTR: &str = "_op";
+/// The attribute holding the source commit time, epoch milliseconds.
+pub const SOURCE_TS_ATTR: &str = "_source_ts";
+/// The attribute holding the contract version the row was typed with.
+pub const VERSION_ATTR: &str = "_contract_version";
+/// The attribute holding the raw line's location, `s3://bucket/key#L<n>`.
+pub const RAW_ATTR: &str = "_raw";
+/// The tombstone marker.
+pub const DELETED_ATTR: &str = "_deleted";
+/// The TTL attribute of tombstones, epoch seconds.
+pub const EXPIRES_ATTR: &str = "_expires_at";
+/// Where `unknown_fields: keep` stores the source columns no field reads.
+pub const EXTRA_ATTR: &str = "_extra";
+
+/// What the row's provenance adds to it.
+#[derive(Debug, Clone)]
+pub struct RowMeta {
+    /// `s3://bucket/key#L<n>` or another reference to the raw line.
+    pub raw_ref: String,
+    /// The source commit time (or arrival time), epoch ms.
+    pub ts_ms: i64,
+    /// When a tombstone expires, epoch seconds.
+    pub tombstone_expires_at: i64,
+}
+
+/// A row ready to write.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TypedRow {
+    /// The contract (typed table) name.
+    pub table: String,
+    /// The key attributes, partition key first.
+    pub key: Vec<(String, AttributeValue)>,
+    /// The whole item: key, fields and bookkeeping attributes.
+    pub item: HashMap<String, AttributeValue>,
+    /// The ordering token.
+    pub seq: Seq,
+    /// The contract version.
+    pub version: u64,
+    /// Whether this is a tombstone.
+    pub tombstone: bool,
+}
+
+impl TypedRow {
+    /// A string that identifies the row's key within its table, for coalescing.
+    pub fn key_id(&self) -> String {
+        let mut s = String::new();
+        for (name, value) in &self.key {
+            s.push_str(name);
+            s.push('=');
+            let mut json = String::new();
+            let _ = crate::typing::write_json(SrcRef::Ddb(value), &mut json);
+            s.push_str(&json);
+            s.push('\u{1f}');
+        }
+        s
+    }
+}
+
+/// Why a change does not fit its contract. Names the field and never holds the record.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Violation {
+    /// A value does not fit its field's type.
+    #[error("field {field} (from `{from}`): {error}")]
+    Type {
+        /// The field.
+        field: String,
+        /// Its source path.
+        from: String,
+        /// The type error, with the path and the kind of value found.
+        error: Box<TypeError>,
+    },
+    /// A required field has no value.
+    #[error("field {field} (from `{from}`): required, but the change has no value for it")]
+    Missing {
+        /// The field.
+        field: String,
+        /// Its source path.
+        from: String,
+    },
+    /// A key field is an empty string, which DynamoDB cannot store as a key.
+    #[error("field {field}: key attributes cannot be empty strings")]
+    EmptyKey {
+        /// The field.
+        field: String,
+    },
+    /// The change has no image to type.
+    #[error("the {op} carries no {image}: {hint}")]
+    NoImage {
+        /// The operation.
+        op: &'static str,
+        /// The image that is missing.
+        image: &'static str,
+        /// What to change.
+        hint: &'static str,
+    },
+}
+
+impl Violation {
+    /// The contract field the violation is about, if any.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            Self::Type { field, .. } | Self::Missing { field, .. } | Self::EmptyKey { field } => {
+                Some(field)
+            }
+            Self::NoImage { .. } => None,
+        }
+    }
+}
+
+fn lookup<'a>(image: &'a Image, path: &[String]) -> Option<SrcRef<'a>> {
+    let (first, rest) = path.split_first()?;
+    let mut value = match image {
+        Image::Ddb(m) => SrcRef::Ddb(m.get(first)?),
+        Image::Json(m) => SrcRef::Json(m.get(first)?),
+    };
+    for segment in rest {
+        value = value.member(segment)?;
+    }
+    Some(value)
+}
+
+/// Types one field from the first image that has a value for it.
+fn type_field(
+    field: &Field,
+    images: &[Option<&Image>],
+) -> Result<Option<AttributeValue>, Violation> {
+    for image in images.iter().flatten() {
+        if let Some(value) = lookup(image, &field.from) {
+            if value.is_null() {
+                continue;
+            }
+            return coerce(value, &field.ty, field.unit, &field.name).map_err(|error| {
+                Violation::Type {
+                    field: field.name.clone(),
+                    from: field.from_path(),
+                    error: Box::new(error),
+                }
+            });
+        }
+    }
+    Ok(None)
+}
+
+/// Applies a contract to a change. `Ok(None)` for changes that touch no row (truncate, control).
+pub fn type_change(
+    change: &Change,
+    contract: &Contract,
+    meta: &RowMeta,
+) -> Result<Option<TypedRow>, Violation> {
+    let op = change.route.op;
+    let tombstone = match op {
+        Op::Insert | Op::Update | Op::Snapshot => false,
+        Op::Delete => true,
+        Op::Truncate | Op::Control => return Ok(None),
+    };
+    // Where values come from: the new image for upserts, the key (then the old image) for deletes.
+    let primary = if tombstone {
+        change.key.as_ref().or(change.before.as_ref())
+    } else {
+        change.after.as_ref()
+    };
+    let Some(primary) = primary else {
+        return Err(if tombstone {
+            Violation::NoImage {
+                op: "delete",
+                image: "key or old image",
+                hint: "the row's key cannot be recovered (Debezium needs REPLICA IDENTITY with the key)",
+            }
+        } else {
+            Violation::NoImage {
+                op: op.as_str(),
+                image: "new image",
+                hint: "a DynamoDB stream needs the NEW_IMAGE or NEW_AND_OLD_IMAGES view",
+            }
+        });
+    };
+    let fallback = if tombstone {
+        change.before.as_ref()
+    } else {
+        change.key.as_ref()
+    };
+    let images = [Some(primary), fallback];
+
+    let mut item = HashMap::new();
+    let mut key = Vec::with_capacity(contract.primary_key.len());
+    for field in contract.key_fields() {
+        let value = type_field(field, &images)?.ok_or_else(|| Violation::Missing {
+            field: field.name.clone(),
+            from: field.from_path(),
+        })?;
+        if matches!(&value, AttributeValue::S(s) if s.is_empty()) {
+            return Err(Violation::EmptyKey {
+                field: field.name.clone(),
+            });
+        }
+        key.push((field.name.clone(), value.clone()));
+        item.insert(field.name.clone(), value);
+    }
+    if !tombstone {
+        for (i, field) in contract.fields.iter().enumerate() {
+            if contract.primary_key.contains(&i) {
+                continue;
+            }
+            match type_field(field, &images)? {
+                Some(v) => {
+                    item.insert(field.name.clone(), v);
+                }
+                None if field.required => {
+                    return Err(Violation::Missing {
+                        field: field.name.clone(),
+                        from: field.from_path(),
+                    })
+                }
+                None => {
+                    if let Some(d) = &field.default {
+                        item.insert(field.name.clone(), d.clone());
+                    }
+                }
+            }
+        }
+        if contract.unknown_fields == UnknownFields::Keep {
+            let extra = extra_columns(primary, contract);
+            if !extra.is_empty() {
+                item.insert(EXTRA_ATTR.to_owned(), AttributeValue::M(extra));
+            }
+        }
+    }
+    item.insert(
+        SEQ_ATTR.into(),
+        AttributeValue::S(change.route.seq.as_str().to_owned()),
+    );
+    item.insert(OP_ATTR.into(), AttributeValue::S(op.as_str().to_owned()));
+    item.insert(
+        SOURCE_TS_ATTR.into(),
+        AttributeValue::N(meta.ts_ms.to_string()),
+    );
+    item.insert(
+        VERSION_ATTR.into(),
+        AttributeValue::N(contract.version.to_string()),
+    );
+    item.insert(RAW_ATTR.into(), AttributeValue::S(meta.raw_ref.clone()));
+    if tombstone {
+        item.insert(DELETED_ATTR.into(), AttributeValue::Bool(true));
+        item.insert(
+            EXPIRES_ATTR.into(),
+            AttributeValue::N(meta.tombstone_expires_at.to_string()),
+        );
+    }
+    Ok(Some(TypedRow {
+        table: contract.name.clone(),
+        key,
+        item,
+        seq: change.route.seq.clone(),
+        version: contract.version,
+        tombstone,
+    }))
+}
+
+/// The source columns that no field reads, as they came.
+fn extra_columns(image: &Image, contract: &Contract) -> HashMap<String, AttributeValue> {
+    let read = |name: &str| {
+        contract
+            .fields
+            .iter()
+            .any(|f| f.from.first().is_some_and(|s| s == name))
+    };
+    match image {
+        Image::Ddb(m) => m
+            .iter()
+            .filter(|(k, _)| !read(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        Image::Json(m) => m
+            .iter()
+            .filter(|(k, _)| !read(k))
+            .map(|(k, v)| (k.clone(), json_to_attribute(v)))
+            .collect(),
+    }
+}
+
+/// A JSON value as a DynamoDB value: numbers DynamoDB can hold become `N`, others keep their
+/// literal text as `S`, so nothing is rounded.
+pub fn json_to_attribute(raw: &RawValue) -> AttributeValue {
+    let text = raw.get();
+    match text.as_bytes().first() {
+        Some(b'n') => AttributeValue::Null(true),
+        Some(b't') => AttributeValue::Bool(true),
+        Some(b'f') => AttributeValue::Bool(false),
+        Some(b'"') => {
+            AttributeValue::S(serde_json::from_str(text).unwrap_or_else(|_| text.to_owned()))
+        }
+        Some(b'[') => AttributeValue::L(
+            serde_json::from_str::<Vec<&RawValue>>(text)
+                .map(|v| v.into_iter().map(json_to_attribute).collect())
+                .unwrap_or_default(),
+        ),
+        Some(b'{') => AttributeValue::M(
+            serde_json::from_str::<BTreeMap<String, &RawValue>>(text)
+                .map(|m| {
+                    m.into_iter()
+                        .map(|(k, v)| (k, json_to_attribute(v)))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        ),
+        _ => match canonical_decimal(text) {
+            Ok(n) => AttributeValue::N(n),
+            Err(_) => AttributeValue::S(text.to_owned()),
+        },
+    }
+}
+
+/// The ordering guard: whether an incoming write replaces what is stored.
+///
+/// It replaces a missing row, a row with a lower `seq`, or a row with the same `seq` typed under
+/// an older contract version. Anything else is stale or a duplicate.
+pub fn supersedes(stored: Option<(&Seq, u64)>, incoming_seq: &Seq, incoming_version: u64) -> bool {
+    match stored {
+        None => true,
+        Some((seq, version)) => {
+            seq < incoming_seq || (seq == incoming_seq && version < incoming_version)
+        }
+    }
+}
+
+/// Keeps, for each (table, key), only the row with the highest `seq`; a later row wins a tie.
+/// Returns the winners in first-seen order and how many rows they superseded.
+pub fn coalesce(rows: impl IntoIterator<Item = TypedRow>) -> (Vec<TypedRow>, usize) {
+    let mut winners: Vec<TypedRow> = Vec::new();
+    let mut index: HashMap<(String, String), usize> = HashMap::new();
+    let mut superseded = 0;
+    for row in rows {
+        let id = (row.table.clone(), row.key_id());
+        match index.get(&id) {
+            None => {
+                index.insert(id, winners.len());
+                winners.push(row);
+            }
+            Some(&i) => {
+                superseded += 1;
+                if winners[i].seq <= row.seq {
+                    winners[i] = row;
+                }
+            }
+        }
+    }
+    (winners, superseded)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap as Map;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::change::{Format, Route};
+    use crate::contract;
+
+    const CONTRACT: &str = r#"
+name: orders
+version: 3
+sources: [{table: orders}]
+primary_key: [order_id]
+unknown_fields: keep
+fields:
+  - {name: order_id, type: string}
+  - {name: total, type: decimal, from: amounts.total}
+  - {name: customer, type: string, from: customer_id, required: true}
+  - {name: status, type: string, default: new}
+"#;
+
+    fn contract() -> Contract {
+        contract::parse("orders.yaml", CONTRACT).unwrap()
+    }
+
+    fn meta() -> RowMeta {
+        RowMeta {
+            raw_ref: "s3://b/raw/orders/x.ndjson.gz#L1".into(),
+            ts_ms: 1_795_590_000_000,
+            tombstone_expires_at: 1_800_000_000,
+        }
+    }
+
+    fn json_image(text: &str) -> Image {
+        Image::Json(serde_json::from_str(text).unwrap())
+    }
+
+    fn change(op: Op, seq: u64, after: Option<&str>, key: Option<&str>) -> Change {
+        Change {
+            route: Route {
+                format: Format::App,
+                table: "orders".into(),
+                op,
+                seq: Seq::decimal(&seq.to_string(), "seq").unwrap(),
+                ts_ms: Some(1),
+            },
+            ttl_delete: false,
+            key: key.map(json_image),
+            before: None,
+            after: after.map(json_image),
+        }
+    }
+
+    #[test]
+    fn renames_nesting_defaults_and_bookkeeping() {
+        let c = change(
+            Op::Insert,
+            7,
+            Some(
+                r#"{"order_id":"o-1","amounts":{"total":12345678901234567890.12},"customer_id":"c-9"}"#,
+            ),
+            None,
+        );
+        let row = type_change(&c, &contract(), &meta()).unwrap().unwrap();
+        assert_eq!(
+            row.key,
+            vec![("order_id".to_owned(), AttributeValue::S("o-1".into()))]
+        );
+        assert_eq!(
+            row.item["total"],
+            AttributeValue::N("12345678901234567890.12".into())
+        );
+        assert_eq!(row.item["customer"], AttributeValue::S("c-9".into()));
+        assert_eq!(
+            row.item["status"],
+            AttributeValue::S("new".into()),
+            "default"
+        );
+        assert_eq!(
+            row.item[SEQ_ATTR],
+            AttributeValue::S(Seq::decimal("7", "").unwrap().as_str().into())
+        );
+        assert_eq!(row.item[VERSION_ATTR], AttributeValue::N("3".into()));
+        assert_eq!(row.item[OP_ATTR], AttributeValue::S("insert".into()));
+        assert_eq!(
+            row.item[RAW_ATTR],
+            AttributeValue::S("s3://b/raw/orders/x.ndjson.gz#L1".into())
+        );
+        assert!(!row.item.contains_key(DELETED_ATTR));
+        assert!(!row.item.contains_key(EXTRA_ATTR), "every column was read");
+    }
+
+    #[test]
+    fn unknown_fields_keep_and_ignore() {
+        let after = r#"{"order_id":"o-1","customer_id":"c","coupon":"X1","n":1.50,"big":1E+400}"#;
+        let row = type_change(
+            &change(Op::Update, 1, Some(after), None),
+            &contract(),
+            &meta(),
+        )
+        .unwrap()
+        .unwrap();
+        let AttributeValue::M(extra) = &row.item[EXTRA_ATTR] else {
+            panic!("no _extra")
+        };
+        assert_eq!(extra["coupon"], AttributeValue::S("X1".into()));
+        assert_eq!(extra["n"], AttributeValue::N("1.5".into()));
+        assert_eq!(
+            extra["big"],
+            AttributeValue::S("1E+400".into()),
+            "kept as text, not rounded"
+        );
+        assert!(!extra.contains_key("order_id") && !extra.contains_key("customer_id"));
+
+        let ignoring = contract::parse(
+            "o.yaml",
+            &CONTRACT.replace("unknown_fields: keep", "unknown_fields: ignore"),
+        )
+        .unwrap();
+        let row = type_change(
+            &change(Op::Update, 1, Some(after), None),
+            &ignoring,
+            &meta(),
+        )
+        .unwrap()
+        .unwrap();
+        assert!(!row.item.contains_key(EXTRA_ATTR));
+        assert!(!row.item.contains_key("coupon"));
+    }
+
+    #[test]
+    fn violations_name_the_field() {
+        let missing = change(Op::Insert, 1, Some(r#"{"order_id":"o-1"}"#), None);
+        let e = type_change(&missing, &contract(), &meta()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "field customer (from `customer_id`): required, but the change has no value for it"
+        );
+        assert_eq!(e.field(), Some("customer"));
+
+        let wrong = change(
+            Op::Insert,
+            1,
+            Some(r#"{"order_id":"o-1","customer_id":"c","amounts":{"total":"lots"}}"#),
+            None,
+        );
+        let e = type_change(&wrong, &contract(), &meta()).unwrap_err();
+        assert_eq!(e.to_string(), "field total (from `amounts.total`): `total`: expected decimal, found a string (not a number)");
+        assert!(!e.to_string().contains("lots"), "never the value");
+
+        let no_key = change(Op::Insert, 1, Some(r#"{"customer_id":"c"}"#), None);
+        assert_eq!(
+            type_change(&no_key, &contract(), &meta())
+                .unwrap_err()
+                .field(),
+            Some("order_id")
+        );
+
+        let empty_key = change(
+            Op::Insert,
+            1,
+            Some(r#"{"order_id":"","customer_id":"c"}"#),
+            None,
+        );
+        assert!(matches!(
+            type_change(&empty_key, &contract(), &meta()),
+            Err(Violation::EmptyKey { .. })
+        ));
+
+        let keys_only = change(Op::Update, 1, None, Some(r#"{"order_id":"o-1"}"#));
+        assert!(matches!(
+            type_change(&keys_only, &contract(), &meta()),
+            Err(Violation::NoImage { .. })
+        ));
+    }
+
+    #[test]
+    fn deletes_are_tombstones_with_the_key_only() {
+        let c = change(Op::Delete, 9, None, Some(r#"{"order_id":"o-1"}"#));
+        let row = type_change(&c, &contract(), &meta()).unwrap().unwrap();
+        assert!(row.tombstone);
+        assert_eq!(row.item[DELETED_ATTR], AttributeValue::Bool(true));
+        assert_eq!(
+            row.item[EXPIRES_ATTR],
+            AttributeValue::N("1800000000".into())
+        );
+        assert!(
+            !row.item.contains_key("customer"),
+            "a tombstone holds no fields"
+        );
+        let no_key = change(Op::Delete, 9, None, None);
+        assert!(matches!(
+            type_change(&no_key, &contract(), &meta()),
+            Err(Violation::NoImage { op: "delete", .. })
+        ));
+    }
+
+    #[test]
+    fn truncate_and_control_touch_no_row() {
+        for op in [Op::Truncate, Op::Control] {
+            assert_eq!(
+                type_change(&change(op, 1, None, None), &contract(), &meta()).unwrap(),
+                None
+            );
+        }
+    }
+
+    #[test]
+    fn the_guard_orders_by_seq_then_contract_version() {
+        let s = |n: &str| Seq::decimal(n, "").unwrap();
+        assert!(supersedes(None, &s("1"), 1));
+        assert!(supersedes(
+            Some((&s("9000000000000000003"), 1)),
+            &s("100000000000000000004"),
+            1
+        ));
+        assert!(
+            !supersedes(Some((&s("5"), 1)), &s("4"), 9),
+            "an older change never wins"
+        );
+        assert!(
+            !supersedes(Some((&s("5"), 2)), &s("5"), 2),
+            "a duplicate is stale"
+        );
+        assert!(
+            supersedes(Some((&s("5"), 2)), &s("5"), 3),
+            "a newer contract rewrites the same seq"
+        );
+        assert!(!supersedes(Some((&s("5"), 3)), &s("5"), 2));
+    }
+
+    #[test]
+    fn coalescing_keeps_the_highest_seq_per_key() {
+        let rows: Vec<TypedRow> = [(3, "a"), (1, "a"), (2, "b"), (5, "a"), (5, "b")]
+            .into_iter()
+            .map(|(seq, k)| {
+                let c = change(
+                    Op::Update,
+                    seq,
+                    Some(&format!(r#"{{"order_id":"{k}","customer_id":"c{seq}"}}"#)),
+                    None,
+                );
+                type_change(&c, &contract(), &meta()).unwrap().unwrap()
+            })
+            .collect();
+        let (winners, superseded) = coalesce(rows);
+        assert_eq!(superseded, 3);
+        assert_eq!(winners.len(), 2);
+        assert_eq!(winners[0].item["customer"], AttributeValue::S("c5".into()));
+        assert_eq!(winners[1].item["customer"], AttributeValue::S("c5".into()));
+    }
+
+    /// A change of one key: its seq, and whether it deletes or sets a value.
+    fn history() -> impl Strategy<Value = Vec<(u64, Option<u32>)>> {
+        prop::collection::vec(prop::option::weighted(0.8, any::<u32>()), 1..20).prop_map(|values| {
+            values
+                .into_iter()
+                .enumerate()
+                .map(|(i, v)| (i as u64 + 1, v))
+                .collect()
+        })
+    }
+
+    fn row_for(seq: u64, value: Option<u32>, key: &str) -> TypedRow {
+        let c = match value {
+            Some(v) => change(
+                Op::Update,
+                seq,
+                Some(&format!(r#"{{"order_id":"{key}","customer_id":"c{v}"}}"#)),
+                None,
+            ),
+            None => change(
+                Op::Delete,
+                seq,
+                None,
+                Some(&format!(r#"{{"order_id":"{key}"}}"#)),
+            ),
+        };
+        type_change(&c, &contract(), &meta()).unwrap().unwrap()
+    }
+
+    /// A table that applies writes through the guard, as the conditional write does.
+    fn apply(table: &mut Map<String, TypedRow>, row: TypedRow) {
+        let id = row.key_id();
+        let stored = table.get(&id).map(|r| (&r.seq, r.version));
+        if supersedes(stored, &row.seq, row.version) {
+            table.insert(id, row);
+        }
+    }
+
+    proptest! {
+        /// Any permutation or duplication of a key's changes, delivered in objects of any size,
+        /// ends in the same row as applying them in order.
+        #[test]
+        fn any_order_and_duplication_converges(
+            history in history(),
+            shuffle in any::<prop::sample::Index>(),
+            dups in prop::collection::vec(any::<prop::sample::Index>(), 0..10),
+            chunk in 1usize..6,
+        ) {
+            let mut in_order = Map::new();
+            for (seq, v) in &history {
+                apply(&mut in_order, row_for(*seq, *v, "k"));
+            }
+            let mut delivery: Vec<(u64, Option<u32>)> = history.clone();
+            for d in &dups {
+                delivery.push(history[d.index(history.len())]);
+            }
+            // A deterministic shuffle driven by the sampled index.
+            let n = delivery.len();
+            let mut seed = shuffle.index(usize::MAX / 2) | 1;
+            for i in (1..n).rev() {
+                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                delivery.swap(i, seed % (i + 1));
+            }
+            let mut shuffled = Map::new();
+            for object in delivery.chunks(chunk) {
+                let (winners, _) = coalesce(object.iter().map(|(s, v)| row_for(*s, *v, "k")));
+                for row in winners {
+                    apply(&mut shuffled, row);
+                }
+            }
+            prop_assert_eq!(in_order, shuffled);
+        }
+    }
+}
