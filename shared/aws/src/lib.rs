@@ -9,7 +9,9 @@ pub mod events;
 pub mod metrics;
 pub mod ports;
 pub mod provision;
+pub mod raw_objects;
 pub mod raw_store;
+pub mod typed_tables;
 
 pub use error::AwsError;
 pub use ports::{DeadLetters, RawStore};

@@ -48,7 +48,7 @@ pub enum Sink {
 #[derive(Debug, Clone)]
 pub struct MetricSet {
     dimensions: Vec<(&'static str, String)>,
-    values: Vec<(&'static str, Unit, f64)>,
+    values: Vec<(&'static str, Unit, Vec<f64>)>,
 }
 
 impl MetricSet {
@@ -68,7 +68,20 @@ impl MetricSet {
 
     /// Records a value.
     pub fn put(&mut self, name: &'static str, unit: Unit, value: f64) -> &mut Self {
-        self.values.push((name, unit, value));
+        self.values.push((name, unit, vec![value]));
+        self
+    }
+
+    /// Records several values of one metric (at most 100, as EMF allows), for distributions
+    /// such as latency, where CloudWatch computes the percentiles.
+    pub fn put_values(
+        &mut self,
+        name: &'static str,
+        unit: Unit,
+        mut values: Vec<f64>,
+    ) -> &mut Self {
+        values.truncate(100);
+        self.values.push((name, unit, values));
         self
     }
 
@@ -92,7 +105,11 @@ impl MetricSet {
             doc.insert((*k).into(), Value::String(v.clone()));
         }
         for (n, _, v) in &self.values {
-            doc.insert((*n).into(), json!(v));
+            let value = match v.as_slice() {
+                [one] => json!(one),
+                many => json!(many),
+            };
+            doc.insert((*n).into(), value);
         }
         Value::Object(doc)
     }
@@ -128,5 +145,12 @@ mod tests {
         assert_eq!(doc["Function"], "ingest");
         assert_eq!(doc["RecordsIn"], 3.0);
         assert_eq!(doc["_aws"]["Timestamp"], 1000);
+        m.put_values(
+            "Latency",
+            Unit::Milliseconds,
+            (0..150).map(f64::from).collect(),
+        );
+        let doc = m.to_emf(1000);
+        assert_eq!(doc["Latency"].as_array().map(Vec::len), Some(100));
     }
 }

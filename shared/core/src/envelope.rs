@@ -80,6 +80,49 @@ pub struct FailureEnvelope {
     pub pipeline_version: String,
 }
 
+impl FailureEnvelope {
+    /// A new envelope for a first failure at `now_ms`. `identity` is what names the failed record
+    /// at its step (an ARN and an id, or a raw reference and a field), so that the same record
+    /// failing the same way gets the same `failure_id`.
+    pub fn new(
+        step: Step,
+        class: ErrorClass,
+        code: &str,
+        error: String,
+        identity: (&str, &str),
+        origin: Box<RawValue>,
+        now_ms: i64,
+    ) -> Self {
+        let at = crate::time::ms_to_rfc3339(now_ms);
+        Self {
+            sluice_failure: 1,
+            failure_id: failure_id(step, identity.0, identity.1, code),
+            step,
+            error_class: class,
+            error_code: Some(code.to_owned()),
+            error,
+            table: None,
+            format: None,
+            origin,
+            raw_ref: None,
+            original: None,
+            original_ref: None,
+            original_bytes: 0,
+            first_failed_at: at.clone(),
+            failed_at: at,
+            retry_count: 0,
+            pipeline_version: env!("CARGO_PKG_VERSION").to_owned(),
+        }
+    }
+
+    /// Attaches the original verbatim.
+    pub fn with_original(mut self, original: String) -> Self {
+        self.original_bytes = original.len();
+        self.original = Some(original);
+        self
+    }
+}
+
 /// Derives a failure id from the step, the origin and the cause.
 pub fn failure_id(step: Step, origin_arn: &str, origin_id: &str, code: &str) -> String {
     let mut h = Sha256::new();

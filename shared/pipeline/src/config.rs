@@ -136,3 +136,57 @@ mod tests {
         assert!(bad.to_string().contains("SLUICE_PUT_CONCURRENCY"), "{bad}");
     }
 }
+
+/// The transform function's settings. Every variable is listed in the README.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransformConfig {
+    /// `SLUICE_CONTRACTS`: a directory or `s3://bucket/prefix/` holding the contracts (required).
+    pub contracts: String,
+    /// `SLUICE_CONTRACTS_TTL_SECS`: how long loaded contracts are used before reloading (default 60).
+    pub contracts_ttl_secs: u64,
+    /// `SLUICE_DLQ_URL`: the dead-letter queue's URL (required).
+    pub dlq_url: String,
+    /// `SLUICE_RAW_BUCKET`: the bucket of raw staging (required).
+    pub raw_bucket: String,
+    /// `SLUICE_QUARANTINE_BUCKET`: where oversized originals are claim-checked (default: the raw bucket).
+    pub quarantine_bucket: String,
+    /// `SLUICE_TYPED_TABLE_PREFIX`: prefix of the typed tables' names (default: none).
+    pub typed_table_prefix: String,
+    /// `SLUICE_TOMBSTONE_TTL_DAYS`: how long tombstones are kept before DynamoDB's TTL removes them (default 35).
+    pub tombstone_ttl_days: u64,
+    /// `SLUICE_WRITE_CONCURRENCY`: typed writes in flight per invocation (default 16).
+    pub write_concurrency: usize,
+    /// `SLUICE_MAX_LINE_BYTES`: the longest raw line read; longer ones are `too_large` (default 2 MiB).
+    pub max_line_bytes: usize,
+    /// `SLUICE_MAX_JSON_DEPTH`: the deepest JSON accepted in a line (default 100).
+    pub max_depth: usize,
+}
+
+impl TransformConfig {
+    /// The default for `SLUICE_MAX_LINE_BYTES`: a 1 MiB record and room for its envelope.
+    pub const DEFAULT_MAX_LINE_BYTES: usize = 2 * 1024 * 1024;
+
+    /// Reads the configuration from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the configuration through `env`.
+    pub fn from_lookup(env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let raw_bucket = required(&env, "SLUICE_RAW_BUCKET")?;
+        Ok(Self {
+            contracts: required(&env, "SLUICE_CONTRACTS")?,
+            contracts_ttl_secs: parsed(&env, "SLUICE_CONTRACTS_TTL_SECS", 60)?,
+            dlq_url: required(&env, "SLUICE_DLQ_URL")?,
+            quarantine_bucket: env("SLUICE_QUARANTINE_BUCKET")
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| raw_bucket.clone()),
+            raw_bucket,
+            typed_table_prefix: env("SLUICE_TYPED_TABLE_PREFIX").unwrap_or_default(),
+            tombstone_ttl_days: parsed(&env, "SLUICE_TOMBSTONE_TTL_DAYS", 35)?,
+            write_concurrency: parsed(&env, "SLUICE_WRITE_CONCURRENCY", 16usize)?.max(1),
+            max_line_bytes: parsed(&env, "SLUICE_MAX_LINE_BYTES", Self::DEFAULT_MAX_LINE_BYTES)?,
+            max_depth: parsed(&env, "SLUICE_MAX_JSON_DEPTH", Limits::DEFAULT_MAX_DEPTH)?,
+        })
+    }
+}

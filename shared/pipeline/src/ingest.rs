@@ -26,13 +26,13 @@ use sluice_aws::dead_letters::SqsDeadLetters;
 use sluice_aws::metrics::{MetricSet, Sink, Unit};
 use sluice_aws::raw_store::S3RawStore;
 use sluice_aws::{AwsError, DeadLetters, RawStore};
-use sluice_core::envelope::{failure_id, FailureEnvelope, Step};
+use sluice_core::envelope::{FailureEnvelope, Step};
 use sluice_core::json::read_str;
 use sluice_core::raw::{batch_id, Landable, ObjectWriter, Origin, OriginKind, Partition};
-use sluice_core::time::ms_to_rfc3339;
-use sluice_core::{body, ddb, DecodeError, ErrorClass, Format};
+use sluice_core::{body, ddb, DecodeError, Format};
 
 use crate::config::IngestConfig;
+use crate::sqs::SqsRecordView;
 
 /// The version written into every envelope.
 pub const PIPELINE_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -168,28 +168,6 @@ struct EventView<'a> {
 struct SourcePeek<'a> {
     #[serde(rename = "eventSource", alias = "EventSource", borrow, default)]
     event_source: Option<Cow<'a, str>>,
-}
-
-#[derive(Deserialize)]
-struct SqsRecordView<'a> {
-    #[serde(rename = "messageId", borrow, default)]
-    message_id: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    body: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    attributes: Option<&'a RawValue>,
-    #[serde(rename = "messageAttributes", borrow, default)]
-    message_attributes: Option<&'a RawValue>,
-    #[serde(rename = "eventSourceARN", borrow, default)]
-    event_source_arn: Option<Cow<'a, str>>,
-}
-
-#[derive(Deserialize, Default)]
-struct SqsAttributesView<'a> {
-    #[serde(rename = "MessageGroupId", borrow, default)]
-    message_group_id: Option<Cow<'a, str>>,
-    #[serde(rename = "ApproximateReceiveCount", borrow, default)]
-    approximate_receive_count: Option<Cow<'a, str>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -413,16 +391,8 @@ fn sqs_slot<'a, R, D>(
             };
         }
     };
-    let attrs: SqsAttributesView<'_> = view
-        .attributes
-        .and_then(|a| serde_json::from_str(a.get()).ok())
-        .unwrap_or_default();
-    let retry_count = attrs
-        .approximate_receive_count
-        .as_deref()
-        .and_then(|c| c.parse::<u32>().ok())
-        .map_or(0, |c| c.saturating_sub(1));
-    let group = attrs.message_group_id.map(Cow::into_owned);
+    let retry_count = view.retry_count();
+    let group = view.attributes().message_group_id.map(Cow::into_owned);
     let origin = Origin {
         kind: OriginKind::Sqs,
         arn: view.event_source_arn.clone().unwrap_or(Cow::Borrowed("")),
@@ -644,28 +614,20 @@ fn dead<'a>(
     retry_count: u32,
     now_ms: i64,
 ) -> Outcome<'a> {
-    let class: ErrorClass = err.class();
-    let at = ms_to_rfc3339(now_ms);
     let origin_json = serde_json::value::to_raw_value(origin).unwrap_or_default();
-    Outcome::Dead(Box::new(FailureEnvelope {
-        sluice_failure: 1,
-        failure_id: failure_id(Step::Ingest, &origin.arn, &origin.id, err.code()),
-        step: Step::Ingest,
-        error_class: class,
-        error_code: Some(err.code().to_owned()),
-        error: err.to_string(),
-        table: None,
-        format,
-        origin: origin_json,
-        raw_ref: None,
-        original_bytes: original.len(),
-        original: Some(original),
-        original_ref: None,
-        first_failed_at: at.clone(),
-        failed_at: at,
-        retry_count,
-        pipeline_version: PIPELINE_VERSION.to_owned(),
-    }))
+    let mut envelope = FailureEnvelope::new(
+        Step::Ingest,
+        err.class(),
+        err.code(),
+        err.to_string(),
+        (&origin.arn, &origin.id),
+        origin_json,
+        now_ms,
+    )
+    .with_original(original);
+    envelope.format = format;
+    envelope.retry_count = retry_count;
+    Outcome::Dead(Box::new(envelope))
 }
 
 #[cfg(test)]
@@ -809,7 +771,7 @@ mod tests {
             sent[0].retry_count, 2,
             "ApproximateReceiveCount 3 means two retries"
         );
-        assert_eq!(sent[0].error_class, ErrorClass::BadFormat);
+        assert_eq!(sent[0].error_class, sluice_core::ErrorClass::BadFormat);
     }
 
     #[tokio::test]

@@ -3,6 +3,9 @@
 //! invoked locally.
 
 pub mod config;
+pub mod contracts;
 pub mod ingest;
+mod sqs;
+pub mod transform;
 
-pub use config::{ConfigError, IngestConfig};
+pub use config::{ConfigError, IngestConfig, TransformConfig};

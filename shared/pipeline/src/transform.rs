@@ -1,0 +1,891 @@
+//! The transform handler: raw staging becomes typed tables, row by row, through contracts.
+//!
+//! It takes an SQS event whose messages are S3 `ObjectCreated` notifications of the raw bucket
+//! (one message may name several objects), or raw lines sent inline (the redrive path).
+//! `s3:TestEvent` messages are acknowledged and ignored. Each object is streamed line by line:
+//!
+//! 1. the line is read (bounded by `SLUICE_MAX_LINE_BYTES`) and its record decoded again by its
+//!    format, so a decoder fix applies on replay;
+//! 2. every contract fed by the line's table and format types it into a row;
+//! 3. rows are coalesced per key within the object, so only the highest `seq` is written;
+//! 4. the winners are written conditionally, guarded by `seq` and the contract version.
+//!
+//! A line that cannot be read, has no contract or violates its contract goes to the DLQ with
+//! `raw_ref = s3://bucket/key#L<n>`, and the rest of the object goes on. A retriable failure
+//! (throttling that outlasted the retries, a broken connection) fails the message, so the whole
+//! object is processed again later, which is always safe: writes are conditional and dead letters
+//! have deterministic ids.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse};
+use futures::stream::{self, StreamExt};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use sluice_aws::clients::{s3_client, sqs_client, SdkConfig};
+use sluice_aws::dead_letters::SqsDeadLetters;
+use sluice_aws::metrics::{MetricSet, Sink, Unit};
+use sluice_aws::raw_objects::{ObjectReader, RawObjects, S3RawObjects};
+use sluice_aws::typed_tables::{DynamoTypedTables, TypedTables, WriteOutcome};
+use sluice_aws::{AwsError, DeadLetters};
+use sluice_core::envelope::{FailureEnvelope, Step};
+use sluice_core::json::{read_str, Limits};
+use sluice_core::raw::{OwnedRawLine, TsSource};
+use sluice_core::row::{type_change, RowMeta, TypedRow, Violation};
+use sluice_core::{body, ddb, Change, DecodeError, ErrorClass, Format, Op};
+use tokio::io::AsyncBufReadExt;
+
+use crate::config::TransformConfig;
+use crate::contracts::{ContractCache, ContractSet, ContractSource};
+use crate::sqs::SqsRecordView;
+
+/// The function name used in metrics.
+pub const FUNCTION: &str = "transform";
+
+/// An invocation that cannot be handled message by message.
+#[derive(Debug, thiserror::Error)]
+pub enum TransformError {
+    /// The event is not an SQS event.
+    #[error("unsupported event: {0}")]
+    UnsupportedEvent(String),
+}
+
+/// What the transform handler needs.
+pub struct Transform<O, T, D> {
+    /// Settings read at cold start.
+    pub config: TransformConfig,
+    /// Raw staging, for reading.
+    pub objects: O,
+    /// The typed tables.
+    pub tables: T,
+    /// The dead-letter queue.
+    pub dead_letters: D,
+    /// The contracts, cached.
+    pub contracts: ContractCache,
+    /// Where metrics go.
+    pub metrics: Sink,
+}
+
+impl Transform<S3RawObjects, DynamoTypedTables, SqsDeadLetters> {
+    /// The AWS adapters, with clients built from `sdk`.
+    pub fn from_sdk(config: TransformConfig, sdk: &SdkConfig, metrics: Sink) -> Self {
+        let s3 = s3_client(sdk);
+        Self {
+            objects: S3RawObjects::new(s3.clone()),
+            tables: DynamoTypedTables::new(
+                aws_sdk_dynamodb::Client::new(sdk),
+                config.typed_table_prefix.clone(),
+            ),
+            dead_letters: SqsDeadLetters::new(
+                sqs_client(sdk),
+                config.dlq_url.clone(),
+                s3.clone(),
+                config.quarantine_bucket.clone(),
+            ),
+            contracts: ContractCache::new(
+                ContractSource::parse(&config.contracts),
+                Duration::from_secs(config.contracts_ttl_secs),
+                s3,
+            ),
+            config,
+            metrics,
+        }
+    }
+}
+
+/// Counts of one invocation, per typed table where it applies.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TransformStats {
+    /// Raw lines read.
+    pub lines: usize,
+    /// Objects read.
+    pub objects: usize,
+    /// Lines about the source rather than a row (DMS control, truncate).
+    pub control: usize,
+    /// Lines dead-lettered, by error class.
+    pub quarantined: BTreeMap<&'static str, usize>,
+    /// Per typed table: rows written, stale (superseded in the object or by a stored row), and
+    /// end-to-end latencies of written rows in ms.
+    pub tables: BTreeMap<String, TableStats>,
+}
+
+/// Counts for one typed table.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TableStats {
+    /// Rows written.
+    pub written: usize,
+    /// Rows not written because a newer (or equal) one was already there or in the same object.
+    pub stale: usize,
+    /// Lines for this table that were dead-lettered.
+    pub quarantined: usize,
+    /// Now minus source commit time of written rows, in ms (at most 100 samples).
+    pub latency_ms: Vec<f64>,
+}
+
+/// One unit of work named by a message.
+#[derive(Debug)]
+enum Work {
+    Object { bucket: String, key: String },
+    Inline { line: String, raw_ref: String },
+}
+
+/// Why a message must be retried.
+struct Retry(String);
+
+/// Handles one SQS event; returns the messages to retry.
+pub async fn handle<O: RawObjects, T: TypedTables, D: DeadLetters>(
+    event: &str,
+    deps: &Transform<O, T, D>,
+) -> Result<(SqsBatchResponse, TransformStats), TransformError> {
+    let started = Instant::now();
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    #[derive(Deserialize)]
+    struct EventView<'a> {
+        #[serde(rename = "Records", borrow)]
+        records: Option<Vec<&'a RawValue>>,
+    }
+    let view: EventView<'_> = serde_json::from_str(event).map_err(|e| {
+        TransformError::UnsupportedEvent(format!("expected an object with Records: {e}"))
+    })?;
+    let records = view
+        .records
+        .ok_or_else(|| TransformError::UnsupportedEvent("the event has no Records array".into()))?;
+    let mut stats = TransformStats::default();
+    let mut response = SqsBatchResponse::default();
+    for (i, raw) in records.iter().enumerate() {
+        let record: SqsRecordView<'_> = match serde_json::from_str(raw.get()) {
+            Ok(r) => r,
+            Err(e) => {
+                return Err(TransformError::UnsupportedEvent(format!(
+                    "record {i} is not an SQS message: {e}"
+                )))
+            }
+        };
+        let id = record.message_id.as_deref().unwrap_or_default().to_owned();
+        if let Err(Retry(why)) = handle_message(&record, deps, now_ms, &mut stats).await {
+            tracing::warn!(message_id = %id, reason = %why, "Message will be retried.");
+            let mut f = BatchItemFailure::default();
+            f.item_identifier = id;
+            response.batch_item_failures.push(f);
+        }
+    }
+    emit_metrics(
+        &stats,
+        started,
+        response.batch_item_failures.len(),
+        deps.metrics,
+        now_ms,
+    );
+    Ok((response, stats))
+}
+
+async fn handle_message<O: RawObjects, T: TypedTables, D: DeadLetters>(
+    record: &SqsRecordView<'_>,
+    deps: &Transform<O, T, D>,
+    now_ms: i64,
+    stats: &mut TransformStats,
+) -> Result<(), Retry> {
+    let message_id = record.message_id.as_deref().unwrap_or_default();
+    let queue = record.event_source_arn.as_deref().unwrap_or_default();
+    let body: String = record
+        .body
+        .and_then(|b| serde_json::from_str(b.get()).ok())
+        .unwrap_or_default();
+    let work = match parse_message(&body, &format!("sqs://{queue}/{message_id}")) {
+        Ok(w) => w,
+        Err(err) => {
+            let origin = serde_json::json!({"kind": "sqs", "arn": queue, "id": message_id});
+            let mut env = FailureEnvelope::new(
+                Step::Transform,
+                err.class(),
+                err.code(),
+                format!("transform message not understood: {err}"),
+                (queue, message_id),
+                serde_json::value::to_raw_value(&origin).unwrap_or_default(),
+                now_ms,
+            )
+            .with_original(body.clone());
+            env.retry_count = record.retry_count();
+            *stats.quarantined.entry(err.class().as_str()).or_default() += 1;
+            return deps
+                .dead_letters
+                .send(env)
+                .await
+                .map_err(|e| Retry(format!("dead letter not sent: {e}")));
+        }
+    };
+    let contracts = deps
+        .contracts
+        .get()
+        .await
+        .map_err(|e| Retry(format!("contracts unavailable: {e}")))?;
+    let mut result = Ok(());
+    for w in work {
+        let mut batch = ObjectBatch::new(&contracts, deps, now_ms, record.retry_count());
+        let outcome = match w {
+            Work::Object { bucket, key } => {
+                stats.objects += 1;
+                batch.read_object(&bucket, &key, stats).await
+            }
+            Work::Inline { line, raw_ref } => {
+                batch.line(&line, &raw_ref, stats);
+                Ok(())
+            }
+        };
+        let flushed = batch.flush(stats).await;
+        if let Err(e) = outcome.and(flushed) {
+            result = Err(e);
+        }
+    }
+    result
+}
+
+// ---------------------------------------------------------------------------------------------
+// Messages
+
+#[derive(Deserialize)]
+struct Probe<'a> {
+    #[serde(rename = "Records", borrow, default)]
+    records: Option<Vec<&'a RawValue>>,
+    #[serde(rename = "Event", borrow, default)]
+    event: Option<std::borrow::Cow<'a, str>>,
+    #[serde(rename = "Type", borrow, default)]
+    sns_type: Option<std::borrow::Cow<'a, str>>,
+    #[serde(rename = "Message", default)]
+    sns_message: Option<String>,
+    #[serde(borrow, default)]
+    v: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    record: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct S3Record {
+    #[serde(rename = "eventSource", default)]
+    event_source: Option<String>,
+    #[serde(rename = "eventName", default)]
+    event_name: Option<String>,
+    s3: Option<S3Entity>,
+}
+
+#[derive(Deserialize)]
+struct S3Entity {
+    bucket: S3Bucket,
+    object: S3Object,
+}
+
+#[derive(Deserialize)]
+struct S3Bucket {
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct S3Object {
+    key: String,
+}
+
+/// What a transform message asks for: objects, an inline raw line, or nothing.
+fn parse_message(body: &str, inline_ref: &str) -> Result<Vec<Work>, DecodeError> {
+    let text = read_str(body, &Limits::default())?;
+    let probe: Probe<'_> = serde_json::from_str(&text).map_err(|_| DecodeError::UnknownShape {
+        detail: "a transform message is a JSON object".into(),
+    })?;
+    if probe.event.as_deref() == Some("s3:TestEvent") {
+        return Ok(Vec::new());
+    }
+    if probe.sns_type.as_deref() == Some("Notification") {
+        if let Some(inner) = probe.sns_message.as_deref() {
+            return parse_message(inner, inline_ref);
+        }
+    }
+    if probe.v.is_some() && probe.record.is_some() {
+        return Ok(vec![Work::Inline {
+            line: text.into_owned(),
+            raw_ref: inline_ref.to_owned(),
+        }]);
+    }
+    if let Some(records) = probe.records {
+        let mut work = Vec::new();
+        for (i, r) in records.iter().enumerate() {
+            let rec: S3Record =
+                serde_json::from_str(r.get()).map_err(|e| DecodeError::InvalidField {
+                    path: format!("Records[{i}]"),
+                    detail: format!("not an S3 event record: {e}"),
+                })?;
+            if rec.event_source.as_deref() != Some("aws:s3") {
+                return Err(DecodeError::InvalidField {
+                    path: format!("Records[{i}].eventSource"),
+                    detail: "expected aws:s3".into(),
+                });
+            }
+            if !rec
+                .event_name
+                .as_deref()
+                .unwrap_or_default()
+                .starts_with("ObjectCreated:")
+            {
+                continue;
+            }
+            let entity = rec.s3.ok_or_else(|| DecodeError::MissingField {
+                path: format!("Records[{i}].s3"),
+            })?;
+            work.push(Work::Object {
+                bucket: entity.bucket.name,
+                key: url_decode_key(&entity.object.key).ok_or_else(|| {
+                    DecodeError::InvalidField {
+                        path: format!("Records[{i}].s3.object.key"),
+                        detail: "not a valid URL-encoded key".into(),
+                    }
+                })?,
+            });
+        }
+        return Ok(work);
+    }
+    Err(DecodeError::UnknownShape {
+        detail: "expected an S3 event notification, an s3:TestEvent or a raw line".into(),
+    })
+}
+
+/// Decodes an S3 notification key: form encoding, where `+` is a space.
+pub fn url_decode_key(key: &str) -> Option<String> {
+    let bytes = key.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = key.get(i + 1..i + 3)?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
+// ---------------------------------------------------------------------------------------------
+// One object (or one inline line)
+
+struct ObjectBatch<'a, O, T, D> {
+    contracts: &'a ContractSet,
+    deps: &'a Transform<O, T, D>,
+    now_ms: i64,
+    retry_count: u32,
+    /// Winners per (typed table, key), with the line's commit time if it came from the source.
+    rows: HashMap<(String, String), (TypedRow, Option<i64>)>,
+    dead: Vec<FailureEnvelope>,
+}
+
+impl<'a, O: RawObjects, T: TypedTables, D: DeadLetters> ObjectBatch<'a, O, T, D> {
+    fn new(
+        contracts: &'a ContractSet,
+        deps: &'a Transform<O, T, D>,
+        now_ms: i64,
+        retry_count: u32,
+    ) -> Self {
+        Self {
+            contracts,
+            deps,
+            now_ms,
+            retry_count,
+            rows: HashMap::new(),
+            dead: Vec::new(),
+        }
+    }
+
+    async fn read_object(
+        &mut self,
+        bucket: &str,
+        key: &str,
+        stats: &mut TransformStats,
+    ) -> Result<(), Retry> {
+        let object_ref = format!("s3://{bucket}/{key}");
+        let mut reader = match self.deps.objects.open(bucket, key).await {
+            Ok(r) => r,
+            Err(e) if e.is_retriable() => return Err(Retry(e.to_string())),
+            Err(e) => {
+                self.object_failure(&object_ref, "object_unreadable", e.to_string(), stats);
+                return Ok(());
+            }
+        };
+        let max = self.deps.config.max_line_bytes;
+        let mut buf = Vec::new();
+        let mut n = 0usize;
+        loop {
+            buf.clear();
+            let read = match read_line_capped(&mut reader, &mut buf, max).await {
+                Ok(r) => r,
+                Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                    self.object_failure(
+                        &object_ref,
+                        "object_corrupt",
+                        format!("after line {n}: {e}"),
+                        stats,
+                    );
+                    return Ok(());
+                }
+                Err(e) => return Err(Retry(format!("reading {object_ref}: {e}"))),
+            };
+            n += 1;
+            let raw_ref = format!("{object_ref}#L{n}");
+            match read {
+                LineRead::Eof => break,
+                LineRead::TooLong(size) => {
+                    let err = DecodeError::TooLarge { size, limit: max };
+                    let mut env = self.envelope(
+                        ErrorClass::TooLarge,
+                        err.code(),
+                        format!("line {n}: {err}"),
+                        &raw_ref,
+                        None,
+                    );
+                    env.original_ref = Some(raw_ref.clone());
+                    env.original_bytes = size;
+                    self.quarantine(env, None, stats);
+                }
+                LineRead::Line => {
+                    if buf.iter().all(u8::is_ascii_whitespace) {
+                        continue;
+                    }
+                    match std::str::from_utf8(&buf) {
+                        Ok(text) => {
+                            let text = text.to_owned();
+                            self.line(&text, &raw_ref, stats);
+                        }
+                        Err(e) => {
+                            let err = DecodeError::InvalidUtf8 {
+                                detail: e.to_string(),
+                            };
+                            let env = self
+                                .envelope(err.class(), err.code(), err.to_string(), &raw_ref, None)
+                                .with_original(String::from_utf8_lossy(&buf).into_owned());
+                            self.quarantine(env, None, stats);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn object_failure(
+        &mut self,
+        object_ref: &str,
+        code: &str,
+        error: String,
+        stats: &mut TransformStats,
+    ) {
+        let mut env = self.envelope(ErrorClass::Internal, code, error, object_ref, None);
+        env.original_ref = Some(object_ref.to_owned());
+        self.quarantine(env, None, stats);
+    }
+
+    fn envelope(
+        &self,
+        class: ErrorClass,
+        code: &str,
+        error: String,
+        raw_ref: &str,
+        origin: Option<&RawValue>,
+    ) -> FailureEnvelope {
+        let origin = origin.map(|o| o.to_owned()).unwrap_or_else(|| {
+            serde_json::value::to_raw_value(&serde_json::json!({"kind": "raw", "ref": raw_ref}))
+                .unwrap_or_default()
+        });
+        let mut env = FailureEnvelope::new(
+            Step::Transform,
+            class,
+            code,
+            error,
+            (raw_ref, ""),
+            origin,
+            self.now_ms,
+        );
+        env.raw_ref = Some(raw_ref.to_owned());
+        env.retry_count = self.retry_count;
+        env
+    }
+
+    fn quarantine(
+        &mut self,
+        env: FailureEnvelope,
+        table: Option<&str>,
+        stats: &mut TransformStats,
+    ) {
+        *stats
+            .quarantined
+            .entry(env.error_class.as_str())
+            .or_default() += 1;
+        if let Some(t) = table {
+            stats.tables.entry(t.to_owned()).or_default().quarantined += 1;
+        }
+        self.dead.push(env);
+    }
+
+    /// Types one raw line into rows, or dead-letters it.
+    fn line(&mut self, text: &str, raw_ref: &str, stats: &mut TransformStats) {
+        stats.lines += 1;
+        let line: OwnedRawLine = match serde_json::from_str(text) {
+            Ok(l) => l,
+            Err(e) => {
+                let err = match e.classify() {
+                    serde_json::error::Category::Data => DecodeError::UnknownShape {
+                        detail: format!("not a raw line: {e}"),
+                    },
+                    _ => DecodeError::NotJson {
+                        detail: e.to_string(),
+                    },
+                };
+                let env = self
+                    .envelope(err.class(), err.code(), err.to_string(), raw_ref, None)
+                    .with_original(text.to_owned());
+                self.quarantine(env, None, stats);
+                return;
+            }
+        };
+        let limits = Limits {
+            max_record_bytes: self.deps.config.max_line_bytes,
+            max_depth: self.deps.config.max_depth,
+        };
+        let decoded = decode_record(&line, &limits);
+        let change = match decoded {
+            Ok(c) => c,
+            Err(err) => {
+                let mut env = self
+                    .envelope(
+                        err.class(),
+                        err.code(),
+                        err.to_string(),
+                        raw_ref,
+                        Some(&line.origin),
+                    )
+                    .with_original(text.to_owned());
+                env.table = Some(line.table.clone());
+                env.format = Some(line.format);
+                self.quarantine(env, Some(&line.table), stats);
+                return;
+            }
+        };
+        if matches!(change.route.op, Op::Control | Op::Truncate) {
+            stats.control += 1;
+            return;
+        }
+        let contracts = self
+            .contracts
+            .for_source(&change.route.table, change.route.format);
+        if contracts.is_empty() {
+            let mut env = self
+                .envelope(
+                    ErrorClass::NoContract,
+                    "no_contract",
+                    format!(
+                        "no contract takes table {:?} in format {}",
+                        change.route.table,
+                        change.route.format.as_str()
+                    ),
+                    raw_ref,
+                    Some(&line.origin),
+                )
+                .with_original(text.to_owned());
+            env.table = Some(line.table.clone());
+            env.format = Some(line.format);
+            self.quarantine(env, Some(&line.table), stats);
+            return;
+        }
+        let meta = RowMeta {
+            raw_ref: raw_ref.to_owned(),
+            ts_ms: line.ts_ms,
+            tombstone_expires_at: self.now_ms / 1000
+                + i64::try_from(self.deps.config.tombstone_ttl_days).unwrap_or(35) * 86_400,
+        };
+        let source_ts = (line.ts_source == TsSource::Source).then_some(line.ts_ms);
+        for contract in contracts {
+            match type_change(&change, &contract, &meta) {
+                Ok(Some(row)) => self.keep(row, source_ts, stats),
+                Ok(None) => stats.control += 1,
+                Err(v) => {
+                    let code = violation_code(&v);
+                    let mut env = self
+                        .envelope(
+                            ErrorClass::ContractViolation,
+                            code,
+                            format!("contract {} v{}: {v}", contract.name, contract.version),
+                            raw_ref,
+                            Some(&line.origin),
+                        )
+                        .with_original(text.to_owned());
+                    // Two contracts on one line fail with distinct ids.
+                    env.failure_id = sluice_core::envelope::failure_id(
+                        Step::Transform,
+                        raw_ref,
+                        &contract.name,
+                        code,
+                    );
+                    env.table = Some(line.table.clone());
+                    env.format = Some(line.format);
+                    self.quarantine(env, Some(&contract.name), stats);
+                }
+            }
+        }
+    }
+
+    /// Keeps the row if it is the highest `seq` for its key in this batch.
+    fn keep(&mut self, row: TypedRow, source_ts: Option<i64>, stats: &mut TransformStats) {
+        let id = (row.table.clone(), row.key_id());
+        match self.rows.get_mut(&id) {
+            None => {
+                self.rows.insert(id, (row, source_ts));
+            }
+            Some(existing) => {
+                stats.tables.entry(row.table.clone()).or_default().stale += 1;
+                if existing.0.seq <= row.seq {
+                    *existing = (row, source_ts);
+                }
+            }
+        }
+    }
+
+    /// Writes the winners and sends the dead letters. Fails if anything is not durable.
+    async fn flush(self, stats: &mut TransformStats) -> Result<(), Retry> {
+        let deps = self.deps;
+        let now_ms = self.now_ms;
+        let writes = stream::iter(self.rows.into_values())
+            .map(|(row, ts)| async move {
+                let result = deps.tables.put_row(&row).await;
+                (row, ts, result)
+            })
+            .buffer_unordered(deps.config.write_concurrency)
+            .collect::<Vec<_>>()
+            .await;
+        let mut retry = None;
+        let mut dead = self.dead;
+        for (row, ts, result) in writes {
+            let table = stats.tables.entry(row.table.clone()).or_default();
+            match result {
+                Ok(WriteOutcome::Written) => {
+                    table.written += 1;
+                    if let (Some(ts), true) = (ts, table.latency_ms.len() < 100) {
+                        table.latency_ms.push((now_ms - ts).max(0) as f64);
+                    }
+                }
+                Ok(WriteOutcome::Stale) => table.stale += 1,
+                Err(e) if e.is_retriable() => retry = Some(Retry(e.to_string())),
+                Err(e) => {
+                    table.quarantined += 1;
+                    let raw_ref = match row.item.get(sluice_core::row::RAW_ATTR) {
+                        Some(serde_dynamo::AttributeValue::S(s)) => s.clone(),
+                        _ => String::new(),
+                    };
+                    let origin = serde_json::value::to_raw_value(
+                        &serde_json::json!({"kind": "raw", "ref": raw_ref}),
+                    )
+                    .unwrap_or_default();
+                    let mut env = FailureEnvelope::new(
+                        Step::Transform,
+                        ErrorClass::ContractViolation,
+                        "write_rejected",
+                        format!("DynamoDB refused the row for {}: {e}", row.table),
+                        (&raw_ref, &row.table),
+                        origin,
+                        now_ms,
+                    );
+                    env.raw_ref = Some(raw_ref.clone());
+                    env.original_ref = Some(raw_ref);
+                    *stats.quarantined.entry("contract_violation").or_default() += 1;
+                    dead.push(env);
+                }
+            }
+        }
+        let sent = stream::iter(dead)
+            .map(|env| async move { deps.dead_letters.send(env).await })
+            .buffer_unordered(deps.config.write_concurrency)
+            .collect::<Vec<Result<(), AwsError>>>()
+            .await;
+        for r in sent {
+            if let Err(e) = r {
+                tracing::error!(error = %e, "Dead letter not sent; the message will be retried.");
+                retry = Some(Retry(format!("dead letter not sent: {e}")));
+            }
+        }
+        match retry {
+            Some(r) => Err(r),
+            None => Ok(()),
+        }
+    }
+}
+
+fn violation_code(v: &Violation) -> &'static str {
+    match v {
+        Violation::Type { .. } => "type_mismatch",
+        Violation::Missing { .. } => "missing_field",
+        Violation::EmptyKey { .. } => "empty_key",
+        Violation::NoImage { .. } => "no_image",
+    }
+}
+
+/// Decodes a raw line's record again by its format.
+pub fn decode_record(line: &OwnedRawLine, limits: &Limits) -> Result<Change, DecodeError> {
+    let text = line.record.get();
+    match line.format {
+        Format::DdbStream => ddb::StreamRecord::parse(text)?.decode(),
+        Format::App | Format::Debezium | Format::Dms => body::decode(text, limits),
+        Format::DdbKinesis => Err(DecodeError::UnknownShape {
+            detail: "ddb-kinesis lines are not typed by this version".into(),
+        }),
+    }
+}
+
+enum LineRead {
+    Line,
+    TooLong(usize),
+    Eof,
+}
+
+/// Reads up to the next `\n` into `buf`, keeping at most `max` bytes; a longer line is skipped
+/// to its end and reported with its length.
+async fn read_line_capped(
+    reader: &mut ObjectReader,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> std::io::Result<LineRead> {
+    let mut total = 0usize;
+    let mut any = false;
+    loop {
+        let chunk = reader.fill_buf().await?;
+        if chunk.is_empty() {
+            return Ok(match (any, total > max) {
+                (false, _) => LineRead::Eof,
+                (true, true) => LineRead::TooLong(total),
+                (true, false) => LineRead::Line,
+            });
+        }
+        any = true;
+        let (take, done) = match chunk.iter().position(|&b| b == b'\n') {
+            Some(i) => (i, true),
+            None => (chunk.len(), false),
+        };
+        if total + take <= max {
+            buf.extend_from_slice(&chunk[..take]);
+        }
+        total += take;
+        let consumed = if done { take + 1 } else { take };
+        reader.consume(consumed);
+        if done {
+            return Ok(if total > max {
+                LineRead::TooLong(total)
+            } else {
+                LineRead::Line
+            });
+        }
+    }
+}
+
+fn emit_metrics(
+    stats: &TransformStats,
+    started: Instant,
+    failed_messages: usize,
+    sink: Sink,
+    now_ms: i64,
+) {
+    let mut m = MetricSet::new(FUNCTION);
+    m.put("LinesIn", Unit::Count, stats.lines as f64)
+        .put("ObjectsRead", Unit::Count, stats.objects as f64)
+        .put("ControlRecords", Unit::Count, stats.control as f64)
+        .put(
+            "RecordsQuarantined",
+            Unit::Count,
+            stats.quarantined.values().sum::<usize>() as f64,
+        )
+        .put("RetriableFailures", Unit::Count, failed_messages as f64)
+        .put(
+            "BatchDuration",
+            Unit::Milliseconds,
+            started.elapsed().as_secs_f64() * 1000.0,
+        );
+    m.emit(sink, now_ms);
+    for (table, t) in &stats.tables {
+        let mut m = MetricSet::new(FUNCTION).dimension("Table", table.clone());
+        m.put("RowsWritten", Unit::Count, t.written as f64)
+            .put("RowsStale", Unit::Count, t.stale as f64)
+            .put("RowsQuarantined", Unit::Count, t.quarantined as f64);
+        if !t.latency_ms.is_empty() {
+            m.put_values("EndToEndLatency", Unit::Milliseconds, t.latency_ms.clone());
+        }
+        m.emit(sink, now_ms);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notification_keys_are_form_decoded() {
+        assert_eq!(
+            url_decode_key("raw/my+table/dt%3D2026-11-25/a%2Bb.ndjson.gz").unwrap(),
+            "raw/my table/dt=2026-11-25/a+b.ndjson.gz"
+        );
+        assert_eq!(url_decode_key("raw%2Forders%2Fx").unwrap(), "raw/orders/x");
+        assert!(url_decode_key("bad%2").is_none());
+        assert!(url_decode_key("bad%zz").is_none());
+        assert!(url_decode_key("%ff").is_none(), "not UTF-8");
+    }
+
+    #[test]
+    fn messages_name_objects_lines_or_nothing() {
+        let s3 = r#"{"Records":[{"eventSource":"aws:s3","eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"b"},"object":{"key":"raw/t/x+y.ndjson.gz"}}},{"eventSource":"aws:s3","eventName":"ObjectRemoved:Delete","s3":{"bucket":{"name":"b"},"object":{"key":"gone"}}},{"eventSource":"aws:s3","eventName":"ObjectCreated:CompleteMultipartUpload","s3":{"bucket":{"name":"b"},"object":{"key":"raw/t/z.ndjson.gz"}}}]}"#;
+        let work = parse_message(s3, "x").unwrap();
+        let keys: Vec<String> = work
+            .iter()
+            .filter_map(|w| match w {
+                Work::Object { key, .. } => Some(key.clone()),
+                Work::Inline { .. } => None,
+            })
+            .collect();
+        assert_eq!(keys, ["raw/t/x y.ndjson.gz", "raw/t/z.ndjson.gz"]);
+        assert!(parse_message(
+            r#"{"Service":"Amazon S3","Event":"s3:TestEvent","Bucket":"b"}"#,
+            "x"
+        )
+        .unwrap()
+        .is_empty());
+        let sns = serde_json::json!({"Type": "Notification", "Message": s3}).to_string();
+        assert_eq!(parse_message(&sns, "x").unwrap().len(), 2);
+        let line = r#"{"v":1,"format":"app","table":"t","op":"insert","seq":"1","ts_ms":1,"ts_source":"source","ingested_ms":1,"origin":{},"record":{}}"#;
+        assert!(
+            matches!(parse_message(line, "ref").unwrap().as_slice(), [Work::Inline { raw_ref, .. }] if raw_ref == "ref")
+        );
+        assert_eq!(parse_message("hello", "x").unwrap_err().code(), "not_json");
+        assert_eq!(
+            parse_message(r#"{"a":1}"#, "x").unwrap_err().code(),
+            "unknown_shape"
+        );
+        assert_eq!(
+            parse_message(r#"{"Records":[{"eventSource":"aws:sqs"}]}"#, "x")
+                .unwrap_err()
+                .code(),
+            "invalid_field"
+        );
+    }
+
+    #[tokio::test]
+    async fn lines_are_capped_and_long_ones_skipped_whole() {
+        let data = b"short\nthis line is too long\n\nlast".to_vec();
+        let mut reader: ObjectReader = Box::pin(std::io::Cursor::new(data));
+        let mut buf = Vec::new();
+        let mut got = Vec::new();
+        loop {
+            buf.clear();
+            match read_line_capped(&mut reader, &mut buf, 10).await.unwrap() {
+                LineRead::Eof => break,
+                LineRead::TooLong(n) => got.push(format!("too long {n}")),
+                LineRead::Line => got.push(String::from_utf8(buf.clone()).unwrap()),
+            }
+        }
+        assert_eq!(got, ["short", "too long 21", "", "last"]);
+    }
+}
