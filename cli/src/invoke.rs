@@ -8,7 +8,8 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use sluice_aws::metrics::Sink;
 use sluice_pipeline::ingest::{handle, Ingest};
-use sluice_pipeline::IngestConfig;
+use sluice_pipeline::transform::{self, Transform};
+use sluice_pipeline::{IngestConfig, TransformConfig};
 
 use crate::aws_opts::AwsOpts;
 
@@ -17,6 +18,8 @@ use crate::aws_opts::AwsOpts;
 pub enum Function {
     /// The ingest handler (DynamoDB Streams or SQS events).
     Ingest,
+    /// The transform handler (SQS events of S3 notifications or raw lines).
+    Transform,
 }
 
 /// Arguments of `sluice invoke`.
@@ -67,6 +70,24 @@ impl InvokeArgs {
                      not a bare message body",
                 )?;
                 println!("{}", serde_json::to_string_pretty(&response.to_json())?);
+            }
+            Function::Transform => {
+                let config = TransformConfig::from_env().context(
+                    "the transform handler is not configured; for local resources run \
+                     `eval \"$(sluice local env)\"` after `sluice local up`",
+                )?;
+                let sdk = self.aws.sdk_config().await;
+                let sink = if self.metrics {
+                    Sink::Stderr
+                } else {
+                    Sink::Discard
+                };
+                let deps = Transform::from_sdk(config, &sdk, sink);
+                let (response, _) = transform::handle(&event, &deps).await.context(
+                    "the transform handler failed the whole invocation; `sluice invoke transform` \
+                     takes a Lambda SQS event",
+                )?;
+                println!("{}", serde_json::to_string_pretty(&response)?);
             }
         }
         Ok(())

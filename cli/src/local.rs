@@ -1,9 +1,14 @@
 //! `sluice local`: provision and describe sluice's resources on a local endpoint.
 
+use std::path::PathBuf;
+
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use sluice_aws::clients::{s3_client, sqs_client};
-use sluice_aws::provision::{ensure_ingest, queue_url, Names};
+use sluice_aws::provision::{
+    ensure_ingest, ensure_transform, ensure_typed_table, queue_url, Names,
+};
+use sluice_pipeline::contracts::{load, ContractSource};
 
 use crate::aws_opts::AwsOpts;
 
@@ -20,13 +25,23 @@ pub struct LocalArgs {
         env = "SLUICE_LOCAL_PREFIX"
     )]
     prefix: String,
+    /// Directory of the contracts whose typed tables to create.
+    #[arg(
+        long,
+        global = true,
+        default_value = "infra/contracts",
+        env = "SLUICE_LOCAL_CONTRACTS"
+    )]
+    contracts: PathBuf,
     #[command(flatten)]
     aws: AwsOpts,
 }
 
 #[derive(Debug, Subcommand)]
 enum LocalCommand {
-    /// Create the raw bucket, the DLQ and the ingest queue with its redrive policy (idempotent).
+    /// Create the raw bucket, the DLQ, the ingest and transform queues (with redrive policies),
+    /// the raw bucket's notification to the transform queue, and a typed table per contract.
+    /// Running it again is harmless.
     Up,
     /// Print the environment the functions need, as `export NAME=value` lines.
     Env,
@@ -38,26 +53,60 @@ impl LocalArgs {
         let sdk = self.aws.sdk_config().await;
         let (s3, sqs) = (s3_client(&sdk), sqs_client(&sdk));
         let names = Names::new(&self.prefix);
+        let contracts = std::fs::canonicalize(&self.contracts).with_context(|| {
+            format!(
+                "the contracts directory {} does not exist",
+                self.contracts.display()
+            )
+        })?;
         match self.command {
             LocalCommand::Up => {
-                let r = ensure_ingest(&s3, &sqs, &names, false).await.with_context(|| {
-                    format!(
-                        "could not create the local resources at {}; is the emulator running (`make emulator`)?",
-                        self.aws.endpoint_url.as_deref().unwrap_or("the default AWS endpoint")
-                    )
-                })?;
-                eprintln!("raw bucket    s3://{}", r.raw_bucket);
-                eprintln!("dead letters  {}", r.dlq_url);
-                eprintln!("ingest queue  {}", r.ingest_queue_url);
+                let endpoint = self
+                    .aws
+                    .endpoint_url
+                    .as_deref()
+                    .unwrap_or("the default AWS endpoint");
+                let hint = || {
+                    format!("could not create the local resources at {endpoint}; is the emulator running (`make emulator`)?")
+                };
+                let r = ensure_ingest(&s3, &sqs, &names, false)
+                    .await
+                    .with_context(hint)?;
+                let transform_url = ensure_transform(&s3, &sqs, &names, &r.dlq_url)
+                    .await
+                    .with_context(hint)?;
+                let set = load(&ContractSource::Dir(contracts.clone()), &s3).await?;
+                if !set.rejected.is_empty() {
+                    let problems: Vec<String> =
+                        set.rejected.iter().map(ToString::to_string).collect();
+                    anyhow::bail!("some contracts do not check:\n{}", problems.join("\n"));
+                }
+                let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+                eprintln!("raw bucket       s3://{}", r.raw_bucket);
+                eprintln!("dead letters     {}", r.dlq_url);
+                eprintln!("ingest queue     {}", r.ingest_queue_url);
+                eprintln!("transform queue  {transform_url}");
+                for c in set.all() {
+                    let table = format!("{}{}", names.typed_table_prefix, c.name);
+                    ensure_typed_table(&ddb, &table, &c.key_schema())
+                        .await
+                        .with_context(hint)?;
+                    eprintln!(
+                        "typed table      {table} (contract {} v{})",
+                        c.name, c.version
+                    );
+                }
                 eprintln!("Ready. Next: eval \"$(sluice local env)\"");
             }
             LocalCommand::Env => {
-                let dlq = queue_url(&sqs, &names.dlq)
-                    .await
-                    .context("the DLQ does not exist; run `sluice local up` first")?;
+                let missing = || "the local resources do not exist; run `sluice local up` first";
+                let dlq = queue_url(&sqs, &names.dlq).await.context(missing())?;
                 let ingest = queue_url(&sqs, &names.ingest_queue)
                     .await
-                    .context("the ingest queue does not exist; run `sluice local up` first")?;
+                    .context(missing())?;
+                let transform = queue_url(&sqs, &names.transform_queue)
+                    .await
+                    .context(missing())?;
                 if let Some(url) = &self.aws.endpoint_url {
                     println!("export AWS_ENDPOINT_URL={}", shell_quote(url));
                 }
@@ -70,6 +119,18 @@ impl LocalArgs {
                 );
                 println!("export SLUICE_DLQ_URL={}", shell_quote(&dlq));
                 println!("export SLUICE_INGEST_QUEUE_URL={}", shell_quote(&ingest));
+                println!(
+                    "export SLUICE_TRANSFORM_QUEUE_URL={}",
+                    shell_quote(&transform)
+                );
+                println!(
+                    "export SLUICE_CONTRACTS={}",
+                    shell_quote(&contracts.display().to_string())
+                );
+                println!(
+                    "export SLUICE_TYPED_TABLE_PREFIX={}",
+                    shell_quote(&names.typed_table_prefix)
+                );
             }
         }
         Ok(())

@@ -1,6 +1,7 @@
 //! `sluice`: run handlers locally, provision local resources, and operate the pipeline.
 
 mod aws_opts;
+mod contracts;
 mod invoke;
 mod local;
 
@@ -20,6 +21,8 @@ enum Command {
     Invoke(invoke::InvokeArgs),
     /// Provision and describe local resources on an AWS-compatible endpoint.
     Local(local::LocalArgs),
+    /// Check table contracts.
+    Contracts(contracts::ContractsArgs),
 }
 
 #[tokio::main]
@@ -34,5 +37,6 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Invoke(args) => args.run().await,
         Command::Local(args) => args.run().await,
+        Command::Contracts(args) => args.run().await,
     }
 }

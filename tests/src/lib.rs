@@ -23,7 +23,8 @@ use sluice_aws::raw_store::S3RawStore;
 use sluice_core::envelope::FailureEnvelope;
 use sluice_core::raw::OwnedRawLine;
 use sluice_pipeline::ingest::Ingest;
-use sluice_pipeline::IngestConfig;
+use sluice_pipeline::transform::{Transform, TransformStats};
+use sluice_pipeline::{IngestConfig, TransformConfig};
 
 /// Clients on the test endpoint.
 pub struct TestEnv {
@@ -325,4 +326,222 @@ pub fn s3_refusing(env: &TestEnv) -> aws_sdk_s3::Client {
 pub fn fixture(path: &str) -> String {
     let full = format!("{}/fixtures/{path}", env!("CARGO_MANIFEST_DIR"));
     std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("fixture {full}: {e}"))
+}
+
+/// A whole local pipeline on the endpoint: ingest and transform resources, contracts in a
+/// directory of their own, and a typed table per contract.
+pub struct Pipeline {
+    /// The resource names.
+    pub names: Names,
+    /// Raw bucket, DLQ, ingest queue.
+    pub ingest: IngestResources,
+    /// The transform queue, fed by the raw bucket's notifications.
+    pub transform_queue_url: String,
+    /// Where the contracts are.
+    pub contracts_dir: std::path::PathBuf,
+}
+
+impl Pipeline {
+    /// The physical name of a contract's typed table.
+    pub fn typed_table(&self, contract: &str) -> String {
+        format!("{}{contract}", self.names.typed_table_prefix)
+    }
+
+    /// Writes (or rewrites) a contract file and makes sure its typed table exists.
+    pub async fn put_contract(&self, env: &TestEnv, file: &str, text: &str) {
+        std::fs::write(self.contracts_dir.join(file), text).unwrap();
+        let contract = sluice_core::contract::parse(file, text).unwrap();
+        sluice_aws::provision::ensure_typed_table(
+            &env.ddb,
+            &self.typed_table(&contract.name),
+            &contract.key_schema(),
+        )
+        .await
+        .unwrap();
+    }
+}
+
+/// Creates a fresh pipeline with these contracts (file name, text).
+pub async fn pipeline(env: &TestEnv, contracts: &[(&str, String)]) -> Pipeline {
+    let names = Names::new(&unique("p"));
+    let ingest = ensure_ingest(&env.s3, &env.sqs, &names, false)
+        .await
+        .unwrap();
+    let transform_queue_url =
+        sluice_aws::provision::ensure_transform(&env.s3, &env.sqs, &names, &ingest.dlq_url)
+            .await
+            .unwrap();
+    let contracts_dir = std::env::temp_dir().join(unique("contracts"));
+    std::fs::create_dir_all(&contracts_dir).unwrap();
+    let p = Pipeline {
+        names,
+        ingest,
+        transform_queue_url,
+        contracts_dir,
+    };
+    for (file, text) in contracts {
+        p.put_contract(env, file, text).await;
+    }
+    p
+}
+
+/// The transform handler's dependencies for `p`; contracts are reloaded on every use.
+pub fn transform_deps(
+    env: &TestEnv,
+    p: &Pipeline,
+) -> Transform<
+    sluice_aws::raw_objects::S3RawObjects,
+    sluice_aws::typed_tables::DynamoTypedTables,
+    SqsDeadLetters,
+> {
+    let config = TransformConfig::from_lookup(|name| match name {
+        "SLUICE_RAW_BUCKET" => Some(p.ingest.raw_bucket.clone()),
+        "SLUICE_DLQ_URL" => Some(p.ingest.dlq_url.clone()),
+        "SLUICE_CONTRACTS" => Some(p.contracts_dir.display().to_string()),
+        "SLUICE_CONTRACTS_TTL_SECS" => Some("0".into()),
+        "SLUICE_TYPED_TABLE_PREFIX" => Some(p.names.typed_table_prefix.clone()),
+        _ => None,
+    })
+    .unwrap();
+    Transform::from_sdk(config, &env.sdk, Sink::Discard)
+}
+
+/// Runs the transform handler on everything on the transform queue, as an event source mapping
+/// would: batches of up to 10, deleting only the messages that succeeded. Returns the summed
+/// stats and the number of messages left for retry.
+pub async fn drain_transform<O, T, D>(
+    env: &TestEnv,
+    p: &Pipeline,
+    deps: &Transform<O, T, D>,
+) -> (TransformStats, usize)
+where
+    O: sluice_aws::raw_objects::RawObjects,
+    T: sluice_aws::typed_tables::TypedTables,
+    D: sluice_aws::DeadLetters,
+{
+    let arn = queue_arn(env, &p.transform_queue_url).await;
+    let mut total = TransformStats::default();
+    let mut failed = 0;
+    loop {
+        let batch = receive(env, &p.transform_queue_url, 10).await;
+        if batch.is_empty() {
+            break;
+        }
+        let event = sluice_aws::events::sqs_event(&arn, "us-east-1", &batch);
+        let (response, stats) = sluice_pipeline::transform::handle(&event, deps)
+            .await
+            .unwrap();
+        let failed_ids: std::collections::HashSet<String> = response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.clone())
+            .collect();
+        failed += failed_ids.len();
+        for m in &batch {
+            if !failed_ids.contains(m.message_id().unwrap()) {
+                env.sqs
+                    .delete_message()
+                    .queue_url(&p.transform_queue_url)
+                    .receipt_handle(m.receipt_handle().unwrap())
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        }
+        merge(&mut total, stats);
+        if failed > 0 {
+            break;
+        }
+    }
+    (total, failed)
+}
+
+fn merge(total: &mut TransformStats, s: TransformStats) {
+    total.lines += s.lines;
+    total.objects += s.objects;
+    total.control += s.control;
+    for (k, v) in s.quarantined {
+        *total.quarantined.entry(k).or_default() += v;
+    }
+    for (k, v) in s.tables {
+        let t = total.tables.entry(k).or_default();
+        t.written += v.written;
+        t.stale += v.stale;
+        t.quarantined += v.quarantined;
+    }
+}
+
+/// Every item of a DynamoDB table.
+pub async fn scan(
+    env: &TestEnv,
+    table: &str,
+) -> Vec<HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+    let mut items = Vec::new();
+    let mut start = None;
+    loop {
+        let out = env
+            .ddb
+            .scan()
+            .table_name(table)
+            .consistent_read(true)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .unwrap();
+        items.extend(out.items().iter().cloned());
+        match out.last_evaluated_key() {
+            Some(k) if !k.is_empty() => start = Some(k.clone()),
+            _ => break,
+        }
+    }
+    items
+}
+
+/// Sends bodies to the ingest queue, receives them all, and runs ingest on them as one event
+/// per `batch` messages. Returns the message ids in send order.
+pub async fn ingest_bodies<R, D>(
+    env: &TestEnv,
+    p: &Pipeline,
+    deps: &Ingest<R, D>,
+    bodies: &[String],
+    batch: usize,
+) -> Vec<String>
+where
+    R: sluice_aws::RawStore,
+    D: sluice_aws::DeadLetters,
+{
+    let mut ids = Vec::new();
+    for body in bodies {
+        let out = env
+            .sqs
+            .send_message()
+            .queue_url(&p.ingest.ingest_queue_url)
+            .message_body(body)
+            .send()
+            .await
+            .unwrap();
+        ids.push(out.message_id.unwrap());
+    }
+    let arn = queue_arn(env, &p.ingest.ingest_queue_url).await;
+    let mut got = 0;
+    while got < bodies.len() {
+        let messages = receive(
+            env,
+            &p.ingest.ingest_queue_url,
+            batch.min(bodies.len() - got),
+        )
+        .await;
+        assert!(!messages.is_empty(), "every message sent is received");
+        got += messages.len();
+        for chunk in messages.chunks(batch) {
+            let response = sluice_pipeline::ingest::handle(
+                &sluice_aws::events::sqs_event(&arn, "us-east-1", chunk),
+                deps,
+            )
+            .await
+            .unwrap();
+            assert!(response.failed_ids().is_empty());
+        }
+    }
+    ids
 }

@@ -23,7 +23,8 @@ pub struct IngestResources {
     pub ingest_queue_url: String,
 }
 
-/// Names derived from a prefix: `<prefix>-raw`, `<prefix>-dlq`, `<prefix>-ingest`.
+/// Names derived from a prefix: `<prefix>-raw`, `<prefix>-dlq`, `<prefix>-ingest`,
+/// `<prefix>-transform`, and typed tables `<prefix>-<contract name>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Names {
     /// The raw bucket.
@@ -32,6 +33,10 @@ pub struct Names {
     pub dlq: String,
     /// The ingest queue.
     pub ingest_queue: String,
+    /// The transform queue.
+    pub transform_queue: String,
+    /// The prefix of typed table names.
+    pub typed_table_prefix: String,
 }
 
 impl Names {
@@ -41,6 +46,8 @@ impl Names {
             raw_bucket: format!("{prefix}-raw"),
             dlq: format!("{prefix}-dlq"),
             ingest_queue: format!("{prefix}-ingest"),
+            transform_queue: format!("{prefix}-transform"),
+            typed_table_prefix: format!("{prefix}-"),
         }
     }
 }
@@ -153,4 +160,167 @@ pub async fn ensure_ingest(
         dlq_url,
         ingest_queue_url,
     })
+}
+
+/// Creates a typed table (on-demand capacity, TTL on `_expires_at`) unless it exists.
+/// `keys` is the key schema, partition key first, with attribute types `S`, `N` or `B`.
+pub async fn ensure_typed_table(
+    ddb: &aws_sdk_dynamodb::Client,
+    name: &str,
+    keys: &[(String, &'static str)],
+) -> Result<(), AwsError> {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+        TimeToLiveSpecification,
+    };
+    let exists = match ddb.describe_table().table_name(name).send().await {
+        Ok(_) => true,
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_resource_not_found_exception()) =>
+        {
+            false
+        }
+        Err(e) => return Err(AwsError::from_sdk("DescribeTable", name, e)),
+    };
+    if !exists {
+        let mut req = ddb
+            .create_table()
+            .table_name(name)
+            .billing_mode(BillingMode::PayPerRequest);
+        for (i, (attr, ty)) in keys.iter().enumerate() {
+            let scalar = match *ty {
+                "N" => ScalarAttributeType::N,
+                "B" => ScalarAttributeType::B,
+                _ => ScalarAttributeType::S,
+            };
+            let kind = if i == 0 {
+                KeyType::Hash
+            } else {
+                KeyType::Range
+            };
+            req = req
+                .attribute_definitions(
+                    AttributeDefinition::builder()
+                        .attribute_name(attr)
+                        .attribute_type(scalar)
+                        .build()
+                        .map_err(|e| AwsError::local("CreateTable", name, e))?,
+                )
+                .key_schema(
+                    KeySchemaElement::builder()
+                        .attribute_name(attr)
+                        .key_type(kind)
+                        .build()
+                        .map_err(|e| AwsError::local("CreateTable", name, e))?,
+                );
+        }
+        match req.send().await {
+            Ok(_) => {}
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_resource_in_use_exception()) => {}
+            Err(e) => return Err(AwsError::from_sdk("CreateTable", name, e)),
+        }
+    }
+    let ttl = TimeToLiveSpecification::builder()
+        .enabled(true)
+        .attribute_name(sluice_core::row::EXPIRES_ATTR)
+        .build()
+        .map_err(|e| AwsError::local("UpdateTimeToLive", name, e))?;
+    if let Err(e) = ddb
+        .update_time_to_live()
+        .table_name(name)
+        .time_to_live_specification(ttl)
+        .send()
+        .await
+    {
+        // Enabling TTL twice is refused; that is the idempotent case.
+        let err = AwsError::from_sdk("UpdateTimeToLive", name, e);
+        if !err.message.contains("already enabled") {
+            tracing::warn!(error = %err, "Could not enable TTL on the typed table.");
+        }
+    }
+    Ok(())
+}
+
+/// Creates the transform queue (redriving to the DLQ, and allowing the raw bucket to send to
+/// it) and points the raw bucket's `ObjectCreated` notifications under `raw/` at it.
+/// Returns the queue's URL.
+pub async fn ensure_transform(
+    s3: &aws_sdk_s3::Client,
+    sqs: &aws_sdk_sqs::Client,
+    names: &Names,
+    dlq_url: &str,
+) -> Result<String, AwsError> {
+    use aws_sdk_s3::types::{
+        Event, FilterRule, FilterRuleName, NotificationConfiguration,
+        NotificationConfigurationFilter, QueueConfiguration, S3KeyFilter,
+    };
+    let dlq_arn = queue_arn(sqs, dlq_url).await?;
+    let redrive =
+        format!(r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"{MAX_RECEIVE_COUNT}"}}"#);
+    let url = ensure_queue(
+        sqs,
+        &names.transform_queue,
+        HashMap::from([
+            (QueueAttributeName::RedrivePolicy, redrive),
+            (QueueAttributeName::VisibilityTimeout, "60".to_owned()),
+        ]),
+    )
+    .await?;
+    let arn = queue_arn(sqs, &url).await?;
+    let policy = format!(
+        r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"Service":"s3.amazonaws.com"}},"Action":"sqs:SendMessage","Resource":"{arn}","Condition":{{"ArnLike":{{"aws:SourceArn":"arn:aws:s3:::{}"}}}}}}]}}"#,
+        names.raw_bucket
+    );
+    sqs.set_queue_attributes()
+        .queue_url(&url)
+        .attributes(QueueAttributeName::Policy, policy)
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("SetQueueAttributes", url.clone(), e))?;
+    let local = |e: aws_sdk_s3::error::BuildError| {
+        AwsError::local(
+            "PutBucketNotificationConfiguration",
+            names.raw_bucket.clone(),
+            e,
+        )
+    };
+    let filter = NotificationConfigurationFilter::builder()
+        .key(
+            S3KeyFilter::builder()
+                .filter_rules(
+                    FilterRule::builder()
+                        .name(FilterRuleName::Prefix)
+                        .value(sluice_core::raw::RAW_PREFIX)
+                        .build(),
+                )
+                .build(),
+        )
+        .build();
+    let queue = QueueConfiguration::builder()
+        .id("sluice-transform")
+        .queue_arn(&arn)
+        .events(Event::from("s3:ObjectCreated:*"))
+        .filter(filter)
+        .build()
+        .map_err(local)?;
+    s3.put_bucket_notification_configuration()
+        .bucket(&names.raw_bucket)
+        .notification_configuration(
+            NotificationConfiguration::builder()
+                .queue_configurations(queue)
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(|e| {
+            AwsError::from_sdk(
+                "PutBucketNotificationConfiguration",
+                names.raw_bucket.clone(),
+                e,
+            )
+        })?;
+    Ok(url)
 }

@@ -252,6 +252,13 @@ impl Contract {
         self.primary_key.iter().filter_map(|&i| self.fields.get(i))
     }
 
+    /// The typed table's key schema: (attribute, `S`/`N`/`B`), partition key first.
+    pub fn key_schema(&self) -> Vec<(String, &'static str)> {
+        self.key_fields()
+            .map(|f| (f.name.clone(), f.ty.key_attribute_type().unwrap_or("S")))
+            .collect()
+    }
+
     /// Whether a change of `table` in `format` feeds this contract.
     pub fn accepts(&self, table: &str, format: Format) -> bool {
         self.sources.iter().any(|s| s.matches(table, format))

@@ -163,7 +163,7 @@ pub async fn handle<O: RawObjects, T: TypedTables, D: DeadLetters>(
             }
         };
         let id = record.message_id.as_deref().unwrap_or_default().to_owned();
-        if let Err(Retry(why)) = handle_message(&record, deps, now_ms, &mut stats).await {
+        if let Err(Retry(why)) = Box::pin(handle_message(&record, deps, now_ms, &mut stats)).await {
             tracing::warn!(message_id = %id, reason = %why, "Message will be retried.");
             let mut f = BatchItemFailure::default();
             f.item_identifier = id;
