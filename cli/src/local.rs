@@ -25,14 +25,10 @@ pub struct LocalArgs {
         env = "SLUICE_LOCAL_PREFIX"
     )]
     prefix: String,
-    /// Directory of the contracts whose typed tables to create.
-    #[arg(
-        long,
-        global = true,
-        default_value = "infra/contracts",
-        env = "SLUICE_LOCAL_CONTRACTS"
-    )]
-    contracts: PathBuf,
+    /// Directory of the contracts whose typed tables to create [default: infra/contracts, when
+    /// it exists].
+    #[arg(long, global = true, env = "SLUICE_LOCAL_CONTRACTS")]
+    contracts: Option<PathBuf>,
     #[command(flatten)]
     aws: AwsOpts,
 }
@@ -53,12 +49,12 @@ impl LocalArgs {
         let sdk = self.aws.sdk_config().await;
         let (s3, sqs) = (s3_client(&sdk), sqs_client(&sdk));
         let names = Names::new(&self.prefix);
-        let contracts = std::fs::canonicalize(&self.contracts).with_context(|| {
-            format!(
-                "the contracts directory {} does not exist",
-                self.contracts.display()
-            )
-        })?;
+        let contracts = match &self.contracts {
+            Some(dir) => Some(std::fs::canonicalize(dir).with_context(|| {
+                format!("the contracts directory {} does not exist", dir.display())
+            })?),
+            None => std::fs::canonicalize("infra/contracts").ok(),
+        };
         match self.command {
             LocalCommand::Up => {
                 let endpoint = self
@@ -75,7 +71,13 @@ impl LocalArgs {
                 let transform_url = ensure_transform(&s3, &sqs, &names, &r.dlq_url)
                     .await
                     .with_context(hint)?;
-                let set = load(&ContractSource::Dir(contracts.clone()), &s3).await?;
+                let set = match &contracts {
+                    Some(dir) => load(&ContractSource::Dir(dir.clone()), &s3).await?,
+                    None => {
+                        eprintln!("No contracts directory (--contracts): no typed tables created.");
+                        Default::default()
+                    }
+                };
                 if !set.rejected.is_empty() {
                     let problems: Vec<String> =
                         set.rejected.iter().map(ToString::to_string).collect();
@@ -123,10 +125,12 @@ impl LocalArgs {
                     "export SLUICE_TRANSFORM_QUEUE_URL={}",
                     shell_quote(&transform)
                 );
-                println!(
-                    "export SLUICE_CONTRACTS={}",
-                    shell_quote(&contracts.display().to_string())
-                );
+                if let Some(dir) = &contracts {
+                    println!(
+                        "export SLUICE_CONTRACTS={}",
+                        shell_quote(&dir.display().to_string())
+                    );
+                }
                 println!(
                     "export SLUICE_TYPED_TABLE_PREFIX={}",
                     shell_quote(&names.typed_table_prefix)

@@ -8,6 +8,7 @@ use sluice_tests::{env, list_keys, raw_lines, unique};
 
 fn sluice(args: &[&str], vars: &HashMap<String, String>, endpoint: &str) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
         .args(args)
         .envs(vars)
         .env("AWS_ENDPOINT_URL", endpoint)

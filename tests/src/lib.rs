@@ -386,18 +386,23 @@ pub async fn pipeline(env: &TestEnv, contracts: &[(&str, String)]) -> Pipeline {
 }
 
 /// The transform handler's dependencies for `p`; contracts are reloaded on every use.
-pub fn transform_deps(
-    env: &TestEnv,
-    p: &Pipeline,
-) -> Transform<
+pub fn transform_deps(env: &TestEnv, p: &Pipeline) -> TransformOnAws {
+    transform_deps_with(env, p, &p.contracts_dir.display().to_string())
+}
+
+/// The transform handler on the AWS adapters.
+pub type TransformOnAws = Transform<
     sluice_aws::raw_objects::S3RawObjects,
     sluice_aws::typed_tables::DynamoTypedTables,
     SqsDeadLetters,
-> {
+>;
+
+/// The transform handler's dependencies for `p`, reading contracts from `contracts`.
+pub fn transform_deps_with(env: &TestEnv, p: &Pipeline, contracts: &str) -> TransformOnAws {
     let config = TransformConfig::from_lookup(|name| match name {
         "SLUICE_RAW_BUCKET" => Some(p.ingest.raw_bucket.clone()),
         "SLUICE_DLQ_URL" => Some(p.ingest.dlq_url.clone()),
-        "SLUICE_CONTRACTS" => Some(p.contracts_dir.display().to_string()),
+        "SLUICE_CONTRACTS" => Some(contracts.to_owned()),
         "SLUICE_CONTRACTS_TTL_SECS" => Some("0".into()),
         "SLUICE_TYPED_TABLE_PREFIX" => Some(p.names.typed_table_prefix.clone()),
         _ => None,

@@ -695,3 +695,48 @@ async fn a_contract_change_rewrites_rows_on_reprocessing() {
     assert_eq!(stats.tables["evolving_typed"].written, 0);
     assert_eq!(stats.tables["evolving_typed"].stale, 3);
 }
+
+/// GIVEN contracts stored under an S3 prefix, one of them broken
+/// WHEN transform loads them from `s3://bucket/prefix/`
+/// THEN the good contract types its table and the broken file is skipped, not fatal.
+#[tokio::test]
+async fn contracts_load_from_s3() {
+    let env = env().await;
+    let source = unique("s3contracts");
+    let p = pipeline(&env, &[]).await;
+    let contract = customers_contract("from_s3_typed", &source, 1, "");
+    sluice_aws::provision::ensure_typed_table(
+        &env.ddb,
+        &p.typed_table("from_s3_typed"),
+        &[("id".to_owned(), "N")],
+    )
+    .await
+    .unwrap();
+    for (key, body) in [
+        ("contracts/c.toml", contract.as_str()),
+        ("contracts/broken.yaml", "name: ["),
+        ("contracts/README.md", "not a contract"),
+    ] {
+        env.s3
+            .put_object()
+            .bucket(&p.ingest.raw_bucket)
+            .key(key)
+            .body(body.as_bytes().to_vec().into())
+            .send()
+            .await
+            .unwrap();
+    }
+    let bodies: Vec<String> = (1..=2)
+        .map(|id| app(&source, id, 1, "insert", format!("{id}@example.com").into()))
+        .collect();
+    ingest_bodies(&env, &p, &ingest_deps(&env, &p.ingest), &bodies, 10).await;
+    let transform = transform_deps_with(
+        &env,
+        &p,
+        &format!("s3://{}/contracts/", p.ingest.raw_bucket),
+    );
+    let (stats, failed) = drain_transform(&env, &p, &transform).await;
+    assert_eq!(failed, 0);
+    assert_eq!(stats.tables["from_s3_typed"].written, 2);
+    assert_eq!(scan(&env, &p.typed_table("from_s3_typed")).await.len(), 2);
+}

@@ -637,4 +637,71 @@ fields:
         assert!(FieldType::parse("set<list<int>>").is_err());
         assert!(FieldType::parse("list<>").is_err());
     }
+
+    #[test]
+    fn the_published_json_schema_matches_the_parser() {
+        let schema: serde_json::Value =
+            serde_json::from_str(include_str!("../../../schemas/contract.schema.json")).unwrap();
+        let keys = |v: &serde_json::Value| -> BTreeSet<String> {
+            v.as_object().unwrap().keys().cloned().collect()
+        };
+        let top = keys(&schema["properties"]);
+        assert_eq!(
+            top,
+            [
+                "name",
+                "version",
+                "description",
+                "sources",
+                "primary_key",
+                "unknown_fields",
+                "fields"
+            ]
+            .into_iter()
+            .map(String::from)
+            .collect()
+        );
+        let field = keys(&schema["properties"]["fields"]["items"]["properties"]);
+        assert_eq!(
+            field,
+            [
+                "name",
+                "type",
+                "required",
+                "from",
+                "default",
+                "unit",
+                "description"
+            ]
+            .into_iter()
+            .map(String::from)
+            .collect()
+        );
+        // Every key the schema allows is one the parser takes: a contract using all of them parses.
+        let every = r#"
+name: all
+version: 1
+description: every key
+sources: [{table: t, formats: [app, ddb-stream, debezium, dms, ddb-kinesis]}]
+primary_key: [id]
+unknown_fields: keep
+fields:
+  - {name: id, type: string, required: true, from: id, description: key}
+  - {name: at, type: timestamp, unit: ms, default: 0}
+"#;
+        parse("all.yaml", every).unwrap();
+        // The example contracts shipped for the demo check.
+        for (name, text) in [
+            (
+                "orders.yaml",
+                include_str!("../../../infra/contracts/orders.yaml"),
+            ),
+            (
+                "customers.toml",
+                include_str!("../../../infra/contracts/customers.toml"),
+            ),
+        ] {
+            parse(name, text).unwrap();
+        }
+    }
 }

@@ -229,6 +229,7 @@ async fn handle_message<O: RawObjects, T: TypedTables, D: DeadLetters>(
                 batch.read_object(&bucket, &key, stats).await
             }
             Work::Inline { line, raw_ref } => {
+                stats.lines += 1;
                 batch.line(&line, &raw_ref, stats);
                 Ok(())
             }
@@ -432,6 +433,14 @@ impl<'a, O: RawObjects, T: TypedTables, D: DeadLetters> ObjectBatch<'a, O, T, D>
             };
             n += 1;
             let raw_ref = format!("{object_ref}#L{n}");
+            let counted = match read {
+                LineRead::Line => !buf.iter().all(u8::is_ascii_whitespace),
+                LineRead::TooLong(_) => true,
+                LineRead::Eof => false,
+            };
+            if counted {
+                stats.lines += 1;
+            }
             match read {
                 LineRead::Eof => break,
                 LineRead::TooLong(size) => {
@@ -528,7 +537,6 @@ impl<'a, O: RawObjects, T: TypedTables, D: DeadLetters> ObjectBatch<'a, O, T, D>
 
     /// Types one raw line into rows, or dead-letters it.
     fn line(&mut self, text: &str, raw_ref: &str, stats: &mut TransformStats) {
-        stats.lines += 1;
         let line: OwnedRawLine = match serde_json::from_str(text) {
             Ok(l) => l,
             Err(e) => {
@@ -887,5 +895,316 @@ mod tests {
             }
         }
         assert_eq!(got, ["short", "too long 21", "", "last"]);
+    }
+}
+
+#[cfg(test)]
+mod orchestration_tests {
+    //! Orchestration with in-memory ports: hostile objects and failing dependencies. Behaviour
+    //! against AWS is tested end to end in the `sluice-tests` crate.
+    use std::io::Write;
+    use std::sync::Mutex;
+
+    use sluice_core::row::supersedes;
+
+    use super::*;
+
+    #[derive(Default)]
+    struct MemObjects(HashMap<String, Vec<u8>>);
+
+    impl RawObjects for MemObjects {
+        async fn open(&self, _bucket: &str, key: &str) -> Result<ObjectReader, AwsError> {
+            let bytes = self
+                .0
+                .get(key)
+                .cloned()
+                .ok_or_else(|| AwsError::local("GetObject", key, "NoSuchKey"))?;
+            let cursor = tokio::io::BufReader::new(std::io::Cursor::new(bytes));
+            Ok(if key.ends_with(".gz") {
+                Box::pin(tokio::io::BufReader::new(
+                    async_compression::tokio::bufread::GzipDecoder::new(cursor),
+                ))
+            } else {
+                Box::pin(cursor)
+            })
+        }
+    }
+
+    #[derive(Default)]
+    struct MemTables {
+        rows: Mutex<HashMap<String, TypedRow>>,
+        fail_retriably: bool,
+    }
+
+    impl TypedTables for MemTables {
+        async fn put_row(&self, row: &TypedRow) -> Result<WriteOutcome, AwsError> {
+            if self.fail_retriably {
+                let mut e = AwsError::local("PutItem", &row.table, "throttled");
+                e.retriable = true;
+                return Err(e);
+            }
+            let mut rows = self.rows.lock().unwrap();
+            let id = format!("{}/{}", row.table, row.key_id());
+            let stored = rows.get(&id).map(|r| (&r.seq, r.version));
+            if supersedes(stored, &row.seq, row.version) {
+                rows.insert(id, row.clone());
+                Ok(WriteOutcome::Written)
+            } else {
+                Ok(WriteOutcome::Stale)
+            }
+        }
+    }
+
+    #[derive(Default)]
+    struct MemDlq {
+        sent: Mutex<Vec<FailureEnvelope>>,
+        fail: bool,
+    }
+
+    impl DeadLetters for MemDlq {
+        async fn send(&self, envelope: FailureEnvelope) -> Result<(), AwsError> {
+            if self.fail {
+                let mut e = AwsError::local("SendMessage", "dlq", "down");
+                e.retriable = true;
+                return Err(e);
+            }
+            self.sent.lock().unwrap().push(envelope);
+            Ok(())
+        }
+    }
+
+    const CONTRACT: &str = "name: people\nversion: 1\nsources: [{table: people}]\nprimary_key: [id]\nfields:\n  - {name: id, type: int}\n  - {name: email, type: string, required: true}\n";
+
+    fn deps(
+        objects: MemObjects,
+        tables: MemTables,
+        dlq: MemDlq,
+    ) -> Transform<MemObjects, MemTables, MemDlq> {
+        let dir = std::env::temp_dir().join(format!(
+            "sluice-contracts-{}-{}",
+            std::process::id(),
+            chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("people.yaml"), CONTRACT).unwrap();
+        let s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::Config::builder()
+                .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+                .region(aws_sdk_s3::config::Region::new("us-east-1"))
+                .build(),
+        );
+        let config = TransformConfig::from_lookup(|n| match n {
+            "SLUICE_RAW_BUCKET" => Some("raw".into()),
+            "SLUICE_DLQ_URL" => Some("dlq".into()),
+            "SLUICE_CONTRACTS" => Some(dir.display().to_string()),
+            "SLUICE_MAX_LINE_BYTES" => Some("2000".into()),
+            _ => None,
+        })
+        .unwrap();
+        Transform {
+            contracts: ContractCache::new(
+                ContractSource::parse(&config.contracts),
+                Duration::from_secs(60),
+                s3,
+            ),
+            config,
+            objects,
+            tables,
+            dead_letters: dlq,
+            metrics: Sink::Discard,
+        }
+    }
+
+    fn line(table: &str, id: u64, seq: u64, after: &str) -> String {
+        let record = format!(
+            r#"{{"table":"{table}","op":"insert","key":{{"id":{id}}},"after":{after},"seq":{seq}}}"#
+        );
+        format!(
+            r#"{{"v":1,"format":"app","table":"{table}","op":"insert","seq":"{}","ts_ms":1795590000000,"ts_source":"source","ingested_ms":1795590000001,"origin":{{"kind":"sqs","arn":"a","id":"m{id}"}},"record":{record}}}"#,
+            sluice_core::Seq::decimal(&seq.to_string(), "").unwrap()
+        )
+    }
+
+    fn gzip(text: &[u8]) -> Vec<u8> {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(text).unwrap();
+        gz.finish().unwrap()
+    }
+
+    fn notification(keys: &[&str]) -> String {
+        let records: Vec<serde_json::Value> = keys
+            .iter()
+            .map(|k| serde_json::json!({"eventSource": "aws:s3", "eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": "raw"}, "object": {"key": k}}}))
+            .collect();
+        let body = serde_json::json!({ "Records": records }).to_string();
+        serde_json::json!({"Records": [{"messageId": "m1", "body": body, "attributes": {"ApproximateReceiveCount": "1"}, "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:1:t"}]}).to_string()
+    }
+
+    #[tokio::test]
+    async fn every_bad_line_is_a_precise_dead_letter_and_the_rest_goes_through() {
+        let mut text = Vec::new();
+        let lines: Vec<Vec<u8>> = vec![
+            line("people", 1, 1, r#"{"id":1,"email":"a@x"}"#).into_bytes(),
+            b"not json at all".to_vec(),
+            br#"{"hello":"world"}"#.to_vec(),
+            line("strangers", 2, 1, r#"{"id":2}"#).into_bytes(),
+            line("people", 3, 1, r#"{"id":3}"#).into_bytes(),
+            line("people", 4, 1, r#"{"id":"four","email":"d@x"}"#).into_bytes(),
+            format!(r#"{{"pad":"{}"}}"#, "x".repeat(3000)).into_bytes(),
+            b"{\"bad\":\"\xff\"}".to_vec(),
+            Vec::new(),
+            line("people", 1, 2, r#"{"id":1,"email":"a2@x"}"#).into_bytes(),
+        ];
+        for l in &lines {
+            text.extend_from_slice(l);
+            text.push(b'\n');
+        }
+        let objects = MemObjects(HashMap::from([(
+            "raw/people/o.ndjson.gz".to_owned(),
+            gzip(&text),
+        )]));
+        let d = deps(objects, MemTables::default(), MemDlq::default());
+        let (response, stats) = handle(&notification(&["raw/people/o.ndjson.gz"]), &d)
+            .await
+            .unwrap();
+        assert!(response.batch_item_failures.is_empty());
+        let codes: Vec<(String, String)> = d
+            .dead_letters
+            .sent
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e.raw_ref
+                        .clone()
+                        .unwrap()
+                        .rsplit('#')
+                        .next()
+                        .unwrap()
+                        .to_owned(),
+                    e.error_code.clone().unwrap(),
+                )
+            })
+            .collect();
+        let expect = [
+            ("L2", "not_json"),
+            ("L3", "unknown_shape"),
+            ("L4", "no_contract"),
+            ("L5", "missing_field"),
+            ("L6", "type_mismatch"),
+            ("L7", "too_large"),
+            ("L8", "invalid_utf8"),
+        ];
+        let mut codes_sorted = codes.clone();
+        codes_sorted.sort();
+        assert_eq!(
+            codes_sorted,
+            expect.map(|(a, b)| (a.to_owned(), b.to_owned()))
+        );
+        let rows = d.tables.rows.lock().unwrap();
+        assert_eq!(rows.len(), 1, "one good key");
+        let row = rows.values().next().unwrap();
+        assert_eq!(
+            row.item["email"],
+            serde_dynamo::AttributeValue::S("a2@x".into()),
+            "the later seq won in the object"
+        );
+        assert_eq!(stats.tables["people"].stale, 1);
+        assert_eq!(stats.lines, 9, "every line is counted but the blank one");
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_or_missing_object_is_dead_lettered_not_retried() {
+        let objects = MemObjects(HashMap::from([(
+            "raw/p/bad.ndjson.gz".to_owned(),
+            b"this is not gzip".to_vec(),
+        )]));
+        let d = deps(objects, MemTables::default(), MemDlq::default());
+        let (response, _) = handle(
+            &notification(&["raw/p/bad.ndjson.gz", "raw/p/missing.ndjson.gz"]),
+            &d,
+        )
+        .await
+        .unwrap();
+        assert!(response.batch_item_failures.is_empty());
+        let sent = d.dead_letters.sent.lock().unwrap();
+        let codes: Vec<&str> = sent
+            .iter()
+            .map(|e| e.error_code.as_deref().unwrap())
+            .collect();
+        assert_eq!(codes, ["object_corrupt", "object_unreadable"]);
+        assert_eq!(
+            sent[0].original_ref.as_deref(),
+            Some("s3://raw/raw/p/bad.ndjson.gz")
+        );
+    }
+
+    #[tokio::test]
+    async fn retriable_write_failures_and_unsent_dead_letters_retry_the_message() {
+        let text = format!(
+            "{}\nnot json\n",
+            line("people", 1, 1, r#"{"id":1,"email":"a@x"}"#)
+        );
+        let objects = || {
+            MemObjects(HashMap::from([(
+                "raw/p/o.ndjson".to_owned(),
+                text.clone().into_bytes(),
+            )]))
+        };
+        let throttled = deps(
+            objects(),
+            MemTables {
+                fail_retriably: true,
+                ..MemTables::default()
+            },
+            MemDlq::default(),
+        );
+        let (response, _) = handle(&notification(&["raw/p/o.ndjson"]), &throttled)
+            .await
+            .unwrap();
+        assert_eq!(response.batch_item_failures.len(), 1);
+        let dlq_down = deps(
+            objects(),
+            MemTables::default(),
+            MemDlq {
+                fail: true,
+                ..MemDlq::default()
+            },
+        );
+        let (response, _) = handle(&notification(&["raw/p/o.ndjson"]), &dlq_down)
+            .await
+            .unwrap();
+        assert_eq!(response.batch_item_failures.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn test_events_and_unknown_messages() {
+        let d = deps(
+            MemObjects::default(),
+            MemTables::default(),
+            MemDlq::default(),
+        );
+        let event = |body: &str| {
+            serde_json::json!({"Records": [{"messageId": "m", "body": body, "eventSource": "aws:sqs", "eventSourceARN": "q"}]}).to_string()
+        };
+        let (r, _) = handle(
+            &event(r#"{"Service":"Amazon S3","Event":"s3:TestEvent"}"#),
+            &d,
+        )
+        .await
+        .unwrap();
+        assert!(r.batch_item_failures.is_empty());
+        assert!(
+            d.dead_letters.sent.lock().unwrap().is_empty(),
+            "a test event is ignored"
+        );
+        let (r, _) = handle(&event("garbage"), &d).await.unwrap();
+        assert!(r.batch_item_failures.is_empty());
+        assert_eq!(
+            d.dead_letters.sent.lock().unwrap()[0].error_code.as_deref(),
+            Some("not_json")
+        );
+        assert!(handle("[]", &d).await.is_err());
     }
 }
