@@ -5,36 +5,57 @@
 use std::cell::RefCell;
 use std::collections::BTreeSet;
 
-use sluice_pipeline::IngestConfig;
+use sluice_pipeline::{IngestConfig, TransformConfig};
 
 fn repo_file(path: &str) -> String {
     std::fs::read_to_string(format!("{}/../{path}", env!("CARGO_MANIFEST_DIR"))).unwrap()
 }
 
-/// The variables ingest looks up, found by answering every lookup with a valid value.
+/// A valid value for any variable, so that every lookup is made.
+fn any_value(name: &str) -> Option<String> {
+    let numeric = ["SLUICE_MAX", "CONCURRENCY", "TTL"]
+        .iter()
+        .any(|n| name.contains(n));
+    Some(if numeric { "1" } else { "x" }.to_owned())
+}
+
+/// The variables ingest looks up.
 fn read_by_ingest() -> BTreeSet<String> {
     let asked = RefCell::new(BTreeSet::new());
     IngestConfig::from_lookup(|name| {
         asked.borrow_mut().insert(name.to_owned());
-        Some(
-            if name.starts_with("SLUICE_MAX") || name.ends_with("CONCURRENCY") {
-                "1"
-            } else {
-                "x"
-            }
-            .to_owned(),
-        )
+        any_value(name)
     })
     .unwrap();
     asked.into_inner()
 }
 
-/// `NAME: value` lines of the `Variables:` block of a function in the template.
-fn template_variables(template: &str) -> BTreeSet<String> {
+/// The variables transform looks up.
+fn read_by_transform() -> BTreeSet<String> {
+    let asked = RefCell::new(BTreeSet::new());
+    TransformConfig::from_lookup(|name| {
+        asked.borrow_mut().insert(name.to_owned());
+        any_value(name)
+    })
+    .unwrap();
+    asked.into_inner()
+}
+
+/// `NAME: value` lines of the `Variables:` block of one resource of the template.
+fn template_variables(template: &str, resource: &str) -> BTreeSet<String> {
     let mut vars = BTreeSet::new();
+    let mut in_resource = false;
     let mut in_block = None;
     for line in template.lines() {
         let indent = line.len() - line.trim_start().len();
+        if indent == 2 && line.trim_end().ends_with(':') && !line.trim_start().starts_with('#') {
+            in_resource = line.trim() == format!("{resource}:");
+            in_block = None;
+            continue;
+        }
+        if !in_resource {
+            continue;
+        }
         match in_block {
             None if line.trim() == "Variables:" => in_block = Some(indent),
             Some(block) if !line.trim().is_empty() && indent <= block => in_block = None,
@@ -66,17 +87,18 @@ fn readme_variables(readme: &str, function: &str) -> BTreeSet<String> {
         .collect()
 }
 
+fn sluice_only(s: &BTreeSet<String>) -> BTreeSet<String> {
+    s.iter()
+        .filter(|v| v.starts_with("SLUICE_"))
+        .cloned()
+        .collect()
+}
+
 #[test]
 fn readme_template_and_code_agree_on_ingest_configuration() {
     let code = read_by_ingest();
-    let template = template_variables(&repo_file("template.yaml"));
+    let template = template_variables(&repo_file("template.yaml"), "IngestFunction");
     let readme = readme_variables(&repo_file("README.md"), "ingest");
-    let sluice_only = |s: &BTreeSet<String>| -> BTreeSet<String> {
-        s.iter()
-            .filter(|v| v.starts_with("SLUICE_"))
-            .cloned()
-            .collect()
-    };
     assert!(!code.is_empty());
     assert_eq!(
         sluice_only(&template),
@@ -89,6 +111,25 @@ fn readme_template_and_code_agree_on_ingest_configuration() {
         "the README documents exactly what ingest reads"
     );
     assert!(template.contains("RUST_LOG") && readme.contains("RUST_LOG"));
+}
+
+#[test]
+fn readme_template_and_code_agree_on_transform_configuration() {
+    let code = read_by_transform();
+    let template = template_variables(&repo_file("template.yaml"), "TransformFunction");
+    let readme = readme_variables(&repo_file("README.md"), "transform");
+    assert!(code.contains("SLUICE_CONTRACTS"));
+    assert_eq!(
+        sluice_only(&template),
+        code,
+        "template.yaml sets exactly what transform reads"
+    );
+    assert_eq!(
+        sluice_only(&readme),
+        code,
+        "the README documents exactly what transform reads"
+    );
+    assert!(template.contains("RUST_LOG"));
 }
 
 #[test]
