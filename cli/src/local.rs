@@ -1,22 +1,32 @@
-//! `sluice local`: provision and describe sluice's resources on a local endpoint.
+//! `sluice local`: provision, describe, run and remove a pipeline on a local endpoint.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use sluice_aws::clients::{s3_client, sqs_client};
+use sluice_aws::clients::{s3_client, sqs_client, SdkConfig};
 use sluice_aws::provision::{
-    ensure_ingest, ensure_transform, ensure_typed_table, queue_url, Names,
+    ensure_ingest, ensure_transform, ensure_typed_table, queue_arn, Names,
 };
 use sluice_pipeline::contracts::{load, ContractSource};
+use sluice_pipeline::local::{mappings_path, FunctionKind, Mapping, Mappings};
 
 use crate::aws_opts::AwsOpts;
+use crate::pipeline::{self, LocalPipeline};
 
 /// Arguments of `sluice local`.
 #[derive(Debug, Args)]
 pub struct LocalArgs {
     #[command(subcommand)]
     command: LocalCommand,
+    #[command(flatten)]
+    pub common: LocalOpts,
+}
+
+/// What every `local` subcommand (and `demo`, `audit`, `status`) takes.
+#[derive(Debug, Clone, Args)]
+pub struct LocalOpts {
     /// Prefix of every resource name.
     #[arg(
         long,
@@ -24,121 +34,310 @@ pub struct LocalArgs {
         default_value = "sluice-local",
         env = "SLUICE_LOCAL_PREFIX"
     )]
-    prefix: String,
-    /// Directory of the contracts whose typed tables to create [default: infra/contracts, when
-    /// it exists].
+    pub prefix: String,
+    /// Directory of the contracts [default: infra/contracts, when it exists].
     #[arg(long, global = true, env = "SLUICE_LOCAL_CONTRACTS")]
-    contracts: Option<PathBuf>,
+    pub contracts: Option<PathBuf>,
+    /// Where local mappings and checkpoints are kept.
+    #[arg(
+        long,
+        global = true,
+        default_value = ".sluice",
+        env = "SLUICE_LOCAL_STATE"
+    )]
+    pub state_dir: PathBuf,
     #[command(flatten)]
-    aws: AwsOpts,
+    pub aws: AwsOpts,
+}
+
+impl LocalOpts {
+    /// The contracts directory, made absolute.
+    pub fn contracts_dir(&self) -> anyhow::Result<Option<PathBuf>> {
+        match &self.contracts {
+            Some(dir) => Ok(Some(std::fs::canonicalize(dir).with_context(|| {
+                format!("the contracts directory {} does not exist", dir.display())
+            })?)),
+            None => Ok(std::fs::canonicalize("infra/contracts").ok()),
+        }
+    }
+
+    /// The local pipeline of this prefix, which must exist.
+    pub async fn pipeline(&self, sdk: &SdkConfig) -> anyhow::Result<LocalPipeline> {
+        LocalPipeline::resolve(
+            &sqs_client(sdk),
+            &self.prefix,
+            self.contracts_dir()?,
+            &self.state_dir,
+        )
+        .await
+    }
 }
 
 #[derive(Debug, Subcommand)]
 enum LocalCommand {
     /// Create the raw bucket, the DLQ, the ingest and transform queues (with redrive policies),
-    /// the raw bucket's notification to the transform queue, and a typed table per contract.
-    /// Running it again is harmless.
-    Up,
+    /// the raw bucket's notification to the transform queue, a typed table per contract, and the
+    /// local event source mappings. Running it again is harmless.
+    Up {
+        /// A DynamoDB table (with a stream) whose changes ingest takes; repeatable.
+        #[arg(long = "source-table")]
+        source_tables: Vec<String>,
+    },
     /// Print the environment the functions need, as `export NAME=value` lines.
     Env,
+    /// Run the local event source mappings: poll the streams and queues and call the handlers.
+    Run {
+        /// Exit once every stream and queue is drained.
+        #[arg(long)]
+        until_idle: bool,
+        /// Seconds before a failed message is delivered again.
+        #[arg(long, default_value_t = 2)]
+        retry_delay_secs: u64,
+    },
+    /// Delete the local pipeline: queues, bucket, typed tables and local state.
+    Down {
+        /// Also delete these source tables.
+        #[arg(long = "source-table")]
+        source_tables: Vec<String>,
+    },
 }
 
 impl LocalArgs {
     /// Runs the subcommand.
     pub async fn run(self) -> anyhow::Result<()> {
-        let sdk = self.aws.sdk_config().await;
-        let (s3, sqs) = (s3_client(&sdk), sqs_client(&sdk));
-        let names = Names::new(&self.prefix);
-        let contracts = match &self.contracts {
-            Some(dir) => Some(std::fs::canonicalize(dir).with_context(|| {
-                format!("the contracts directory {} does not exist", dir.display())
-            })?),
-            None => std::fs::canonicalize("infra/contracts").ok(),
-        };
+        let sdk = self.common.aws.sdk_config().await;
         match self.command {
-            LocalCommand::Up => {
-                let endpoint = self
-                    .aws
-                    .endpoint_url
-                    .as_deref()
-                    .unwrap_or("the default AWS endpoint");
-                let hint = || {
-                    format!("could not create the local resources at {endpoint}; is the emulator running (`make emulator`)?")
-                };
-                let r = ensure_ingest(&s3, &sqs, &names, false)
-                    .await
-                    .with_context(hint)?;
-                let transform_url = ensure_transform(&s3, &sqs, &names, &r.dlq_url)
-                    .await
-                    .with_context(hint)?;
-                let set = match &contracts {
-                    Some(dir) => load(&ContractSource::Dir(dir.clone()), &s3).await?,
-                    None => {
-                        eprintln!("No contracts directory (--contracts): no typed tables created.");
-                        Default::default()
-                    }
-                };
-                if !set.rejected.is_empty() {
-                    let problems: Vec<String> =
-                        set.rejected.iter().map(ToString::to_string).collect();
-                    anyhow::bail!("some contracts do not check:\n{}", problems.join("\n"));
-                }
-                let ddb = aws_sdk_dynamodb::Client::new(&sdk);
-                eprintln!("raw bucket       s3://{}", r.raw_bucket);
-                eprintln!("dead letters     {}", r.dlq_url);
-                eprintln!("ingest queue     {}", r.ingest_queue_url);
-                eprintln!("transform queue  {transform_url}");
-                for c in set.all() {
-                    let table = format!("{}{}", names.typed_table_prefix, c.name);
-                    ensure_typed_table(&ddb, &table, &c.key_schema())
-                        .await
-                        .with_context(hint)?;
-                    eprintln!(
-                        "typed table      {table} (contract {} v{})",
-                        c.name, c.version
-                    );
-                }
-                eprintln!("Ready. Next: eval \"$(sluice local env)\"");
+            LocalCommand::Up { source_tables } => {
+                up(&sdk, &self.common, &source_tables, true).await?;
             }
             LocalCommand::Env => {
-                let missing = || "the local resources do not exist; run `sluice local up` first";
-                let dlq = queue_url(&sqs, &names.dlq).await.context(missing())?;
-                let ingest = queue_url(&sqs, &names.ingest_queue)
-                    .await
-                    .context(missing())?;
-                let transform = queue_url(&sqs, &names.transform_queue)
-                    .await
-                    .context(missing())?;
-                if let Some(url) = &self.aws.endpoint_url {
+                let p = self.common.pipeline(&sdk).await?;
+                if let Some(url) = &self.common.aws.endpoint_url {
                     println!("export AWS_ENDPOINT_URL={}", shell_quote(url));
                 }
                 if let Some(region) = sdk.region() {
                     println!("export AWS_REGION={}", shell_quote(region.as_ref()));
                 }
-                println!(
-                    "export SLUICE_RAW_BUCKET={}",
-                    shell_quote(&names.raw_bucket)
-                );
-                println!("export SLUICE_DLQ_URL={}", shell_quote(&dlq));
-                println!("export SLUICE_INGEST_QUEUE_URL={}", shell_quote(&ingest));
-                println!(
-                    "export SLUICE_TRANSFORM_QUEUE_URL={}",
-                    shell_quote(&transform)
-                );
-                if let Some(dir) = &contracts {
-                    println!(
-                        "export SLUICE_CONTRACTS={}",
-                        shell_quote(&dir.display().to_string())
-                    );
+                for (k, v) in p.variables() {
+                    println!("export {k}={}", shell_quote(&v));
                 }
-                println!(
-                    "export SLUICE_TYPED_TABLE_PREFIX={}",
-                    shell_quote(&names.typed_table_prefix)
+            }
+            LocalCommand::Run {
+                until_idle,
+                retry_delay_secs,
+            } => {
+                let p = self.common.pipeline(&sdk).await?;
+                let shutdown = pipeline::shutdown_on_signals();
+                let (report, totals) = pipeline::run(
+                    &sdk,
+                    &p,
+                    until_idle,
+                    shutdown,
+                    Duration::from_secs(retry_delay_secs),
+                )
+                .await?;
+                eprintln!(
+                    "{} invocations, {} records, {} failed invocations, {} on-failure records; landed {}, typed {}, stale {}, quarantined {}{}",
+                    report.invocations,
+                    report.records,
+                    report.failed_invocations,
+                    report.on_failure_records,
+                    totals.sum("ingest", "RecordsLanded"),
+                    totals.sum("transform", "RowsWritten"),
+                    totals.sum("transform", "RowsStale"),
+                    totals.sum("ingest", "RecordsQuarantined") + totals.sum("transform", "RecordsQuarantined"),
+                    if report.drained { "; drained" } else { "" }
                 );
+            }
+            LocalCommand::Down { source_tables } => {
+                down(&sdk, &self.common, &source_tables).await?
             }
         }
         Ok(())
     }
+}
+
+/// Creates the local pipeline (idempotent) and registers stream mappings for `source_tables`.
+pub async fn up(
+    sdk: &SdkConfig,
+    opts: &LocalOpts,
+    source_tables: &[String],
+    verbose: bool,
+) -> anyhow::Result<LocalPipeline> {
+    let (s3, sqs) = (s3_client(sdk), sqs_client(sdk));
+    let names = Names::new(&opts.prefix);
+    let endpoint = opts
+        .aws
+        .endpoint_url
+        .as_deref()
+        .unwrap_or("the default AWS endpoint");
+    let hint = || {
+        format!("could not create the local resources at {endpoint}; is the emulator running (`make emulator`)?")
+    };
+    let r = ensure_ingest(&s3, &sqs, &names, false)
+        .await
+        .with_context(hint)?;
+    let transform_url = ensure_transform(&s3, &sqs, &names, &r.dlq_url)
+        .await
+        .with_context(hint)?;
+    let contracts = opts.contracts_dir()?;
+    let set = match &contracts {
+        Some(dir) => load(&ContractSource::Dir(dir.clone()), &s3).await?,
+        None => Default::default(),
+    };
+    if !set.rejected.is_empty() {
+        let problems: Vec<String> = set.rejected.iter().map(ToString::to_string).collect();
+        anyhow::bail!("some contracts do not check:\n{}", problems.join("\n"));
+    }
+    let ddb = aws_sdk_dynamodb::Client::new(sdk);
+    let say = |line: String| {
+        if verbose {
+            eprintln!("{line}");
+        }
+    };
+    say(format!("raw bucket       s3://{}", r.raw_bucket));
+    say(format!("dead letters     {}", r.dlq_url));
+    say(format!("ingest queue     {}", r.ingest_queue_url));
+    say(format!("transform queue  {transform_url}"));
+    if contracts.is_none() {
+        say("No contracts directory (--contracts): no typed tables created.".into());
+    }
+    for c in set.all() {
+        let table = format!("{}{}", names.typed_table_prefix, c.name);
+        ensure_typed_table(&ddb, &table, &c.key_schema())
+            .await
+            .with_context(hint)?;
+        say(format!(
+            "typed table      {table} (contract {} v{})",
+            c.name, c.version
+        ));
+    }
+    let path = mappings_path(&opts.state_dir, &opts.prefix);
+    let mut mappings =
+        Mappings::load(&path).with_context(|| format!("could not read {}", path.display()))?;
+    mappings.put(Mapping::queue(
+        "ingest-queue",
+        FunctionKind::Ingest,
+        &r.ingest_queue_url,
+        &queue_arn(&sqs, &r.ingest_queue_url).await?,
+    ));
+    mappings.put(Mapping::queue(
+        "transform-queue",
+        FunctionKind::Transform,
+        &transform_url,
+        &queue_arn(&sqs, &transform_url).await?,
+    ));
+    for table in source_tables {
+        let stream_arn = ddb
+            .describe_table()
+            .table_name(table)
+            .send()
+            .await
+            .with_context(|| format!("the source table {table} does not exist"))?
+            .table
+            .and_then(|t| t.latest_stream_arn)
+            .with_context(|| {
+                format!("the source table {table} has no stream; enable NEW_AND_OLD_IMAGES")
+            })?;
+        mappings.put(Mapping::stream(table, &stream_arn, &r.dlq_url));
+        say(format!("stream mapping   {table} → ingest"));
+    }
+    mappings
+        .save(&path)
+        .with_context(|| format!("could not write {}", path.display()))?;
+    say(format!("mappings         {}", path.display()));
+    say("Ready. Next: `sluice local run`, or eval \"$(sluice local env)\" to invoke handlers yourself".into());
+    LocalPipeline::resolve(&sqs, &opts.prefix, contracts, &opts.state_dir).await
+}
+
+/// Deletes the local pipeline of `opts.prefix`, and the named source tables.
+pub async fn down(
+    sdk: &SdkConfig,
+    opts: &LocalOpts,
+    source_tables: &[String],
+) -> anyhow::Result<()> {
+    let (s3, sqs) = (s3_client(sdk), sqs_client(sdk));
+    let ddb = aws_sdk_dynamodb::Client::new(sdk);
+    let names = Names::new(&opts.prefix);
+    for q in [&names.ingest_queue, &names.transform_queue, &names.dlq] {
+        if let Ok(url) = sluice_aws::provision::queue_url(&sqs, q).await {
+            sqs.delete_queue()
+                .queue_url(url)
+                .send()
+                .await
+                .with_context(|| format!("could not delete queue {q}"))?;
+        }
+    }
+    if s3
+        .head_bucket()
+        .bucket(&names.raw_bucket)
+        .send()
+        .await
+        .is_ok()
+    {
+        let mut token = None;
+        loop {
+            let out = s3
+                .list_objects_v2()
+                .bucket(&names.raw_bucket)
+                .set_continuation_token(token)
+                .send()
+                .await
+                .context("could not list the raw bucket")?;
+            for key in out.contents().iter().filter_map(|o| o.key()) {
+                s3.delete_object()
+                    .bucket(&names.raw_bucket)
+                    .key(key)
+                    .send()
+                    .await
+                    .context("could not empty the raw bucket")?;
+            }
+            match out.next_continuation_token() {
+                Some(t) => token = Some(t.to_owned()),
+                None => break,
+            }
+        }
+        s3.delete_bucket()
+            .bucket(&names.raw_bucket)
+            .send()
+            .await
+            .context("could not delete the raw bucket")?;
+    }
+    let mut tables: Vec<String> = source_tables.to_vec();
+    let mut start = None;
+    loop {
+        let out = ddb
+            .list_tables()
+            .set_exclusive_start_table_name(start)
+            .send()
+            .await
+            .context("could not list tables")?;
+        tables.extend(
+            out.table_names()
+                .iter()
+                .filter(|t| t.starts_with(&names.typed_table_prefix))
+                .cloned(),
+        );
+        match out.last_evaluated_table_name() {
+            Some(t) => start = Some(t.to_owned()),
+            None => break,
+        }
+    }
+    for t in tables {
+        match ddb.delete_table().table_name(&t).send().await {
+            Ok(_) => {}
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_resource_not_found_exception()) => {}
+            Err(e) => return Err(e).with_context(|| format!("could not delete table {t}")),
+        }
+    }
+    let state = opts.state_dir.join(&opts.prefix);
+    if state.exists() {
+        std::fs::remove_dir_all(&state)
+            .with_context(|| format!("could not remove {}", state.display()))?;
+    }
+    Ok(())
 }
 
 /// Quotes a value for a POSIX shell when it holds anything but safe characters.

@@ -1,9 +1,13 @@
 //! `sluice`: run handlers locally, provision local resources, and operate the pipeline.
 
+mod audit;
 mod aws_opts;
 mod contracts;
+mod demo;
 mod invoke;
 mod local;
+mod pipeline;
+mod status;
 
 use clap::{Parser, Subcommand};
 
@@ -23,6 +27,12 @@ enum Command {
     Local(local::LocalArgs),
     /// Check table contracts.
     Contracts(contracts::ContractsArgs),
+    /// Provision a local pipeline, run a realistic workload through it, summarise, and audit.
+    Demo(demo::DemoArgs),
+    /// Reconcile sources, raw staging, typed tables and dead letters; exit 1 on any loss.
+    Audit(audit::AuditArgs),
+    /// Show queue depths, dead letters, metrics and alarms of the local pipeline.
+    Status(status::StatusArgs),
 }
 
 #[tokio::main]
@@ -38,5 +48,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Invoke(args) => args.run().await,
         Command::Local(args) => args.run().await,
         Command::Contracts(args) => args.run().await,
+        Command::Demo(args) => args.run().await,
+        Command::Audit(args) => args.run().await,
+        Command::Status(args) => args.run().await,
     }
 }

@@ -147,3 +147,64 @@ impl DeadLetters for SqsDeadLetters {
         }
     }
 }
+
+/// Reads every message on a queue without consuming it: each is received, then made visible
+/// again at once. For inspection (`sluice status`, `sluice audit`); not for a queue that
+/// consumers are reading at the same time.
+pub async fn peek_all(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+) -> Result<Vec<aws_sdk_sqs::types::Message>, AwsError> {
+    use aws_sdk_sqs::types::{
+        ChangeMessageVisibilityBatchRequestEntry, MessageSystemAttributeName,
+    };
+    let mut seen = std::collections::HashSet::new();
+    let mut all = Vec::new();
+    loop {
+        let out = sqs
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(10)
+            .visibility_timeout(60)
+            .wait_time_seconds(0)
+            .message_system_attribute_names(MessageSystemAttributeName::All)
+            .message_attribute_names("All")
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("ReceiveMessage", queue_url, e))?;
+        let batch = out.messages.unwrap_or_default();
+        if batch.is_empty() {
+            break;
+        }
+        for m in batch {
+            if seen.insert(m.message_id().unwrap_or_default().to_owned()) {
+                all.push(m);
+            }
+        }
+    }
+    let handles: Vec<String> = all
+        .iter()
+        .filter_map(|m| m.receipt_handle().map(str::to_owned))
+        .collect();
+    for chunk in handles.chunks(10) {
+        let entries: Vec<ChangeMessageVisibilityBatchRequestEntry> = chunk
+            .iter()
+            .enumerate()
+            .filter_map(|(i, h)| {
+                ChangeMessageVisibilityBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(h)
+                    .visibility_timeout(0)
+                    .build()
+                    .ok()
+            })
+            .collect();
+        sqs.change_message_visibility_batch()
+            .queue_url(queue_url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("ChangeMessageVisibilityBatch", queue_url, e))?;
+    }
+    Ok(all)
+}

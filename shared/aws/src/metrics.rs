@@ -23,7 +23,8 @@ pub enum Unit {
 }
 
 impl Unit {
-    fn as_str(self) -> &'static str {
+    /// The CloudWatch unit name.
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::Count => "Count",
             Self::Milliseconds => "Milliseconds",
@@ -32,16 +33,40 @@ impl Unit {
     }
 }
 
-/// Where EMF lines go.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Where metrics go.
+#[derive(Debug, Clone, Default)]
 pub enum Sink {
-    /// Standard output, which Lambda ships to CloudWatch Logs.
+    /// EMF lines on standard output, which Lambda ships to CloudWatch Logs.
     #[default]
     Stdout,
-    /// Standard error, for the CLI, whose stdout is the handler's response.
+    /// EMF lines on standard error, for the CLI, whose stdout is the handler's response.
     Stderr,
     /// Nowhere.
     Discard,
+    /// Kept in memory, for a local runner to publish with `PutMetricData` (EMF is not collected
+    /// where no CloudWatch Logs agent runs) and to summarise.
+    Collect(Collector),
+}
+
+/// Metric sets kept in memory, with the time they were emitted.
+#[derive(Debug, Clone, Default)]
+pub struct Collector(std::sync::Arc<std::sync::Mutex<Vec<(i64, MetricSet)>>>);
+
+impl Collector {
+    /// Takes every set collected so far.
+    pub fn drain(&self) -> Vec<(i64, MetricSet)> {
+        match self.0.lock() {
+            Ok(mut v) => std::mem::take(&mut *v),
+            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
+        }
+    }
+
+    fn push(&self, at: i64, set: MetricSet) {
+        match self.0.lock() {
+            Ok(mut v) => v.push((at, set)),
+            Err(poisoned) => poisoned.into_inner().push((at, set)),
+        }
+    }
 }
 
 /// One batch's metrics, emitted as one EMF line.
@@ -114,18 +139,68 @@ impl MetricSet {
         Value::Object(doc)
     }
 
-    /// Writes the EMF line to `sink`. A failed write is logged, never fatal.
-    pub fn emit(&self, sink: Sink, timestamp_ms: i64) {
-        let line = self.to_emf(timestamp_ms).to_string();
+    /// The dimensions, `Function` first.
+    pub fn dimensions(&self) -> &[(&'static str, String)] {
+        &self.dimensions
+    }
+
+    /// The values: name, unit, and one or more values.
+    pub fn values(&self) -> impl Iterator<Item = (&'static str, Unit, &[f64])> {
+        self.values.iter().map(|(n, u, v)| (*n, *u, v.as_slice()))
+    }
+
+    /// Sends the set to `sink`. A failed write is logged, never fatal.
+    pub fn emit(&self, sink: &Sink, timestamp_ms: i64) {
         let result = match sink {
-            Sink::Stdout => writeln!(std::io::stdout().lock(), "{line}"),
-            Sink::Stderr => writeln!(std::io::stderr().lock(), "{line}"),
+            Sink::Stdout => writeln!(std::io::stdout().lock(), "{}", self.to_emf(timestamp_ms)),
+            Sink::Stderr => writeln!(std::io::stderr().lock(), "{}", self.to_emf(timestamp_ms)),
             Sink::Discard => Ok(()),
+            Sink::Collect(c) => {
+                c.push(timestamp_ms, self.clone());
+                Ok(())
+            }
         };
         if let Err(e) = result {
             tracing::warn!(error = %e, "Could not write a metrics line.");
         }
     }
+}
+
+/// Publishes collected metric sets with `PutMetricData`, for endpoints where EMF log lines are
+/// not turned into metrics.
+pub async fn put_metric_data(
+    cw: &aws_sdk_cloudwatch::Client,
+    sets: &[(i64, MetricSet)],
+) -> Result<(), crate::AwsError> {
+    use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
+    let mut data = Vec::new();
+    for (at, set) in sets {
+        let dims: Vec<Dimension> = set
+            .dimensions()
+            .iter()
+            .map(|(k, v)| Dimension::builder().name(*k).value(v).build())
+            .collect();
+        let ts = aws_smithy_types::DateTime::from_millis(*at);
+        for (name, unit, values) in set.values() {
+            let datum = MetricDatum::builder()
+                .metric_name(name)
+                .set_dimensions(Some(dims.clone()))
+                .unit(StandardUnit::from(unit.as_str()))
+                .timestamp(ts)
+                .set_values(Some(values.to_vec()))
+                .build();
+            data.push(datum);
+        }
+    }
+    for chunk in data.chunks(500) {
+        cw.put_metric_data()
+            .namespace(NAMESPACE)
+            .set_metric_data(Some(chunk.to_vec()))
+            .send()
+            .await
+            .map_err(|e| crate::AwsError::from_sdk("PutMetricData", NAMESPACE, e))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

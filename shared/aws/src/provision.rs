@@ -12,6 +12,10 @@ use crate::error::AwsError;
 /// How often the ingest queue delivers a message before its redrive policy moves it to the DLQ.
 pub const MAX_RECEIVE_COUNT: u32 = 5;
 
+/// The visibility timeout of local queues. The local runner extends it while a batch runs, so
+/// it can be short: after a crash, unfinished messages come back quickly.
+pub const LOCAL_VISIBILITY_TIMEOUT_SECS: &str = "15";
+
 /// The resources ingest needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IngestResources {
@@ -148,7 +152,10 @@ pub async fn ensure_ingest(
         format!(r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"{MAX_RECEIVE_COUNT}"}}"#);
     let mut attrs = HashMap::from([
         (QueueAttributeName::RedrivePolicy, redrive),
-        (QueueAttributeName::VisibilityTimeout, "60".to_owned()),
+        (
+            QueueAttributeName::VisibilityTimeout,
+            LOCAL_VISIBILITY_TIMEOUT_SECS.to_owned(),
+        ),
     ]);
     if fifo {
         attrs.insert(QueueAttributeName::FifoQueue, "true".into());
@@ -265,7 +272,10 @@ pub async fn ensure_transform(
         &names.transform_queue,
         HashMap::from([
             (QueueAttributeName::RedrivePolicy, redrive),
-            (QueueAttributeName::VisibilityTimeout, "60".to_owned()),
+            (
+                QueueAttributeName::VisibilityTimeout,
+                LOCAL_VISIBILITY_TIMEOUT_SECS.to_owned(),
+            ),
         ]),
     )
     .await?;

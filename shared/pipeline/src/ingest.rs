@@ -228,7 +228,7 @@ pub async fn handle<R: RawStore, D: DeadLetters>(
         Some(Source::DynamoDb) => IngestResponse::Streams(stream_response(&slots, &failed)?),
         _ => IngestResponse::Sqs(sqs_response(&slots, &failed)),
     };
-    emit_metrics(&stats, started, deps.metrics, now_ms);
+    emit_metrics(&stats, started, &deps.metrics, now_ms);
     tracing::info!(
         records_in = stats.records_in,
         landed = stats.landed,
@@ -277,18 +277,19 @@ async fn deliver<R: RawStore, D: DeadLetters>(
         })
         .buffer_unordered(concurrency)
         .collect::<Vec<_>>();
-    let dead = stream::iter(
-        slots
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| match &s.outcome {
-                Outcome::Dead(env) => Some((i, env)),
-                Outcome::Land(_) => None,
-            }),
-    )
-    .map(|(i, env)| async move { (i, deps.dead_letters.send(env.as_ref().clone()).await) })
-    .buffer_unordered(concurrency)
-    .collect::<Vec<_>>();
+    // Owned items: closures over borrowed items would make the handler's future lose `Send`.
+    let envelopes: Vec<(usize, FailureEnvelope)> = slots
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| match &s.outcome {
+            Outcome::Dead(env) => Some((i, env.as_ref().clone())),
+            Outcome::Land(_) => None,
+        })
+        .collect();
+    let dead = stream::iter(envelopes)
+        .map(|(i, env)| async move { (i, deps.dead_letters.send(env).await) })
+        .buffer_unordered(concurrency)
+        .collect::<Vec<_>>();
     let (puts, dead) = tokio::join!(puts, dead);
 
     let mut failed = HashSet::new();
@@ -348,7 +349,7 @@ async fn write_group<R: RawStore, D: DeadLetters>(
     Ok(bytes)
 }
 
-fn emit_metrics(stats: &IngestStats, started: Instant, sink: Sink, now_ms: i64) {
+fn emit_metrics(stats: &IngestStats, started: Instant, sink: &Sink, now_ms: i64) {
     let mut m = MetricSet::new(FUNCTION);
     m.put("RecordsIn", Unit::Count, stats.records_in as f64)
         .put("RecordsLanded", Unit::Count, stats.landed as f64)

@@ -174,7 +174,7 @@ pub async fn handle<O: RawObjects, T: TypedTables, D: DeadLetters>(
         &stats,
         started,
         response.batch_item_failures.len(),
-        deps.metrics,
+        &deps.metrics,
         now_ms,
     );
     Ok((response, stats))
@@ -796,7 +796,7 @@ fn emit_metrics(
     stats: &TransformStats,
     started: Instant,
     failed_messages: usize,
-    sink: Sink,
+    sink: &Sink,
     now_ms: i64,
 ) {
     let mut m = MetricSet::new(FUNCTION);

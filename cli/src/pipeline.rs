@@ -1,0 +1,281 @@
+//! The local pipeline: its resources by name, its handlers' configuration, and a run of its
+//! event source mappings with metrics published to CloudWatch.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use sluice_aws::clients::{s3_client, sqs_client, SdkConfig};
+use sluice_aws::metrics::{put_metric_data, Collector, MetricSet, Sink};
+use sluice_aws::provision::{queue_url, Names};
+use sluice_pipeline::ingest::Ingest;
+use sluice_pipeline::local::{
+    checkpoints_path, mappings_path, LocalFunctions, Mappings, RunOptions, RunReport, Runner,
+};
+use sluice_pipeline::transform::Transform;
+use sluice_pipeline::{IngestConfig, TransformConfig};
+use tokio::sync::watch;
+
+/// A local pipeline's resources.
+#[derive(Debug, Clone)]
+pub struct LocalPipeline {
+    /// Names derived from the prefix.
+    pub names: Names,
+    /// The prefix.
+    pub prefix: String,
+    /// The DLQ's URL.
+    pub dlq_url: String,
+    /// The ingest queue's URL.
+    pub ingest_url: String,
+    /// The transform queue's URL.
+    pub transform_url: String,
+    /// The contracts directory, if any.
+    pub contracts: Option<PathBuf>,
+    /// Where mappings and checkpoints are kept.
+    pub state_dir: PathBuf,
+}
+
+impl LocalPipeline {
+    /// Looks up the resources `sluice local up` created for `prefix`.
+    pub async fn resolve(
+        sqs: &aws_sdk_sqs::Client,
+        prefix: &str,
+        contracts: Option<PathBuf>,
+        state_dir: &Path,
+    ) -> anyhow::Result<Self> {
+        let names = Names::new(prefix);
+        let missing = || {
+            format!("the local resources of {prefix:?} do not exist; run `sluice local up` first")
+        };
+        Ok(Self {
+            dlq_url: queue_url(sqs, &names.dlq).await.with_context(missing)?,
+            ingest_url: queue_url(sqs, &names.ingest_queue)
+                .await
+                .with_context(missing)?,
+            transform_url: queue_url(sqs, &names.transform_queue)
+                .await
+                .with_context(missing)?,
+            prefix: prefix.to_owned(),
+            names,
+            contracts,
+            state_dir: state_dir.to_owned(),
+        })
+    }
+
+    /// The mappings file.
+    pub fn mappings_path(&self) -> PathBuf {
+        mappings_path(&self.state_dir, &self.prefix)
+    }
+
+    /// The checkpoints file.
+    pub fn checkpoints_path(&self) -> PathBuf {
+        checkpoints_path(&self.state_dir, &self.prefix)
+    }
+
+    /// The variables the functions would get, as `local env` prints them.
+    pub fn variables(&self) -> BTreeMap<&'static str, String> {
+        let mut v = BTreeMap::from([
+            ("SLUICE_RAW_BUCKET", self.names.raw_bucket.clone()),
+            ("SLUICE_DLQ_URL", self.dlq_url.clone()),
+            ("SLUICE_INGEST_QUEUE_URL", self.ingest_url.clone()),
+            ("SLUICE_TRANSFORM_QUEUE_URL", self.transform_url.clone()),
+            (
+                "SLUICE_TYPED_TABLE_PREFIX",
+                self.names.typed_table_prefix.clone(),
+            ),
+        ]);
+        if let Some(c) = &self.contracts {
+            v.insert("SLUICE_CONTRACTS", c.display().to_string());
+        }
+        v
+    }
+
+    /// Looks a variable up: the pipeline's own resources first, then the environment, for tuning.
+    fn lookup(&self, name: &str) -> Option<String> {
+        self.variables()
+            .get(name)
+            .cloned()
+            .or_else(|| std::env::var(name).ok())
+    }
+
+    /// The ingest handler's configuration.
+    pub fn ingest_config(&self) -> anyhow::Result<IngestConfig> {
+        Ok(IngestConfig::from_lookup(|n| self.lookup(n))?)
+    }
+
+    /// The transform handler's configuration.
+    pub fn transform_config(&self) -> anyhow::Result<TransformConfig> {
+        TransformConfig::from_lookup(|n| self.lookup(n))
+            .context("no contracts: pass --contracts DIR (or keep them in infra/contracts)")
+    }
+}
+
+/// Sums of metrics over a run, for summaries.
+#[derive(Debug, Clone, Default)]
+pub struct Totals {
+    /// (function, table, metric) → sum of values.
+    pub sums: BTreeMap<(String, String, &'static str), f64>,
+    /// End-to-end latencies of written rows, ms.
+    pub latencies: Vec<f64>,
+}
+
+impl Totals {
+    fn add(&mut self, set: &MetricSet) {
+        let dims = set.dimensions();
+        let function = dims
+            .iter()
+            .find(|(k, _)| *k == "Function")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        let table = dims
+            .iter()
+            .find(|(k, _)| *k == "Table")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        for (name, _, values) in set.values() {
+            if name == "EndToEndLatency" {
+                self.latencies.extend_from_slice(values);
+            }
+            *self
+                .sums
+                .entry((function.clone(), table.clone(), name))
+                .or_default() += values.iter().sum::<f64>();
+        }
+    }
+
+    /// The sum of a metric over every table of a function.
+    pub fn sum(&self, function: &str, metric: &str) -> f64 {
+        self.sums
+            .iter()
+            .filter(|((f, _, m), _)| f == function && *m == metric)
+            .map(|(_, v)| v)
+            .sum()
+    }
+}
+
+/// Runs the local mappings of `p` until shut down or drained, publishing metrics to CloudWatch
+/// every few seconds. Returns the run's report and the metric totals.
+pub async fn run(
+    sdk: &SdkConfig,
+    p: &LocalPipeline,
+    until_idle: bool,
+    shutdown: watch::Receiver<bool>,
+    retry_delay: Duration,
+) -> anyhow::Result<(RunReport, Totals)> {
+    let mappings = Mappings::load(&p.mappings_path())
+        .with_context(|| format!("could not read {}", p.mappings_path().display()))?;
+    if mappings.mappings.is_empty() {
+        anyhow::bail!(
+            "no local mappings for {:?}; run `sluice local up` first",
+            p.prefix
+        );
+    }
+    let collector = Collector::default();
+    let sink = Sink::Collect(collector.clone());
+    let s3 = s3_client(sdk);
+    let sqs = sqs_client(sdk);
+    let functions = LocalFunctions {
+        ingest: Ingest::on_aws(
+            p.ingest_config()?,
+            s3.clone(),
+            s3.clone(),
+            sqs.clone(),
+            sink.clone(),
+        ),
+        transform: Transform::from_sdk(p.transform_config()?, sdk, sink),
+    };
+    let runner = Runner {
+        functions: Arc::new(functions),
+        mappings: mappings.mappings.into_values().collect(),
+        streams: aws_sdk_dynamodbstreams::Client::new(sdk),
+        sqs,
+        region: sdk
+            .region()
+            .map_or_else(|| "us-east-1".to_owned(), ToString::to_string),
+        checkpoints_path: p.checkpoints_path(),
+    };
+    let totals = Arc::new(Mutex::new(Totals::default()));
+    let cw = aws_sdk_cloudwatch::Client::new(sdk);
+    let publisher = {
+        let (collector, totals, cw) = (collector.clone(), totals.clone(), cw.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                publish(&cw, &collector, &totals).await;
+            }
+        })
+    };
+    let report = runner
+        .run(RunOptions {
+            until_idle,
+            shutdown,
+            retry_delay,
+            poll_interval: Duration::from_millis(250),
+        })
+        .await?;
+    publisher.abort();
+    publish(&cw, &collector, &totals).await;
+    let totals = totals.lock().map(|t| t.clone()).unwrap_or_default();
+    Ok((report, totals))
+}
+
+async fn publish(cw: &aws_sdk_cloudwatch::Client, collector: &Collector, totals: &Mutex<Totals>) {
+    let sets = collector.drain();
+    if sets.is_empty() {
+        return;
+    }
+    if let Ok(mut t) = totals.lock() {
+        for (_, set) in &sets {
+            t.add(set);
+        }
+    }
+    if let Err(e) = put_metric_data(cw, &sets).await {
+        tracing::warn!(error = %e, "Could not publish metrics to CloudWatch.");
+    }
+}
+
+/// A shutdown signal that turns `true` on the first Ctrl-C (or SIGTERM); a second one exits at
+/// once, acknowledging nothing more.
+pub fn shutdown_on_signals() -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        let mut first = true;
+        loop {
+            wait_for_signal().await;
+            if first {
+                eprintln!("Stopping: in-flight batches finish and nothing new starts (Ctrl-C again to quit at once).");
+                let _ = tx.send(true);
+                first = false;
+            } else {
+                std::process::exit(130);
+            }
+        }
+    });
+    rx
+}
+
+#[cfg(unix)]
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
+        (Ok(mut int), Ok(mut term)) => {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signal() {
+    let _ = tokio::signal::ctrl_c().await;
+}

@@ -1,0 +1,622 @@
+//! Reconciliation: proves that nothing was lost between the sources, raw staging, the typed
+//! tables and the dead-letter queue.
+//!
+//! For every contract:
+//! - every raw line is accounted for exactly once: **typed** (it is the line the stored row
+//!   came from), **stale** (a newer or equal change of its key is stored), **quarantined** (its
+//!   dead letter is on the DLQ) or **control** (it touches no row). Any other line is lost;
+//! - the stored row of every key is the one its newest raw line types to, field by field, `seq`
+//!   and contract version included; a typed row with no raw line behind it has lost its lineage;
+//! - for DynamoDB sources, the source table and the typed table hold the same keys and the same
+//!   typed values, and every deleted key is a tombstone.
+//!
+//! Any difference is a problem; a clean audit has none.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::io::Read;
+
+use serde_dynamo::AttributeValue;
+use sluice_aws::AwsError;
+use sluice_core::change::{Change, Image, Route};
+use sluice_core::contract::{Contract, FieldType};
+use sluice_core::json::Limits;
+use sluice_core::raw::OwnedRawLine;
+use sluice_core::row::{
+    type_change, RowMeta, TypedRow, DELETED_ATTR, RAW_ATTR, SEQ_ATTR, VERSION_ATTR,
+};
+use sluice_core::typing::canonical_decimal;
+use sluice_core::{Format, Op, Seq};
+
+use crate::contracts::ContractSet;
+use crate::transform::decode_record;
+
+/// What to audit.
+pub struct AuditInput<'a> {
+    /// S3, for raw staging.
+    pub s3: &'a aws_sdk_s3::Client,
+    /// SQS, for the DLQ.
+    pub sqs: &'a aws_sdk_sqs::Client,
+    /// DynamoDB, for typed and source tables.
+    pub ddb: &'a aws_sdk_dynamodb::Client,
+    /// The raw bucket.
+    pub raw_bucket: &'a str,
+    /// The DLQ.
+    pub dlq_url: &'a str,
+    /// The contracts.
+    pub contracts: &'a ContractSet,
+    /// The typed tables' name prefix.
+    pub typed_table_prefix: &'a str,
+    /// DynamoDB source tables fed through streams.
+    pub source_tables: &'a [String],
+}
+
+/// The accounting of one contract.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TableAudit {
+    /// The contract (typed table) name.
+    pub contract: String,
+    /// Raw lines that feed it.
+    pub raw_lines: usize,
+    /// Lines the stored rows came from.
+    pub typed: usize,
+    /// Lines superseded by a newer or equal change of their key.
+    pub stale: usize,
+    /// Lines whose dead letter is on the DLQ.
+    pub quarantined: usize,
+    /// Lines that touch no row.
+    pub control: usize,
+    /// Rows in the typed table, live and tombstones.
+    pub rows: usize,
+    /// Tombstones among them.
+    pub tombstones: usize,
+    /// Keys in the DynamoDB source table, for stream-fed contracts.
+    pub source_keys: Option<usize>,
+}
+
+/// The audit's findings.
+#[derive(Debug, Clone, Default)]
+pub struct AuditReport {
+    /// Per contract.
+    pub tables: Vec<TableAudit>,
+    /// Raw lines of tables no contract takes, and whether each is on the DLQ.
+    pub uncontracted_lines: usize,
+    /// Dead letters on the DLQ, by step and class.
+    pub dead_letters: BTreeMap<String, usize>,
+    /// Every difference found. Empty means nothing was lost.
+    pub problems: Vec<String>,
+}
+
+impl AuditReport {
+    /// Whether the audit found nothing wrong.
+    pub fn is_clean(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// A typed change of one raw line for one contract.
+struct LineEntry {
+    raw_ref: String,
+    seq: Seq,
+    /// The typed row, or `None` when the line violates the contract.
+    row: Option<TypedRow>,
+}
+
+/// Runs the audit.
+pub async fn audit(input: &AuditInput<'_>) -> Result<AuditReport, AwsError> {
+    let mut report = AuditReport::default();
+    let dead = sluice_aws::dead_letters::peek_all(input.sqs, input.dlq_url).await?;
+    let mut quarantined_refs: HashSet<String> = HashSet::new();
+    for m in &dead {
+        let Ok(env) = serde_json::from_str::<sluice_core::envelope::FailureEnvelope>(
+            m.body().unwrap_or_default(),
+        ) else {
+            *report
+                .dead_letters
+                .entry("other (not a failure envelope)".into())
+                .or_default() += 1;
+            continue;
+        };
+        *report
+            .dead_letters
+            .entry(format!("{} {}", env.step.as_str(), env.error_class))
+            .or_default() += 1;
+        if let Some(r) = env.raw_ref {
+            quarantined_refs.insert(r);
+        }
+    }
+
+    // Raw staging, line by line.
+    let keys = list(input.s3, input.raw_bucket, sluice_core::raw::RAW_PREFIX).await?;
+    let existing_objects: HashSet<String> = keys
+        .iter()
+        .map(|k| format!("s3://{}/{k}", input.raw_bucket))
+        .collect();
+    let mut per_contract: BTreeMap<String, Vec<LineEntry>> = BTreeMap::new();
+    let mut control: BTreeMap<String, usize> = BTreeMap::new();
+    let limits = Limits::default();
+    for key in &keys {
+        let text = read_object(input.s3, input.raw_bucket, key).await?;
+        for (i, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let raw_ref = format!("s3://{}/{key}#L{}", input.raw_bucket, i + 1);
+            let Ok(raw) = serde_json::from_str::<OwnedRawLine>(line) else {
+                if !quarantined_refs.contains(&raw_ref) {
+                    report.problems.push(format!(
+                        "{raw_ref}: unreadable raw line and no dead letter for it"
+                    ));
+                }
+                continue;
+            };
+            let contracts = input.contracts.for_source(&raw.table, raw.format);
+            let change = match decode_record(&raw, &limits) {
+                Ok(c) => c,
+                Err(e) => {
+                    if !quarantined_refs.contains(&raw_ref) {
+                        report.problems.push(format!(
+                            "{raw_ref}: undecodable ({e}) and no dead letter for it"
+                        ));
+                    }
+                    for c in &contracts {
+                        per_contract
+                            .entry(c.name.clone())
+                            .or_default()
+                            .push(LineEntry {
+                                raw_ref: raw_ref.clone(),
+                                seq: raw.seq.clone(),
+                                row: None,
+                            });
+                    }
+                    continue;
+                }
+            };
+            if matches!(change.route.op, Op::Control | Op::Truncate) {
+                for c in &contracts {
+                    *control.entry(c.name.clone()).or_default() += 1;
+                }
+                continue;
+            }
+            if contracts.is_empty() {
+                report.uncontracted_lines += 1;
+                if !quarantined_refs.contains(&raw_ref) {
+                    report.problems.push(format!(
+                        "{raw_ref}: table {:?} has no contract and the line has no dead letter",
+                        raw.table
+                    ));
+                }
+                continue;
+            }
+            let meta = RowMeta {
+                raw_ref: raw_ref.clone(),
+                ts_ms: raw.ts_ms,
+                tombstone_expires_at: 0,
+            };
+            for c in contracts {
+                let row = match type_change(&change, &c, &meta) {
+                    Ok(Some(row)) => Some(row),
+                    Ok(None) => {
+                        *control.entry(c.name.clone()).or_default() += 1;
+                        continue;
+                    }
+                    Err(_) => None,
+                };
+                per_contract
+                    .entry(c.name.clone())
+                    .or_default()
+                    .push(LineEntry {
+                        raw_ref: raw_ref.clone(),
+                        seq: change.route.seq.clone(),
+                        row,
+                    });
+            }
+        }
+    }
+
+    for contract in input.contracts.all() {
+        let table = format!("{}{}", input.typed_table_prefix, contract.name);
+        let items = scan(input.ddb, &table).await?;
+        let lines = per_contract.remove(&contract.name).unwrap_or_default();
+        let mut t = TableAudit {
+            contract: contract.name.clone(),
+            raw_lines: lines.len() + control.get(&contract.name).copied().unwrap_or(0),
+            control: control.get(&contract.name).copied().unwrap_or(0),
+            rows: items.len(),
+            tombstones: items
+                .iter()
+                .filter(|i| i.contains_key(DELETED_ATTR))
+                .count(),
+            ..TableAudit::default()
+        };
+        let stored: HashMap<String, &HashMap<String, AttributeValue>> = items
+            .iter()
+            .filter_map(|i| key_id(contract, i).map(|k| (k, i)))
+            .collect();
+        let mut by_key: HashMap<String, Vec<&LineEntry>> = HashMap::new();
+        for l in &lines {
+            let key = match &l.row {
+                Some(row) => row.key_id(),
+                // A violating line has no typed key; account for it by its dead letter.
+                None => {
+                    if quarantined_refs.contains(&l.raw_ref) {
+                        t.quarantined += 1;
+                    } else {
+                        report.problems.push(format!(
+                            "{}: {}: violates the contract and has no dead letter",
+                            contract.name, l.raw_ref
+                        ));
+                    }
+                    continue;
+                }
+            };
+            by_key.entry(key).or_default().push(l);
+        }
+        for (key, entries) in &by_key {
+            let Some(winner) = entries
+                .iter()
+                .filter_map(|e| e.row.as_ref())
+                .max_by(|a, b| a.seq.cmp(&b.seq))
+            else {
+                continue;
+            };
+            let Some(item) = stored.get(key) else {
+                report.problems.push(format!(
+                    "{}: key {key}: {} raw line(s) but no typed row",
+                    contract.name,
+                    entries.len()
+                ));
+                continue;
+            };
+            let stored_seq = str_attr(item, SEQ_ATTR).map(Seq::from_normalised);
+            let stored_raw = str_attr(item, RAW_ATTR).unwrap_or_default();
+            for e in entries {
+                if e.raw_ref == stored_raw {
+                    t.typed += 1;
+                } else if stored_seq.as_ref().is_some_and(|s| e.seq <= *s) {
+                    t.stale += 1;
+                } else {
+                    report.problems.push(format!(
+                        "{}: key {key}: raw line {} (seq {}) is newer than the stored row",
+                        contract.name, e.raw_ref, e.seq
+                    ));
+                }
+            }
+            if stored_seq.as_ref() != Some(&winner.seq) {
+                report.problems.push(format!(
+                    "{}: key {key}: stored seq {} but the newest raw change is {}",
+                    contract.name,
+                    stored_seq
+                        .map(|s| s.to_string())
+                        .unwrap_or_else(|| "(none)".into()),
+                    winner.seq
+                ));
+                continue;
+            }
+            if num_attr(item, VERSION_ATTR).as_deref() != Some(&contract.version.to_string()) {
+                report.problems.push(format!("{}: key {key}: typed under contract version {} but the contract is at {}; replay raw staging", contract.name, num_attr(item, VERSION_ATTR).unwrap_or_default(), contract.version));
+            }
+            if !existing_objects.contains(stored_raw.split('#').next().unwrap_or_default()) {
+                report.problems.push(format!(
+                    "{}: key {key}: the row's raw object {stored_raw} is missing",
+                    contract.name
+                ));
+            }
+            report
+                .problems
+                .extend(compare_row(contract, key, winner, item));
+        }
+        for key in stored.keys() {
+            if !by_key.contains_key(key) {
+                let raw = stored
+                    .get(key)
+                    .and_then(|i| str_attr(i, RAW_ATTR))
+                    .unwrap_or_default();
+                report.problems.push(format!("{}: key {key}: typed row without any raw line (its raw object {raw} is missing)", contract.name));
+            }
+        }
+        report.tables.push(t);
+    }
+
+    // DynamoDB sources against their typed tables.
+    for source in input.source_tables {
+        let source_items = scan(input.ddb, source).await?;
+        for contract in input
+            .contracts
+            .all()
+            .iter()
+            .filter(|c| c.accepts(source, Format::DdbStream))
+        {
+            let table = format!("{}{}", input.typed_table_prefix, contract.name);
+            let typed = scan(input.ddb, &table).await?;
+            let typed: HashMap<String, &HashMap<String, AttributeValue>> = typed
+                .iter()
+                .filter_map(|i| key_id(contract, i).map(|k| (k, i)))
+                .collect();
+            let mut live_source = BTreeSet::new();
+            for item in &source_items {
+                let image: BTreeMap<String, AttributeValue> =
+                    item.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                let change = Change {
+                    route: Route {
+                        format: Format::DdbStream,
+                        table: source.clone(),
+                        op: Op::Insert,
+                        seq: Seq::parts(&[0]),
+                        ts_ms: None,
+                    },
+                    ttl_delete: false,
+                    key: None,
+                    before: None,
+                    after: Some(Image::Ddb(image)),
+                };
+                let meta = RowMeta {
+                    raw_ref: String::new(),
+                    ts_ms: 0,
+                    tombstone_expires_at: 0,
+                };
+                let Ok(Some(expected)) = type_change(&change, contract, &meta) else {
+                    // The source item violates the contract: its change is on the DLQ (checked
+                    // above, line by line), and the typed row may hold an older valid state.
+                    if let Some(key) = source_key(contract, item) {
+                        live_source.insert(key);
+                    }
+                    continue;
+                };
+                let key = expected.key_id();
+                live_source.insert(key.clone());
+                match typed.get(&key) {
+                    None => report.problems.push(format!(
+                        "{}: source {source} has key {key} but the typed table has no row",
+                        contract.name
+                    )),
+                    Some(row) if row.contains_key(DELETED_ATTR) => report.problems.push(format!(
+                        "{}: source {source} has key {key} but the typed row is a tombstone",
+                        contract.name
+                    )),
+                    Some(row) => report.problems.extend(
+                        compare_row(contract, &key, &expected, row)
+                            .into_iter()
+                            .map(|p| format!("{p} (against source {source})")),
+                    ),
+                }
+            }
+            for (key, row) in &typed {
+                if !row.contains_key(DELETED_ATTR) && !live_source.contains(key) {
+                    report.problems.push(format!(
+                        "{}: typed row {key} is live but the key is not in source {source}",
+                        contract.name
+                    ));
+                }
+            }
+            if let Some(t) = report
+                .tables
+                .iter_mut()
+                .find(|t| t.contract == contract.name)
+            {
+                t.source_keys = Some(live_source.len());
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// Compares the contract's fields of a stored item with the expected typed row.
+fn compare_row(
+    contract: &Contract,
+    key: &str,
+    expected: &TypedRow,
+    item: &HashMap<String, AttributeValue>,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    if expected.tombstone {
+        if !item.contains_key(DELETED_ATTR) {
+            problems.push(format!(
+                "{}: key {key}: expected a tombstone, found a live row",
+                contract.name
+            ));
+        }
+        return problems;
+    }
+    if item.contains_key(DELETED_ATTR) {
+        problems.push(format!(
+            "{}: key {key}: expected a live row, found a tombstone",
+            contract.name
+        ));
+        return problems;
+    }
+    for f in &contract.fields {
+        let want = expected.item.get(&f.name);
+        let got = item.get(&f.name);
+        if !same(want, got, &f.ty) {
+            problems.push(format!(
+                "{}: key {key}: field {} differs: expected {}, stored {}",
+                contract.name,
+                f.name,
+                show(want),
+                show(got)
+            ));
+        }
+    }
+    problems
+}
+
+fn same(a: Option<&AttributeValue>, b: Option<&AttributeValue>, ty: &FieldType) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(AttributeValue::N(x)), Some(AttributeValue::N(y))) => {
+            canonical_decimal(x).ok() == canonical_decimal(y).ok()
+        }
+        (Some(AttributeValue::Ns(x)), Some(AttributeValue::Ns(y))) => {
+            let c = |v: &Vec<String>| -> BTreeSet<String> {
+                v.iter().filter_map(|n| canonical_decimal(n).ok()).collect()
+            };
+            c(x) == c(y)
+        }
+        (Some(AttributeValue::Ss(x)), Some(AttributeValue::Ss(y))) => {
+            x.iter().collect::<BTreeSet<_>>() == y.iter().collect::<BTreeSet<_>>()
+        }
+        (Some(AttributeValue::Bs(x)), Some(AttributeValue::Bs(y))) => {
+            x.iter().collect::<BTreeSet<_>>() == y.iter().collect::<BTreeSet<_>>()
+        }
+        (Some(AttributeValue::L(x)), Some(AttributeValue::L(y))) => {
+            let elem = match ty {
+                FieldType::List(e) => e.as_ref().clone(),
+                other => other.clone(),
+            };
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same(Some(p), Some(q), &elem))
+        }
+        (Some(x), Some(y)) => x == y,
+        _ => false,
+    }
+}
+
+fn show(v: Option<&AttributeValue>) -> String {
+    match v {
+        None => "(none)".into(),
+        Some(v) => {
+            let mut s = String::new();
+            let _ = sluice_core::typing::write_json(sluice_core::typing::SrcRef::Ddb(v), &mut s);
+            if s.chars().count() > 60 {
+                format!("{}…", s.chars().take(60).collect::<String>())
+            } else {
+                s
+            }
+        }
+    }
+}
+
+/// The typed key of a source item, typing only the key fields.
+fn source_key(contract: &Contract, item: &HashMap<String, AttributeValue>) -> Option<String> {
+    let mut typed = HashMap::new();
+    for f in contract.key_fields() {
+        let value = item.get(f.from.first()?)?;
+        let v = sluice_core::typing::coerce(
+            sluice_core::typing::SrcRef::Ddb(value),
+            &f.ty,
+            f.unit,
+            &f.name,
+        )
+        .ok()??;
+        typed.insert(f.name.clone(), v);
+    }
+    key_id(contract, &typed)
+}
+
+fn key_id(contract: &Contract, item: &HashMap<String, AttributeValue>) -> Option<String> {
+    let key: Vec<(String, AttributeValue)> = contract
+        .key_fields()
+        .map(|f| item.get(&f.name).map(|v| (f.name.clone(), v.clone())))
+        .collect::<Option<_>>()?;
+    Some(
+        TypedRow {
+            table: contract.name.clone(),
+            key,
+            item: HashMap::new(),
+            seq: Seq::parts(&[0]),
+            version: 0,
+            tombstone: false,
+        }
+        .key_id(),
+    )
+}
+
+fn str_attr(item: &HashMap<String, AttributeValue>, name: &str) -> Option<String> {
+    match item.get(name) {
+        Some(AttributeValue::S(s)) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+fn num_attr(item: &HashMap<String, AttributeValue>, name: &str) -> Option<String> {
+    match item.get(name) {
+        Some(AttributeValue::N(n)) => Some(n.clone()),
+        _ => None,
+    }
+}
+
+async fn list(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: &str,
+) -> Result<Vec<String>, AwsError> {
+    let mut keys = Vec::new();
+    let mut token = None;
+    loop {
+        let out = s3
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(prefix)
+            .set_continuation_token(token)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("ListObjectsV2", bucket, e))?;
+        keys.extend(
+            out.contents()
+                .iter()
+                .filter_map(|o| o.key().map(str::to_owned)),
+        );
+        match out.next_continuation_token() {
+            Some(t) => token = Some(t.to_owned()),
+            None => break,
+        }
+    }
+    keys.sort();
+    Ok(keys)
+}
+
+async fn read_object(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Result<String, AwsError> {
+    let target = format!("s3://{bucket}/{key}");
+    let out = s3
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("GetObject", target.clone(), e))?;
+    let bytes = out
+        .body
+        .collect()
+        .await
+        .map_err(|e| AwsError::local("GetObject", target.clone(), e))?
+        .into_bytes();
+    let mut text = String::new();
+    if key.ends_with(".gz") {
+        flate2::read::GzDecoder::new(&bytes[..])
+            .read_to_string(&mut text)
+            .map_err(|e| AwsError::local("GetObject", target, e))?;
+    } else {
+        text = String::from_utf8_lossy(&bytes).into_owned();
+    }
+    Ok(text)
+}
+
+/// Every item of a table, as serde_dynamo values.
+pub async fn scan(
+    ddb: &aws_sdk_dynamodb::Client,
+    table: &str,
+) -> Result<Vec<HashMap<String, AttributeValue>>, AwsError> {
+    let mut items = Vec::new();
+    let mut start = None;
+    loop {
+        let out = ddb
+            .scan()
+            .table_name(table)
+            .consistent_read(true)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("Scan", table, e))?;
+        for item in out.items() {
+            items.push(
+                item.iter()
+                    .map(|(k, v)| (k.clone(), AttributeValue::from(v.clone())))
+                    .collect(),
+            );
+        }
+        match out.last_evaluated_key() {
+            Some(k) if !k.is_empty() => start = Some(k.clone()),
+            _ => break,
+        }
+    }
+    Ok(items)
+}

@@ -1,0 +1,277 @@
+//! SQS queue polling with the semantics of a Lambda event source mapping.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_sdk_sqs::types::{
+    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, Message,
+    MessageSystemAttributeName, QueueAttributeName,
+};
+use sluice_aws::events::sqs_event;
+use sluice_aws::AwsError;
+use tokio::sync::{watch, Semaphore};
+
+use super::runner::{sleep_or_stop, Ctx, Functions};
+use super::state::{Mapping, MappingSource};
+
+pub(crate) async fn run<F: Functions>(
+    ctx: Arc<Ctx<F>>,
+    m: Mapping,
+    mut stop: watch::Receiver<bool>,
+    idle: Arc<AtomicBool>,
+) {
+    let MappingSource::Queue {
+        queue_url,
+        queue_arn,
+    } = m.source.clone()
+    else {
+        return;
+    };
+    let visibility = visibility_timeout(&ctx, &queue_url).await;
+    let permits = Arc::new(Semaphore::new(m.max_concurrency.max(1)));
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let m = Arc::new(m);
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            _ = stop.changed() => break,
+        };
+        let batch = match gather(&ctx, &m, &queue_url, &mut stop).await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(error = %e, queue = %queue_url, "Could not receive messages; retrying.");
+                drop(permit);
+                idle.store(false, Ordering::SeqCst);
+                if sleep_or_stop(Duration::from_secs(1), &mut stop).await {
+                    break;
+                }
+                continue;
+            }
+        };
+        if batch.is_empty() {
+            drop(permit);
+            let empty =
+                in_flight.load(Ordering::SeqCst) == 0 && queue_is_empty(&ctx, &queue_url).await;
+            idle.store(empty, Ordering::SeqCst);
+            if sleep_or_stop(ctx.poll_interval, &mut stop).await {
+                break;
+            }
+            continue;
+        }
+        idle.store(false, Ordering::SeqCst);
+        in_flight.fetch_add(1, Ordering::SeqCst);
+        let (ctx, m, in_flight) = (ctx.clone(), m.clone(), in_flight.clone());
+        let (url, arn) = (queue_url.clone(), queue_arn.clone());
+        tokio::spawn(async move {
+            process(&ctx, &m, &url, &arn, batch, visibility).await;
+            in_flight.fetch_sub(1, Ordering::SeqCst);
+            drop(permit);
+        });
+    }
+    // In-flight batches finish before the run ends; nothing new is received.
+    let _ = permits
+        .acquire_many(u32::try_from(m.max_concurrency.max(1)).unwrap_or(1))
+        .await;
+}
+
+async fn visibility_timeout<F>(ctx: &Ctx<F>, url: &str) -> Duration {
+    let secs = ctx
+        .sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::VisibilityTimeout)
+        .send()
+        .await
+        .ok()
+        .and_then(|o| {
+            o.attributes()
+                .and_then(|a| a.get(&QueueAttributeName::VisibilityTimeout))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(30u64);
+    Duration::from_secs(secs.max(1))
+}
+
+/// Receives up to `batch_size` messages within the batching window.
+async fn gather<F>(
+    ctx: &Ctx<F>,
+    m: &Mapping,
+    url: &str,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<Vec<Message>, AwsError> {
+    let started = Instant::now();
+    let window = Duration::from_millis(m.batching_window_ms);
+    let mut batch: Vec<Message> = Vec::new();
+    let mut seen = HashSet::new();
+    while batch.len() < m.batch_size && !*stop.borrow() {
+        let want = i32::try_from((m.batch_size - batch.len()).min(10)).unwrap_or(10);
+        let out = ctx
+            .sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(want)
+            .wait_time_seconds(if batch.is_empty() { 1 } else { 0 })
+            .message_system_attribute_names(MessageSystemAttributeName::All)
+            .message_attribute_names("All")
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("ReceiveMessage", url, e))?;
+        let messages = out.messages.unwrap_or_default();
+        if messages.is_empty() {
+            break;
+        }
+        for msg in messages {
+            if seen.insert(msg.message_id().unwrap_or_default().to_owned()) {
+                batch.push(msg);
+            }
+        }
+        if started.elapsed() >= window {
+            break;
+        }
+    }
+    Ok(batch)
+}
+
+async fn queue_is_empty<F>(ctx: &Ctx<F>, url: &str) -> bool {
+    let Ok(out) = ctx
+        .sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+        .send()
+        .await
+    else {
+        return false;
+    };
+    out.attributes()
+        .is_some_and(|a| a.values().all(|v| v.parse::<u64>().is_ok_and(|n| n == 0)))
+}
+
+/// Invokes the handler on a batch, keeps the batch invisible while it runs, deletes the
+/// successes, and makes the failures visible again after the retry delay.
+async fn process<F: Functions>(
+    ctx: &Ctx<F>,
+    m: &Mapping,
+    url: &str,
+    arn: &str,
+    batch: Vec<Message>,
+    visibility: Duration,
+) {
+    let event = sqs_event(arn, &ctx.region, &batch);
+    ctx.counters.invocations.fetch_add(1, Ordering::Relaxed);
+    ctx.counters
+        .records
+        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+    let heartbeat = {
+        let (sqs, url) = (ctx.sqs.clone(), url.to_owned());
+        let handles: Vec<String> = batch
+            .iter()
+            .filter_map(|m| m.receipt_handle().map(str::to_owned))
+            .collect();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(visibility / 2).await;
+                change_visibility(&sqs, &url, &handles, visibility).await;
+            }
+        })
+    };
+    let result = ctx.functions.invoke(m.function, event).await;
+    heartbeat.abort();
+    let failed: HashSet<String> = match &result {
+        Ok(response) => response["batchItemFailures"]
+            .as_array()
+            .map(|f| {
+                f.iter()
+                    .filter_map(|x| x["itemIdentifier"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        Err(e) => {
+            tracing::warn!(error = %e, mapping = %m.name, "Function error; the whole batch will be retried.");
+            batch
+                .iter()
+                .filter_map(|m| m.message_id().map(str::to_owned))
+                .collect()
+        }
+    };
+    if !failed.is_empty() {
+        ctx.counters
+            .failed_invocations
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(mapping = %m.name, failed = failed.len(), "Messages failed; they will be delivered again.");
+    }
+    let (done, retry): (Vec<&Message>, Vec<&Message>) = batch
+        .iter()
+        .partition(|msg| !failed.contains(msg.message_id().unwrap_or_default()));
+    delete(&ctx.sqs, url, &done).await;
+    let handles: Vec<String> = retry
+        .iter()
+        .filter_map(|m| m.receipt_handle().map(str::to_owned))
+        .collect();
+    change_visibility(&ctx.sqs, url, &handles, ctx.retry_delay).await;
+}
+
+async fn delete(sqs: &aws_sdk_sqs::Client, url: &str, done: &[&Message]) {
+    for chunk in done.chunks(10) {
+        let entries: Vec<DeleteMessageBatchRequestEntry> = chunk
+            .iter()
+            .enumerate()
+            .filter_map(|(i, m)| {
+                DeleteMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(m.receipt_handle()?)
+                    .build()
+                    .ok()
+            })
+            .collect();
+        match sqs
+            .delete_message_batch()
+            .queue_url(url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+        {
+            Ok(out) if !out.failed().is_empty() => {
+                tracing::warn!(failed = out.failed().len(), "Some processed messages could not be deleted; they will be processed again, harmlessly.");
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %AwsError::from_sdk("DeleteMessageBatch", url, e), "Processed messages not deleted; they will be processed again, harmlessly.")
+            }
+        }
+    }
+}
+
+async fn change_visibility(sqs: &aws_sdk_sqs::Client, url: &str, handles: &[String], to: Duration) {
+    let secs = i32::try_from(to.as_secs()).unwrap_or(30);
+    for chunk in handles.chunks(10) {
+        let entries: Vec<ChangeMessageVisibilityBatchRequestEntry> = chunk
+            .iter()
+            .enumerate()
+            .filter_map(|(i, h)| {
+                ChangeMessageVisibilityBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(h)
+                    .visibility_timeout(secs)
+                    .build()
+                    .ok()
+            })
+            .collect();
+        if let Err(e) = sqs
+            .change_message_visibility_batch()
+            .queue_url(url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+        {
+            tracing::debug!(error = %AwsError::from_sdk("ChangeMessageVisibilityBatch", url, e), "Could not change visibility.");
+        }
+    }
+}
