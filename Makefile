@@ -38,10 +38,12 @@ test: ## Run all tests (against the emulator, started and stopped as needed) and
 	cargo test --workspace --doc
 	bash infra/check-template.sh
 
-demo: ## Run the pipeline locally on demo events (leaves the emulator running to inspect)
+DEMO_ARGS ?=
+
+demo: ## Run the whole pipeline locally on a realistic workload, then audit it (DEMO_ARGS=... for more)
 	bash infra/emulator.sh start
-	bash infra/demo.sh
-	@echo "The emulator is still running at $(AWS_ENDPOINT_URL); stop it with: make emulator-stop"
+	bash infra/demo.sh $(DEMO_ARGS)
+	@echo "The emulator is still running at $(AWS_ENDPOINT_URL): try target/debug/sluice status. Stop it with: make emulator-stop"
 
 fmt: ## Format all Rust code
 	cargo fmt --all

@@ -180,6 +180,13 @@ pub async fn up(
     let transform_url = ensure_transform(&s3, &sqs, &names, &r.dlq_url)
         .await
         .with_context(hint)?;
+    sluice_aws::provision::ensure_alarms(
+        &aws_sdk_cloudwatch::Client::new(sdk),
+        &names,
+        &opts.prefix,
+    )
+    .await
+    .with_context(hint)?;
     let contracts = opts.contracts_dir()?;
     let set = match &contracts {
         Some(dir) => load(&ContractSource::Dir(dir.clone()), &s3).await?,

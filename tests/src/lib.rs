@@ -550,3 +550,94 @@ where
     }
     ids
 }
+
+/// An SDK interceptor that fails every request whose URI contains `needle` while `active` is
+/// set: an outage that can be ended.
+#[derive(Debug, Clone)]
+pub struct FailWhile {
+    /// Whether the outage is on.
+    pub active: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// The substring of the URI that is affected.
+    pub needle: String,
+}
+
+impl Intercept for FailWhile {
+    fn name(&self) -> &'static str {
+        "FailWhile"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if self.active.load(Ordering::SeqCst) && context.request().uri().contains(&self.needle) {
+            return Err(format!("injected outage for {}", self.needle).into());
+        }
+        Ok(())
+    }
+}
+
+/// An S3 client whose requests fail (for URIs containing `needle`) while `active` is set.
+pub fn s3_with_outage(
+    env: &TestEnv,
+    needle: &str,
+    active: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> aws_sdk_s3::Client {
+    let conf = aws_sdk_s3::config::Builder::from(&env.sdk)
+        .force_path_style(true)
+        .interceptor(FailWhile {
+            active,
+            needle: needle.to_owned(),
+        })
+        .build();
+    aws_sdk_s3::Client::from_conf(conf)
+}
+
+/// Creates a DynamoDB table keyed by `pk` (S) with a NEW_AND_OLD_IMAGES stream; returns the
+/// stream's ARN.
+pub async fn source_table(env: &TestEnv, name: &str) -> String {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+        StreamSpecification, StreamViewType,
+    };
+    env.ddb
+        .create_table()
+        .table_name(name)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("pk")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("pk")
+                .key_type(KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
+        .billing_mode(BillingMode::PayPerRequest)
+        .stream_specification(
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(StreamViewType::NewAndOldImages)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    env.ddb
+        .describe_table()
+        .table_name(name)
+        .send()
+        .await
+        .unwrap()
+        .table
+        .unwrap()
+        .latest_stream_arn
+        .unwrap()
+}

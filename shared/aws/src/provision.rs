@@ -334,3 +334,87 @@ pub async fn ensure_transform(
         })?;
     Ok(url)
 }
+
+/// Creates the pipeline's alarms, as `template.yaml` defines them: dead letters visible, and
+/// the share of quarantined records above 0.1 % for ingest and transform. Putting an alarm
+/// again replaces it.
+pub async fn ensure_alarms(
+    cw: &aws_sdk_cloudwatch::Client,
+    names: &Names,
+    prefix: &str,
+) -> Result<(), AwsError> {
+    use aws_sdk_cloudwatch::types::{
+        ComparisonOperator, Dimension, Metric, MetricDataQuery, MetricStat, Statistic,
+    };
+    let dlq_alarm = format!("{prefix}-dlq-depth");
+    cw.put_metric_alarm()
+        .alarm_name(&dlq_alarm)
+        .alarm_description("Dead letters are waiting: inspect them with `sluice status`.")
+        .namespace("AWS/SQS")
+        .metric_name("ApproximateNumberOfMessagesVisible")
+        .dimensions(
+            Dimension::builder()
+                .name("QueueName")
+                .value(&names.dlq)
+                .build(),
+        )
+        .statistic(Statistic::Maximum)
+        .period(60)
+        .evaluation_periods(1)
+        .threshold(0.0)
+        .comparison_operator(ComparisonOperator::GreaterThanThreshold)
+        .treat_missing_data("notBreaching")
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("PutMetricAlarm", dlq_alarm.clone(), e))?;
+    for (function, total) in [("ingest", "RecordsIn"), ("transform", "LinesIn")] {
+        let name = format!("{prefix}-{function}-quarantine-rate");
+        let stat = |id: &str, metric: &str| {
+            MetricDataQuery::builder()
+                .id(id)
+                .return_data(false)
+                .metric_stat(
+                    MetricStat::builder()
+                        .metric(
+                            Metric::builder()
+                                .namespace(crate::metrics::NAMESPACE)
+                                .metric_name(metric)
+                                .dimensions(
+                                    Dimension::builder()
+                                        .name("Function")
+                                        .value(function)
+                                        .build(),
+                                )
+                                .build(),
+                        )
+                        .period(300)
+                        .stat("Sum")
+                        .build(),
+                )
+                .build()
+        };
+        cw.put_metric_alarm()
+            .alarm_name(&name)
+            .alarm_description(format!(
+                "More than 0.1 % of {function}'s records were quarantined in 5 minutes."
+            ))
+            .metrics(stat("q", "RecordsQuarantined"))
+            .metrics(stat("n", total))
+            .metrics(
+                MetricDataQuery::builder()
+                    .id("rate")
+                    .expression("IF(n > 0, 100 * q / n, 0)")
+                    .label("quarantined %")
+                    .return_data(true)
+                    .build(),
+            )
+            .evaluation_periods(1)
+            .threshold(0.1)
+            .comparison_operator(ComparisonOperator::GreaterThanThreshold)
+            .treat_missing_data("notBreaching")
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("PutMetricAlarm", name.clone(), e))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,460 @@
+//! End to end through `sluice local run`: the local event source mappings, crashes, interrupts,
+//! the demo, and the audit, against a real AWS-compatible endpoint.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::types::AttributeValue as A;
+use sluice_tests::{env, scan, unique, TestEnv};
+
+/// One isolated local pipeline: its prefix, contracts, state directory and source table.
+struct Local {
+    prefix: String,
+    contracts: PathBuf,
+    state: PathBuf,
+    source: String,
+    endpoint: String,
+}
+
+const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+
+impl Local {
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_sluice"));
+        c.current_dir(REPO)
+            .args(args)
+            .args([
+                "--prefix",
+                &self.prefix,
+                "--contracts",
+                self.contracts.to_str().unwrap(),
+                "--state-dir",
+                self.state.to_str().unwrap(),
+            ])
+            .env("AWS_ENDPOINT_URL", &self.endpoint)
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("RUST_LOG", "info")
+            .env_remove("RUST_BACKTRACE");
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    fn spawn(&self, args: &[&str]) -> Child {
+        self.command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    fn typed(&self) -> String {
+        format!("{}-items", self.prefix)
+    }
+
+    fn ingest_queue(&self) -> String {
+        format!("{}-ingest", self.prefix)
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Creates a source table and a contract for it, and runs `sluice local up`.
+async fn setup(env: &TestEnv) -> Local {
+    let source = unique("items-src");
+    source_table(env, &source).await;
+    let contracts = std::env::temp_dir().join(unique("contracts"));
+    std::fs::create_dir_all(&contracts).unwrap();
+    std::fs::write(
+        contracts.join("items.yaml"),
+        format!(
+            "name: items\nversion: 1\nsources: [{{table: {source}}}]\nprimary_key: [pk]\nfields:\n  - {{name: pk, type: string}}\n  - {{name: value, type: int}}\n  - {{name: label, type: string, required: true}}\n"
+        ),
+    )
+    .unwrap();
+    let local = Local {
+        prefix: unique("lr"),
+        contracts,
+        state: std::env::temp_dir().join(unique("state")),
+        source,
+        endpoint: env.endpoint.clone(),
+    };
+    let out = local.run(&["local", "up", "--source-table", &local.source]);
+    assert!(out.status.success(), "local up: {}", text(&out));
+    local
+}
+
+async fn source_table(env: &TestEnv, name: &str) {
+    sluice_tests::source_table(env, name).await;
+}
+
+fn item(pk: &str, value: u64, label: Option<&str>) -> HashMap<String, A> {
+    let mut m = HashMap::from([
+        ("pk".to_owned(), A::S(pk.to_owned())),
+        ("value".to_owned(), A::N(value.to_string())),
+    ]);
+    if let Some(l) = label {
+        m.insert("label".into(), A::S(l.to_owned()));
+    }
+    m
+}
+
+/// Makes `n` changes: puts, updates and a few deletes in the source table, and application
+/// events for the same table over SQS (keys disjoint from the stream's).
+async fn workload(env: &TestEnv, local: &Local, n: u64) {
+    for i in 0..n {
+        let pk = format!("d-{}", i % (n / 3).max(1));
+        if i % 11 == 10 {
+            env.ddb
+                .delete_item()
+                .table_name(&local.source)
+                .key("pk", A::S(pk))
+                .send()
+                .await
+                .unwrap();
+        } else {
+            env.ddb
+                .put_item()
+                .table_name(&local.source)
+                .set_item(Some(item(&pk, i, Some("ok"))))
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    let url = sluice_aws::provision::queue_url(&env.sqs, &local.ingest_queue())
+        .await
+        .unwrap();
+    for i in 0..n {
+        let id = i % (n / 4).max(1);
+        let body = serde_json::json!({"table": local.source, "op": "update", "key": {"pk": format!("s-{id}")}, "seq": i + 1,
+            "after": {"pk": format!("s-{id}"), "value": i, "label": "sqs"}});
+        env.sqs
+            .send_message()
+            .queue_url(&url)
+            .message_body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
+fn wait_with_timeout(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            started.elapsed() < limit,
+            "the runner did not stop within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// GIVEN a stream whose tenth record violates the contract
+/// WHEN `sluice local run --until-idle` drains it
+/// THEN the poison record is quarantined, every record after it is typed, and the audit is clean.
+#[tokio::test]
+async fn a_poison_record_does_not_block_its_shard() {
+    let env = env().await;
+    let local = setup(&env).await;
+    for i in 0..20u64 {
+        let label = if i == 9 { None } else { Some("ok") };
+        env.ddb
+            .put_item()
+            .table_name(&local.source)
+            .set_item(Some(item(&format!("k-{i:02}"), i, label)))
+            .send()
+            .await
+            .unwrap();
+    }
+    let out = local.run(&["local", "run", "--until-idle"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let typed = scan(&env, &local.typed()).await;
+    assert_eq!(typed.len(), 19, "every record but the poison one is typed");
+    assert!(typed.iter().all(|i| i["pk"].as_s().unwrap() != "k-09"));
+    assert!(
+        typed.iter().any(|i| i["pk"].as_s().unwrap() == "k-19"),
+        "records after the poison got through"
+    );
+    let dlq = sluice_aws::provision::queue_url(&env.sqs, &format!("{}-dlq", local.prefix))
+        .await
+        .unwrap();
+    // Peeked, not consumed: the audit reads them too.
+    let letters = sluice_aws::dead_letters::peek_all(&env.sqs, &dlq)
+        .await
+        .unwrap();
+    assert_eq!(letters.len(), 1);
+    let envelope: sluice_core::envelope::FailureEnvelope =
+        serde_json::from_str(letters[0].body().unwrap()).unwrap();
+    assert_eq!(envelope.error_code.as_deref(), Some("missing_field"));
+    assert!(envelope.error.contains("field label"), "{}", envelope.error);
+    let audit = local.run(&["audit"]);
+    assert!(audit.status.success(), "{}", text(&audit));
+}
+
+/// GIVEN S3 failing for raw writes while changes arrive
+/// WHEN the runner retries and the outage ends
+/// THEN every change is typed and nothing is on the DLQ.
+#[tokio::test]
+async fn a_retriable_failure_is_retried_until_the_fault_is_gone() {
+    use sluice_aws::metrics::Sink;
+    use sluice_pipeline::local::{FunctionKind, LocalFunctions, Mapping, RunOptions, Runner};
+
+    let env = env().await;
+    let source = unique("outage-src");
+    let p = sluice_tests::pipeline(
+        &env,
+        &[(
+            "items.yaml",
+            format!("name: items\nversion: 1\nsources: [{{table: {source}}}]\nprimary_key: [pk]\nfields:\n  - {{name: pk, type: string}}\n  - {{name: value, type: int}}\n  - {{name: label, type: string}}\n"),
+        )],
+    )
+    .await;
+    let stream_arn = sluice_tests::source_table(&env, &source).await;
+    for i in 0..30u64 {
+        env.ddb
+            .put_item()
+            .table_name(&source)
+            .set_item(Some(item(&format!("k-{i}"), i, Some("x"))))
+            .send()
+            .await
+            .unwrap();
+    }
+    let outage = Arc::new(AtomicBool::new(true));
+    let failing = sluice_tests::s3_with_outage(
+        &env,
+        &format!("/{}/raw/", p.ingest.raw_bucket),
+        outage.clone(),
+    );
+    let config = sluice_pipeline::IngestConfig::from_lookup(|n| match n {
+        "SLUICE_RAW_BUCKET" => Some(p.ingest.raw_bucket.clone()),
+        "SLUICE_DLQ_URL" => Some(p.ingest.dlq_url.clone()),
+        _ => None,
+    })
+    .unwrap();
+    let functions = LocalFunctions {
+        ingest: sluice_pipeline::ingest::Ingest::on_aws(
+            config,
+            env.s3.clone(),
+            failing,
+            env.sqs.clone(),
+            Sink::Discard,
+        ),
+        transform: sluice_tests::transform_deps(&env, &p),
+    };
+    let transform_arn = sluice_tests::queue_arn(&env, &p.transform_queue_url).await;
+    let runner = Runner {
+        functions: Arc::new(functions),
+        mappings: vec![
+            Mapping::stream(&source, &stream_arn, &p.ingest.dlq_url),
+            Mapping::queue(
+                "transform",
+                FunctionKind::Transform,
+                &p.transform_queue_url,
+                &transform_arn,
+            ),
+        ],
+        streams: env.streams.clone(),
+        sqs: env.sqs.clone(),
+        region: "us-east-1".into(),
+        checkpoints_path: std::env::temp_dir()
+            .join(unique("checkpoints"))
+            .join("c.json"),
+    };
+    let (_tx, rx) = tokio::sync::watch::channel(false);
+    let run = tokio::spawn(runner.run(RunOptions {
+        until_idle: true,
+        shutdown: rx,
+        retry_delay: Duration::from_millis(200),
+        poll_interval: Duration::from_millis(100),
+    }));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        sluice_tests::list_keys(&env, &p.ingest.raw_bucket, "raw/")
+            .await
+            .is_empty(),
+        "nothing lands during the outage"
+    );
+    outage.store(false, std::sync::atomic::Ordering::SeqCst);
+    let report = run.await.unwrap().unwrap();
+    assert!(report.drained);
+    assert!(
+        report.failed_invocations > 0,
+        "the outage made invocations fail: {report:?}"
+    );
+    assert_eq!(report.on_failure_records, 0);
+    assert_eq!(scan(&env, &p.typed_table("items")).await.len(), 30);
+    assert!(sluice_tests::dead_letters(&env, &p.ingest.dlq_url, 1)
+        .await
+        .is_empty());
+}
+
+/// GIVEN a runner killed with SIGKILL in the middle of a run
+/// WHEN it is started again and drains
+/// THEN the audit is clean: nothing lost, and no typed row with a wrong value.
+#[tokio::test]
+async fn killing_the_runner_and_starting_again_loses_nothing() {
+    let env = env().await;
+    let local = setup(&env).await;
+    let mut runner = local.spawn(&["local", "run"]);
+    workload(&env, &local, 240).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    runner.kill().unwrap();
+    runner.wait().unwrap();
+    let out = local.run(&["local", "run", "--until-idle"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let audit = local.run(&["audit"]);
+    assert!(audit.status.success(), "{}", text(&audit));
+    assert!(!scan(&env, &local.typed()).await.is_empty());
+}
+
+/// GIVEN a runner at work
+/// WHEN it gets SIGINT
+/// THEN it stops promptly with exit code 0, having acknowledged nothing unfinished: a later
+/// run drains the rest and the audit is clean.
+#[tokio::test]
+async fn sigint_stops_gracefully_and_acknowledges_nothing_unfinished() {
+    let env = env().await;
+    let local = setup(&env).await;
+    workload(&env, &local, 240).await;
+    let mut runner = local.spawn(&["local", "run"]);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let kill = Command::new("kill")
+        .args(["-INT", &runner.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = wait_with_timeout(&mut runner, Duration::from_secs(60));
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(runner.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(status.success(), "exit {status:?}: {stderr}");
+    assert!(stderr.contains("Stopping"), "{stderr}");
+    assert!(
+        local
+            .state
+            .join(&local.prefix)
+            .join("checkpoints.json")
+            .exists(),
+        "checkpoints are saved"
+    );
+    let out = local.run(&["local", "run", "--until-idle"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let audit = local.run(&["audit"]);
+    assert!(audit.status.success(), "{}", text(&audit));
+}
+
+/// GIVEN a clean audit
+/// WHEN a typed row, and then a raw object, is deleted by hand
+/// THEN the audit fails and names what is missing.
+#[tokio::test]
+async fn the_audit_detects_a_lost_row_and_a_lost_raw_object() {
+    let env = env().await;
+    let local = setup(&env).await;
+    workload(&env, &local, 60).await;
+    assert!(local
+        .run(&["local", "run", "--until-idle"])
+        .status
+        .success());
+    let clean = local.run(&["audit"]);
+    assert!(clean.status.success(), "{}", text(&clean));
+
+    let rows = scan(&env, &local.typed()).await;
+    let victim = rows.iter().find(|r| !r.contains_key("_deleted")).unwrap();
+    let pk = victim["pk"].as_s().unwrap().clone();
+    env.ddb
+        .delete_item()
+        .table_name(local.typed())
+        .key("pk", A::S(pk.clone()))
+        .send()
+        .await
+        .unwrap();
+    let audit = local.run(&["audit"]);
+    assert!(
+        !audit.status.success(),
+        "a deleted typed row must fail the audit"
+    );
+    assert!(text(&audit).contains("no typed row"), "{}", text(&audit));
+    assert!(text(&audit).contains(&pk), "{}", text(&audit));
+
+    let bucket = format!("{}-raw", local.prefix);
+    let survivor = rows
+        .iter()
+        .find(|r| r["pk"].as_s().unwrap() != &pk)
+        .unwrap();
+    let raw = survivor["_raw"].as_s().unwrap();
+    let key = raw
+        .trim_start_matches(&format!("s3://{bucket}/"))
+        .split('#')
+        .next()
+        .unwrap()
+        .to_owned();
+    env.s3
+        .delete_object()
+        .bucket(&bucket)
+        .key(&key)
+        .send()
+        .await
+        .unwrap();
+    let audit = local.run(&["audit"]);
+    assert!(!audit.status.success());
+    assert!(text(&audit).contains("is missing"), "{}", text(&audit));
+}
+
+/// GIVEN a fresh endpoint
+/// WHEN `sluice demo --count N` runs
+/// THEN it prints its summary, its audit is clean, and it exits 0.
+#[tokio::test]
+async fn a_small_demo_ends_with_a_clean_audit() {
+    let env = env().await;
+    let prefix = unique("demo");
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .current_dir(REPO)
+        .args([
+            "demo",
+            "--count",
+            "300",
+            "--prefix",
+            &prefix,
+            "--state-dir",
+            std::env::temp_dir().join(unique("state")).to_str().unwrap(),
+        ])
+        .env("AWS_ENDPOINT_URL", &env.endpoint)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .unwrap();
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    for needle in [
+        "changes in",
+        "raw objects",
+        "typed rows",
+        "stale writes",
+        "quarantined",
+        "throughput",
+        "latency (e2e)",
+        "audit: clean",
+    ] {
+        assert!(t.contains(needle), "missing {needle:?} in:\n{t}");
+    }
+}
