@@ -101,22 +101,43 @@ async fn describe<F>(ctx: &Ctx<F>, arn: &str) -> Result<Vec<Shard>, AwsError> {
 /// a key's changes are read in order across a shard split.
 async fn eligible_shards<F>(ctx: &Ctx<F>, arn: &str, shards: &[Shard]) -> Vec<Shard> {
     let c = ctx.checkpoints.lock().await;
-    let finished = |id: &str| {
-        c.shards
-            .get(&Checkpoints::key(arn, id))
-            .is_some_and(|s| s.finished)
-    };
-    let present: HashSet<&str> = shards.iter().filter_map(Shard::shard_id).collect();
+    let finished: HashSet<String> = shards
+        .iter()
+        .filter_map(Shard::shard_id)
+        .chain(shards.iter().filter_map(Shard::parent_shard_id))
+        .filter(|id| {
+            c.shards
+                .get(&Checkpoints::key(arn, id))
+                .is_some_and(|s| s.finished)
+        })
+        .map(str::to_owned)
+        .collect();
+    let lineage: Vec<(&str, Option<&str>)> = shards
+        .iter()
+        .map(|s| (s.shard_id().unwrap_or_default(), s.parent_shard_id()))
+        .collect();
+    let ready: HashSet<&str> = eligible(&lineage, &finished).into_iter().collect();
     shards
         .iter()
-        .filter(|sh| {
-            let id = sh.shard_id().unwrap_or_default();
-            !finished(id)
-                && sh
-                    .parent_shard_id()
-                    .is_none_or(|p| finished(p) || !present.contains(p))
-        })
+        .filter(|s| ready.contains(s.shard_id().unwrap_or_default()))
         .cloned()
+        .collect()
+}
+
+/// The shards of `lineage` (id, parent) that may be read now: not finished, and whose parent is
+/// finished or no longer in the stream (trimmed after 24 hours).
+fn eligible<'a>(
+    lineage: &[(&'a str, Option<&'a str>)],
+    finished: &HashSet<String>,
+) -> Vec<&'a str> {
+    let present: HashSet<&str> = lineage.iter().map(|(id, _)| *id).collect();
+    lineage
+        .iter()
+        .filter(|(id, parent)| {
+            !finished.contains(*id)
+                && parent.is_none_or(|p| finished.contains(p) || !present.contains(p))
+        })
+        .map(|(id, _)| *id)
         .collect()
 }
 
@@ -399,4 +420,37 @@ async fn on_failure<F>(
 fn uuid_like(shard_id: &str, batch: &[Record]) -> String {
     let ids: Vec<String> = batch.iter().filter_map(sequence).collect();
     format!("{shard_id}-{}", ids.first().cloned().unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn children_wait_for_their_parents_across_splits() {
+        // A split: shard a closed into b and c; c split again into d and e.
+        let lineage = [
+            ("a", None),
+            ("b", Some("a")),
+            ("c", Some("a")),
+            ("d", Some("c")),
+            ("e", Some("c")),
+        ];
+        let done = |ids: &[&str]| {
+            ids.iter()
+                .map(|s| (*s).to_owned())
+                .collect::<HashSet<String>>()
+        };
+        assert_eq!(eligible(&lineage, &done(&[])), ["a"]);
+        assert_eq!(eligible(&lineage, &done(&["a"])), ["b", "c"]);
+        assert_eq!(eligible(&lineage, &done(&["a", "c"])), ["b", "d", "e"]);
+        assert!(eligible(&lineage, &done(&["a", "b", "c", "d", "e"])).is_empty());
+    }
+
+    #[test]
+    fn a_trimmed_parent_does_not_block_its_children() {
+        // After 24 hours the closed parent is trimmed from the stream: its children start.
+        let lineage = [("b", Some("a")), ("c", Some("a"))];
+        assert_eq!(eligible(&lineage, &HashSet::new()), ["b", "c"]);
+    }
 }
