@@ -282,27 +282,16 @@ pub async fn down(
         .await
         .is_ok()
     {
-        let mut token = None;
-        loop {
-            let out = s3
-                .list_objects_v2()
+        let keys = sluice_aws::listing::list_keys(&s3, &names.raw_bucket, "")
+            .await
+            .context("could not list the raw bucket")?;
+        for key in keys {
+            s3.delete_object()
                 .bucket(&names.raw_bucket)
-                .set_continuation_token(token)
+                .key(&key)
                 .send()
                 .await
-                .context("could not list the raw bucket")?;
-            for key in out.contents().iter().filter_map(|o| o.key()) {
-                s3.delete_object()
-                    .bucket(&names.raw_bucket)
-                    .key(key)
-                    .send()
-                    .await
-                    .context("could not empty the raw bucket")?;
-            }
-            match out.next_continuation_token() {
-                Some(t) => token = Some(t.to_owned()),
-                None => break,
-            }
+                .context("could not empty the raw bucket")?;
         }
         s3.delete_bucket()
             .bucket(&names.raw_bucket)

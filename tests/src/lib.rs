@@ -155,30 +155,9 @@ pub fn ingest_deps(
 
 /// Every key in the bucket under `prefix`.
 pub async fn list_keys(env: &TestEnv, bucket: &str, prefix: &str) -> Vec<String> {
-    let mut keys = Vec::new();
-    let mut token = None;
-    loop {
-        let out = env
-            .s3
-            .list_objects_v2()
-            .bucket(bucket)
-            .prefix(prefix)
-            .set_continuation_token(token)
-            .send()
-            .await
-            .unwrap();
-        keys.extend(
-            out.contents()
-                .iter()
-                .filter_map(|o| o.key().map(str::to_owned)),
-        );
-        match out.next_continuation_token() {
-            Some(t) => token = Some(t.to_owned()),
-            None => break,
-        }
-    }
-    keys.sort();
-    keys
+    sluice_aws::listing::list_keys(&env.s3, bucket, prefix)
+        .await
+        .unwrap()
 }
 
 /// An object's bytes.
@@ -640,4 +619,52 @@ pub async fn source_table(env: &TestEnv, name: &str) -> String {
         .unwrap()
         .latest_stream_arn
         .unwrap()
+}
+
+/// Every record of a stream, from the trim horizon, through the DynamoDB Streams API.
+pub async fn stream_records(
+    env: &TestEnv,
+    stream_arn: &str,
+) -> Vec<aws_sdk_dynamodbstreams::types::Record> {
+    use aws_sdk_dynamodbstreams::types::ShardIteratorType;
+    let shards = env
+        .streams
+        .describe_stream()
+        .stream_arn(stream_arn)
+        .send()
+        .await
+        .unwrap()
+        .stream_description
+        .unwrap()
+        .shards
+        .unwrap_or_default();
+    let mut records = Vec::new();
+    for shard in shards {
+        let mut it = env
+            .streams
+            .get_shard_iterator()
+            .stream_arn(stream_arn)
+            .shard_id(shard.shard_id().unwrap())
+            .shard_iterator_type(ShardIteratorType::TrimHorizon)
+            .send()
+            .await
+            .unwrap()
+            .shard_iterator;
+        while let Some(i) = it {
+            let out = env
+                .streams
+                .get_records()
+                .shard_iterator(i)
+                .limit(1000)
+                .send()
+                .await
+                .unwrap();
+            if out.records().is_empty() {
+                break;
+            }
+            records.extend(out.records().iter().cloned());
+            it = out.next_shard_iterator;
+        }
+    }
+    records
 }

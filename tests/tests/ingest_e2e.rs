@@ -7,11 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue as A, KeySchemaElement, KeyType, ScalarAttributeType,
-    StreamSpecification, StreamViewType,
-};
-use aws_sdk_dynamodbstreams::types::ShardIteratorType;
+use aws_sdk_dynamodb::types::AttributeValue as A;
 use sluice_aws::events::{sqs_event, stream_event, stream_record_json};
 use sluice_core::json::{compact, read_str, Limits};
 use sluice_core::ErrorClass;
@@ -77,34 +73,7 @@ async fn dynamodb_stream_changes_land_exactly_once_and_verbatim() {
     let res = ingest_resources(&env, false).await;
     let deps = ingest_deps(&env, &res);
     let table = unique("orders");
-    env.ddb
-        .create_table()
-        .table_name(&table)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("pk")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("pk")
-                .key_type(KeyType::Hash)
-                .build()
-                .unwrap(),
-        )
-        .billing_mode(aws_sdk_dynamodb::types::BillingMode::PayPerRequest)
-        .stream_specification(
-            StreamSpecification::builder()
-                .stream_enabled(true)
-                .stream_view_type(StreamViewType::NewAndOldImages)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
+    let stream_arn = source_table(&env, &table).await;
 
     // 140 inserts, 120 updates (two per item for 60 items), 60 deletes: 320 mutations.
     for i in 0..140 {
@@ -137,55 +106,7 @@ async fn dynamodb_stream_changes_land_exactly_once_and_verbatim() {
             .unwrap();
     }
 
-    let stream_arn = env
-        .ddb
-        .describe_table()
-        .table_name(&table)
-        .send()
-        .await
-        .unwrap()
-        .table
-        .and_then(|t| t.latest_stream_arn)
-        .unwrap();
-    let shards = env
-        .streams
-        .describe_stream()
-        .stream_arn(&stream_arn)
-        .send()
-        .await
-        .unwrap()
-        .stream_description
-        .unwrap()
-        .shards
-        .unwrap_or_default();
-    let mut records = Vec::new();
-    for shard in shards {
-        let mut iterator = env
-            .streams
-            .get_shard_iterator()
-            .stream_arn(&stream_arn)
-            .shard_id(shard.shard_id().unwrap())
-            .shard_iterator_type(ShardIteratorType::TrimHorizon)
-            .send()
-            .await
-            .unwrap()
-            .shard_iterator;
-        while let Some(it) = iterator {
-            let out = env
-                .streams
-                .get_records()
-                .shard_iterator(it)
-                .limit(1000)
-                .send()
-                .await
-                .unwrap();
-            if out.records().is_empty() {
-                break;
-            }
-            records.extend(out.records().iter().cloned());
-            iterator = out.next_shard_iterator;
-        }
-    }
+    let records = stream_records(&env, &stream_arn).await;
     assert!(
         records.len() >= 320,
         "the stream holds {} records",

@@ -7,11 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue as A, KeySchemaElement, KeyType, ScalarAttributeType,
-    StreamSpecification, StreamViewType,
-};
-use aws_sdk_dynamodbstreams::types::ShardIteratorType;
+use aws_sdk_dynamodb::types::AttributeValue as A;
 use sluice_core::typing::canonical_decimal;
 use sluice_tests::*;
 
@@ -25,95 +21,6 @@ fn n(item: &Item, k: &str) -> Option<String> {
     item.get(k)
         .and_then(|v| v.as_n().ok())
         .map(|x| canonical_decimal(x).unwrap())
-}
-
-/// A source DynamoDB table with a NEW_AND_OLD_IMAGES stream.
-async fn source_table(env: &TestEnv, name: &str) -> String {
-    env.ddb
-        .create_table()
-        .table_name(name)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("pk")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("pk")
-                .key_type(KeyType::Hash)
-                .build()
-                .unwrap(),
-        )
-        .billing_mode(aws_sdk_dynamodb::types::BillingMode::PayPerRequest)
-        .stream_specification(
-            StreamSpecification::builder()
-                .stream_enabled(true)
-                .stream_view_type(StreamViewType::NewAndOldImages)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
-    env.ddb
-        .describe_table()
-        .table_name(name)
-        .send()
-        .await
-        .unwrap()
-        .table
-        .unwrap()
-        .latest_stream_arn
-        .unwrap()
-}
-
-/// Every record of a stream, from the trim horizon.
-async fn stream_records(
-    env: &TestEnv,
-    stream_arn: &str,
-) -> Vec<aws_sdk_dynamodbstreams::types::Record> {
-    let shards = env
-        .streams
-        .describe_stream()
-        .stream_arn(stream_arn)
-        .send()
-        .await
-        .unwrap()
-        .stream_description
-        .unwrap()
-        .shards
-        .unwrap_or_default();
-    let mut records = Vec::new();
-    for shard in shards {
-        let mut it = env
-            .streams
-            .get_shard_iterator()
-            .stream_arn(stream_arn)
-            .shard_id(shard.shard_id().unwrap())
-            .shard_iterator_type(ShardIteratorType::TrimHorizon)
-            .send()
-            .await
-            .unwrap()
-            .shard_iterator;
-        while let Some(i) = it {
-            let out = env
-                .streams
-                .get_records()
-                .shard_iterator(i)
-                .limit(1000)
-                .send()
-                .await
-                .unwrap();
-            if out.records().is_empty() {
-                break;
-            }
-            records.extend(out.records().iter().cloned());
-            it = out.next_shard_iterator;
-        }
-    }
-    records
 }
 
 fn source_item(i: usize, v: usize) -> Item {

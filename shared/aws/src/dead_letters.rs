@@ -155,9 +155,7 @@ pub async fn peek_all(
     sqs: &aws_sdk_sqs::Client,
     queue_url: &str,
 ) -> Result<Vec<aws_sdk_sqs::types::Message>, AwsError> {
-    use aws_sdk_sqs::types::{
-        ChangeMessageVisibilityBatchRequestEntry, MessageSystemAttributeName,
-    };
+    use aws_sdk_sqs::types::MessageSystemAttributeName;
     let mut seen = std::collections::HashSet::new();
     let mut all = Vec::new();
     loop {
@@ -186,25 +184,6 @@ pub async fn peek_all(
         .iter()
         .filter_map(|m| m.receipt_handle().map(str::to_owned))
         .collect();
-    for chunk in handles.chunks(10) {
-        let entries: Vec<ChangeMessageVisibilityBatchRequestEntry> = chunk
-            .iter()
-            .enumerate()
-            .filter_map(|(i, h)| {
-                ChangeMessageVisibilityBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .receipt_handle(h)
-                    .visibility_timeout(0)
-                    .build()
-                    .ok()
-            })
-            .collect();
-        sqs.change_message_visibility_batch()
-            .queue_url(queue_url)
-            .set_entries(Some(entries))
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("ChangeMessageVisibilityBatch", queue_url, e))?;
-    }
+    crate::listing::set_visibility(sqs, queue_url, &handles, 0).await?;
     Ok(all)
 }

@@ -6,6 +6,7 @@ pub mod clients;
 pub mod dead_letters;
 pub mod error;
 pub mod events;
+pub mod listing;
 pub mod metrics;
 pub mod ports;
 pub mod provision;

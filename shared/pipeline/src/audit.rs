@@ -127,7 +127,9 @@ pub async fn audit(input: &AuditInput<'_>) -> Result<AuditReport, AwsError> {
     }
 
     // Raw staging, line by line.
-    let keys = list(input.s3, input.raw_bucket, sluice_core::raw::RAW_PREFIX).await?;
+    let keys =
+        sluice_aws::listing::list_keys(input.s3, input.raw_bucket, sluice_core::raw::RAW_PREFIX)
+            .await?;
     let existing_objects: HashSet<String> = keys
         .iter()
         .map(|k| format!("s3://{}/{k}", input.raw_bucket))
@@ -548,36 +550,6 @@ fn num_attr(item: &HashMap<String, AttributeValue>, name: &str) -> Option<String
         Some(AttributeValue::N(n)) => Some(n.clone()),
         _ => None,
     }
-}
-
-async fn list(
-    s3: &aws_sdk_s3::Client,
-    bucket: &str,
-    prefix: &str,
-) -> Result<Vec<String>, AwsError> {
-    let mut keys = Vec::new();
-    let mut token = None;
-    loop {
-        let out = s3
-            .list_objects_v2()
-            .bucket(bucket)
-            .prefix(prefix)
-            .set_continuation_token(token)
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("ListObjectsV2", bucket, e))?;
-        keys.extend(
-            out.contents()
-                .iter()
-                .filter_map(|o| o.key().map(str::to_owned)),
-        );
-        match out.next_continuation_token() {
-            Some(t) => token = Some(t.to_owned()),
-            None => break,
-        }
-    }
-    keys.sort();
-    Ok(keys)
 }
 
 async fn read_object(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Result<String, AwsError> {

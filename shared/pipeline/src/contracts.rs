@@ -147,42 +147,25 @@ pub async fn load(
             }
         }
         ContractSource::S3 { bucket, prefix } => {
-            let mut token = None;
-            loop {
-                let out = s3
-                    .list_objects_v2()
+            for key in sluice_aws::listing::list_keys(s3, bucket, prefix).await? {
+                if !is_contract_file(&key) {
+                    continue;
+                }
+                let target = format!("s3://{bucket}/{key}");
+                let obj = s3
+                    .get_object()
                     .bucket(bucket)
-                    .prefix(prefix)
-                    .set_continuation_token(token)
+                    .key(&key)
                     .send()
                     .await
-                    .map_err(|e| {
-                        AwsError::from_sdk("ListObjectsV2", format!("s3://{bucket}/{prefix}"), e)
-                    })?;
-                for key in out.contents().iter().filter_map(|o| o.key()) {
-                    if !is_contract_file(key) {
-                        continue;
-                    }
-                    let target = format!("s3://{bucket}/{key}");
-                    let obj = s3
-                        .get_object()
-                        .bucket(bucket)
-                        .key(key)
-                        .send()
-                        .await
-                        .map_err(|e| AwsError::from_sdk("GetObject", target.clone(), e))?;
-                    let bytes = obj
-                        .body
-                        .collect()
-                        .await
-                        .map_err(|e| AwsError::local("GetObject", target.clone(), e))?
-                        .into_bytes();
-                    files.push((target, String::from_utf8_lossy(&bytes).into_owned()));
-                }
-                match out.next_continuation_token() {
-                    Some(t) => token = Some(t.to_owned()),
-                    None => break,
-                }
+                    .map_err(|e| AwsError::from_sdk("GetObject", target.clone(), e))?;
+                let bytes = obj
+                    .body
+                    .collect()
+                    .await
+                    .map_err(|e| AwsError::local("GetObject", target.clone(), e))?
+                    .into_bytes();
+                files.push((target, String::from_utf8_lossy(&bytes).into_owned()));
             }
         }
     }

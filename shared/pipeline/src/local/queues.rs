@@ -6,8 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::types::{
-    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, Message,
-    MessageSystemAttributeName, QueueAttributeName,
+    DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName, QueueAttributeName,
 };
 use sluice_aws::events::sqs_event;
 use sluice_aws::AwsError;
@@ -251,27 +250,7 @@ async fn delete(sqs: &aws_sdk_sqs::Client, url: &str, done: &[&Message]) {
 
 async fn change_visibility(sqs: &aws_sdk_sqs::Client, url: &str, handles: &[String], to: Duration) {
     let secs = i32::try_from(to.as_secs()).unwrap_or(30);
-    for chunk in handles.chunks(10) {
-        let entries: Vec<ChangeMessageVisibilityBatchRequestEntry> = chunk
-            .iter()
-            .enumerate()
-            .filter_map(|(i, h)| {
-                ChangeMessageVisibilityBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .receipt_handle(h)
-                    .visibility_timeout(secs)
-                    .build()
-                    .ok()
-            })
-            .collect();
-        if let Err(e) = sqs
-            .change_message_visibility_batch()
-            .queue_url(url)
-            .set_entries(Some(entries))
-            .send()
-            .await
-        {
-            tracing::debug!(error = %AwsError::from_sdk("ChangeMessageVisibilityBatch", url, e), "Could not change visibility.");
-        }
+    if let Err(e) = sluice_aws::listing::set_visibility(sqs, url, handles, secs).await {
+        tracing::debug!(error = %e, "Could not change visibility.");
     }
 }

@@ -1,0 +1,68 @@
+//! Small helpers over paginated or batched calls, used by several adapters and commands.
+
+use aws_sdk_sqs::types::ChangeMessageVisibilityBatchRequestEntry;
+
+use crate::error::AwsError;
+
+/// Every key in `bucket` under `prefix`, sorted, following continuation tokens.
+pub async fn list_keys(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: &str,
+) -> Result<Vec<String>, AwsError> {
+    let mut keys = Vec::new();
+    let mut token = None;
+    loop {
+        let out = s3
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(prefix)
+            .set_continuation_token(token)
+            .send()
+            .await
+            .map_err(|e| {
+                AwsError::from_sdk("ListObjectsV2", format!("s3://{bucket}/{prefix}"), e)
+            })?;
+        keys.extend(
+            out.contents()
+                .iter()
+                .filter_map(|o| o.key().map(str::to_owned)),
+        );
+        match out.next_continuation_token() {
+            Some(t) => token = Some(t.to_owned()),
+            None => break,
+        }
+    }
+    keys.sort();
+    Ok(keys)
+}
+
+/// Sets the visibility timeout of received messages, ten at a time.
+pub async fn set_visibility(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    receipt_handles: &[String],
+    seconds: i32,
+) -> Result<(), AwsError> {
+    for chunk in receipt_handles.chunks(10) {
+        let entries: Vec<ChangeMessageVisibilityBatchRequestEntry> = chunk
+            .iter()
+            .enumerate()
+            .filter_map(|(i, h)| {
+                ChangeMessageVisibilityBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(h)
+                    .visibility_timeout(seconds)
+                    .build()
+                    .ok()
+            })
+            .collect();
+        sqs.change_message_visibility_batch()
+            .queue_url(queue_url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("ChangeMessageVisibilityBatch", queue_url, e))?;
+    }
+    Ok(())
+}
