@@ -579,6 +579,10 @@ impl<'a, O: RawObjects, T: TypedTables, D: DeadLetters> ObjectBatch<'a, O, T, D>
             }
         };
         if matches!(change.route.op, Op::Control | Op::Truncate) {
+            if change.route.op == Op::Truncate {
+                // Never silent: the typed rows stay until someone decides what a truncate means.
+                tracing::warn!(table = %change.route.table, raw_ref, "A truncate was received; it is counted as control and not applied to typed rows.");
+            }
             stats.control += 1;
             return;
         }
