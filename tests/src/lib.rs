@@ -254,41 +254,13 @@ pub async fn queue_arn(env: &TestEnv, url: &str) -> String {
         .unwrap()
 }
 
-/// An SDK interceptor that fails every request whose URI contains `needle`, before it is sent.
-/// Used to inject S3 failures for chosen keys into the real adapter.
-#[derive(Debug, Clone)]
-pub struct FailRequestsMatching {
-    /// The substring of the URI that makes a request fail.
-    pub needle: String,
-}
-
-impl Intercept for FailRequestsMatching {
-    fn name(&self) -> &'static str {
-        "FailRequestsMatching"
-    }
-
-    fn read_before_transmit(
-        &self,
-        context: &BeforeTransmitInterceptorContextRef<'_>,
-        _runtime_components: &RuntimeComponents,
-        _cfg: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        if context.request().uri().contains(&self.needle) {
-            return Err(format!("injected failure for {}", self.needle).into());
-        }
-        Ok(())
-    }
-}
-
 /// An S3 client whose requests fail when their URI contains `needle`.
 pub fn s3_failing_for(env: &TestEnv, needle: &str) -> aws_sdk_s3::Client {
-    let conf = aws_sdk_s3::config::Builder::from(&env.sdk)
-        .force_path_style(true)
-        .interceptor(FailRequestsMatching {
-            needle: needle.to_owned(),
-        })
-        .build();
-    aws_sdk_s3::Client::from_conf(conf)
+    s3_with_outage(
+        env,
+        needle,
+        std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)),
+    )
 }
 
 /// An S3 client on an endpoint that refuses every connection.

@@ -529,6 +529,21 @@ async fn shuffled_and_duplicated_delivery_converges() {
     }
 }
 
+/// Puts an S3 notification for every raw object on the transform queue again: a replay.
+async fn renotify(env: &TestEnv, p: &Pipeline) {
+    for key in list_keys(env, &p.ingest.raw_bucket, "raw/").await {
+        let notification = serde_json::json!({"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+            "s3": {"bucket": {"name": p.ingest.raw_bucket}, "object": {"key": key}}}]});
+        env.sqs
+            .send_message()
+            .queue_url(&p.transform_queue_url)
+            .message_body(notification.to_string())
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
 /// GIVEN rows typed under contract version 1
 /// WHEN the contract changes (version 2 adds a field) and the same raw object is processed again
 /// THEN the rows are rewritten under version 2, at the same `seq`.
@@ -566,18 +581,7 @@ async fn a_contract_change_rewrites_rows_on_reprocessing() {
     );
     p.put_contract(&env, "c.toml", &v2).await;
     // Replay: the same object's notification, processed again.
-    let keys = list_keys(&env, &p.ingest.raw_bucket, "raw/").await;
-    for key in keys {
-        let notification = serde_json::json!({"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
-            "s3": {"bucket": {"name": p.ingest.raw_bucket}, "object": {"key": key}}}]});
-        env.sqs
-            .send_message()
-            .queue_url(&p.transform_queue_url)
-            .message_body(notification.to_string())
-            .send()
-            .await
-            .unwrap();
-    }
+    renotify(&env, &p).await;
     let (stats, failed) = drain_transform(&env, &p, &transform).await;
     assert_eq!(failed, 0);
     assert_eq!(stats.tables["evolving_typed"].written, 3);
@@ -587,17 +591,7 @@ async fn a_contract_change_rewrites_rows_on_reprocessing() {
         assert_eq!(s(item, "name"), s(item, "first_name"));
     }
     // And processing it once more under the same version changes nothing: every write is stale.
-    for key in list_keys(&env, &p.ingest.raw_bucket, "raw/").await {
-        let notification = serde_json::json!({"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
-            "s3": {"bucket": {"name": p.ingest.raw_bucket}, "object": {"key": key}}}]});
-        env.sqs
-            .send_message()
-            .queue_url(&p.transform_queue_url)
-            .message_body(notification.to_string())
-            .send()
-            .await
-            .unwrap();
-    }
+    renotify(&env, &p).await;
     let (stats, _) = drain_transform(&env, &p, &transform).await;
     assert_eq!(stats.tables["evolving_typed"].written, 0);
     assert_eq!(stats.tables["evolving_typed"].stale, 3);

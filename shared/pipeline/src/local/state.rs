@@ -134,12 +134,7 @@ pub fn checkpoints_path(state_dir: &Path, prefix: &str) -> PathBuf {
 impl Mappings {
     /// Reads the mappings, or none if the file does not exist.
     pub fn load(path: &Path) -> std::io::Result<Self> {
-        match std::fs::read_to_string(path) {
-            Ok(text) => serde_json::from_str(&text)
-                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
-            Err(e) => Err(e),
-        }
+        load_json(path)
     }
 
     /// Writes the mappings atomically.
@@ -181,12 +176,7 @@ impl Checkpoints {
 
     /// Reads the checkpoints, or none if the file does not exist.
     pub fn load(path: &Path) -> std::io::Result<Self> {
-        match std::fs::read_to_string(path) {
-            Ok(text) => serde_json::from_str(&text)
-                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
-            Err(e) => Err(e),
-        }
+        load_json(path)
     }
 
     /// Writes the checkpoints atomically: a crash leaves the old file or the new one.
@@ -195,6 +185,16 @@ impl Checkpoints {
             path,
             &serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?,
         )
+    }
+}
+
+/// Reads a JSON state file; a missing file is the empty state, a corrupt one an error.
+fn load_json<T: serde::de::DeserializeOwned + Default>(path: &Path) -> std::io::Result<T> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => serde_json::from_str(&text)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(T::default()),
+        Err(e) => Err(e),
     }
 }
 
