@@ -183,7 +183,7 @@ fn mixed_bodies() -> (Vec<String>, Vec<(String, &'static str)>) {
     let poison = vec![
         ("order o-9 was paid".to_owned(), "not_json"),
         (r#"{"table":"orders","op":"insert","key":{"order_id":"o-9""#.to_owned(), "truncated"),
-        ("   \n ".to_owned(), "empty"),
+        ("   \n ".to_owned(), "whitespace_only"),
         (r#"{"message": "foo1"}"#.to_owned(), "unknown_shape"),
         (r#"[1, 2, 3]"#.to_owned(), "unknown_shape"),
         (r#"{"table":"orders","op":"insert","key":{"order_id":"o-9"},"after":{"order_id":"o-9"}}"#.to_owned(), "missing_seq"),

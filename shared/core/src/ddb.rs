@@ -15,7 +15,7 @@ use serde_json::value::RawValue;
 use crate::change::{Change, Format, Image, Op, Route};
 use crate::error::DecodeError;
 use crate::seq::{truncate, Seq};
-use crate::time::seconds_text_to_ms;
+use crate::time::epoch_text_to_ms;
 
 /// The `userIdentity` of a TTL deletion.
 pub const TTL_PRINCIPAL: &str = "dynamodb.amazonaws.com";
@@ -143,16 +143,17 @@ impl<'a> StreamRecord<'a> {
                 path: "dynamodb.SequenceNumber".into(),
             })?;
         let seq = Seq::decimal(seq_text, "dynamodb.SequenceNumber")?;
-        let ts_ms = match data.approximate_creation_date_time {
-            None => None,
-            Some(raw) if raw.get() == "null" => None,
-            Some(raw) => Some(seconds_text_to_ms(raw.get().trim_matches('"')).ok_or_else(
-                || DecodeError::InvalidField {
-                    path: "dynamodb.ApproximateCreationDateTime".into(),
-                    detail: format!("expected epoch seconds, found {}", truncate(raw.get())),
-                },
-            )?),
-        };
+        let ts_ms =
+            match data.approximate_creation_date_time {
+                None => None,
+                Some(raw) if raw.get() == "null" => None,
+                Some(raw) => Some(epoch_text_to_ms(raw.get().trim_matches('"')).ok_or_else(
+                    || DecodeError::InvalidField {
+                        path: "dynamodb.ApproximateCreationDateTime".into(),
+                        detail: format!("expected epoch seconds, found {}", truncate(raw.get())),
+                    },
+                )?),
+            };
         Ok(Route {
             format: Format::DdbStream,
             table: table.to_owned(),
@@ -382,6 +383,51 @@ mod tests {
         let text = r#"{"eventName":"MODIFY","eventSourceARN":"arn:aws:dynamodb:r:1:table/t/stream/x","dynamodb":{"ApproximateCreationDateTime":1.635734407123456789E9,"SequenceNumber":"4421584500000000017450439092","Keys":{"Id":{"N":"101"}}}}"#;
         let r = StreamRecord::parse(text).unwrap().route().unwrap();
         assert_eq!(r.ts_ms, Some(1_635_734_407_123));
+    }
+
+    #[test]
+    fn creation_time_in_every_unit_and_notation() {
+        let at = |v: &str| {
+            let text = format!(
+                r#"{{"eventName":"INSERT","eventSourceARN":"{ARN}","dynamodb":{{"ApproximateCreationDateTime":{v},"SequenceNumber":"1","Keys":{{"pk":{{"S":"a"}}}}}}}}"#
+            );
+            StreamRecord::parse(&text).unwrap().route().unwrap().ts_ms
+        };
+        assert_eq!(at("1428537600"), Some(1_428_537_600_000), "integer seconds");
+        assert_eq!(at("1693997155.0"), Some(1_693_997_155_000), "float seconds");
+        assert_eq!(
+            at("1795588531.458"),
+            Some(1_795_588_531_458),
+            "seconds with milliseconds"
+        );
+        assert_eq!(
+            at("1.635734407123456789E9"),
+            Some(1_635_734_407_123),
+            "scientific notation"
+        );
+        assert_eq!(at("1731924555370"), Some(1_731_924_555_370), "milliseconds");
+        assert_eq!(
+            at("1720740233012995"),
+            Some(1_720_740_233_012),
+            "microseconds"
+        );
+        assert_eq!(at("null"), None, "null is absent");
+    }
+
+    #[test]
+    fn user_identity_absent_null_or_not_the_service_is_no_ttl_delete() {
+        let base = r#"{"eventName":"REMOVE","eventSourceARN":"arn:aws:dynamodb:r:1:table/t/stream/x","dynamodb":{"SequenceNumber":"5","Keys":{"pk":{"S":"a"}}}"#;
+        for identity in [
+            "",
+            r#","userIdentity":null"#,
+            r#","userIdentity":{"type":"Service","principalId":"other.amazonaws.com"}"#,
+        ] {
+            let text = format!("{base}{identity}}}");
+            assert!(
+                !StreamRecord::parse(&text).unwrap().is_ttl_delete(),
+                "{identity}"
+            );
+        }
     }
 
     #[test]

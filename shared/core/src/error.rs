@@ -56,9 +56,18 @@ impl std::fmt::Display for ErrorClass {
 /// the field path and never include the whole record.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
-    /// The body is empty or only whitespace.
+    /// The body is empty.
     #[error("body is empty")]
     Empty,
+    /// The body holds only whitespace.
+    #[error("body holds only whitespace")]
+    WhitespaceOnly,
+    /// The body holds comment lines, which JSON does not allow.
+    #[error("body holds a comment line (line {line}), which JSON does not allow")]
+    CommentLines {
+        /// The first comment line, from 1.
+        line: usize,
+    },
     /// The bytes are not valid UTF-8 (or hold an escaped lone surrogate).
     #[error("body is not valid UTF-8: {detail}")]
     InvalidUtf8 {
@@ -146,6 +155,8 @@ impl DecodeError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::Empty => "empty",
+            Self::WhitespaceOnly => "whitespace_only",
+            Self::CommentLines { .. } => "comment_lines",
             Self::InvalidUtf8 { .. } => "invalid_utf8",
             Self::NotJson { .. } => "not_json",
             Self::Truncated { .. } => "truncated",
@@ -227,6 +238,8 @@ mod tests {
     fn codes_are_distinct() {
         let all = [
             DecodeError::Empty,
+            DecodeError::WhitespaceOnly,
+            DecodeError::CommentLines { line: 1 },
             DecodeError::InvalidUtf8 {
                 detail: String::new(),
             },

@@ -50,8 +50,11 @@ pub fn read_document<'a>(bytes: &'a [u8], limits: &Limits) -> Result<Cow<'a, str
 
 /// Like [`read_document`], for text that is already known to be UTF-8.
 pub fn read_str<'a>(text: &'a str, limits: &Limits) -> Result<Cow<'a, str>, DecodeError> {
-    if text.trim().is_empty() {
+    if text.is_empty() {
         return Err(DecodeError::Empty);
+    }
+    if text.trim().is_empty() {
+        return Err(DecodeError::WhitespaceOnly);
     }
     if text.len() > limits.max_record_bytes {
         return Err(DecodeError::TooLarge {
@@ -67,12 +70,25 @@ pub fn read_str<'a>(text: &'a str, limits: &Limits) -> Result<Cow<'a, str>, Deco
             limit: limits.max_depth,
         });
     }
-    serde_json::from_str::<&RawValue>(text).map_err(|e| DecodeError::from_json(&e))?;
+    serde_json::from_str::<&RawValue>(text).map_err(|e| match comment_line(text) {
+        Some(line) => DecodeError::CommentLines { line },
+        None => DecodeError::from_json(&e),
+    })?;
     if scan.has_whitespace {
         Ok(Cow::Owned(compact(text)))
     } else {
         Ok(Cow::Borrowed(text))
     }
+}
+
+/// The first line that is a comment (`#` or `//`), as people paste from tools and docs.
+fn comment_line(text: &str) -> Option<usize> {
+    text.lines()
+        .position(|l| {
+            let t = l.trim_start();
+            t.starts_with('#') || t.starts_with("//")
+        })
+        .map(|i| i + 1)
 }
 
 struct Scan {
@@ -186,11 +202,12 @@ mod tests {
     fn each_malformation_has_its_own_code() {
         let cases = [
             ("", "empty"),
-            ("  \n\t", "empty"),
+            ("  \n\t", "whitespace_only"),
+            ("{\"a\":1}\n# a comment kcat printed", "comment_lines"),
+            ("// pasted from the docs\n{\"a\":1}", "comment_lines"),
             ("Test message.", "not_json"),
             ("{\"a\": [1, 2", "truncated"),
             ("{\"a\":1}{\"b\":2}", "trailing_content"),
-            ("{\"a\":1}\n# comment", "trailing_content"),
         ];
         for (input, code) in cases {
             assert_eq!(read(input).unwrap_err().code(), code, "input {input:?}");

@@ -112,6 +112,9 @@ pub enum IngestResponse {
     Sqs(SqsBatchResponse),
     /// For DynamoDB Streams event source mappings.
     Streams(DynamoDbEventResponse),
+    /// For DynamoDB Streams mappings with a tumbling window: the window's state goes back to
+    /// the runtime unchanged beside the failures (sluice aggregates nothing across invocations).
+    StreamsWindow(DynamoDbEventResponse, serde_json::Value),
 }
 
 impl IngestResponse {
@@ -120,6 +123,12 @@ impl IngestResponse {
         let v = match self {
             Self::Sqs(r) => serde_json::to_value(r),
             Self::Streams(r) => serde_json::to_value(r),
+            Self::StreamsWindow(r, state) => serde_json::to_value(r).map(|mut v| {
+                if let Some(o) = v.as_object_mut() {
+                    o.insert("state".into(), state.clone());
+                }
+                v
+            }),
         };
         v.unwrap_or_else(|_| serde_json::json!({"batchItemFailures": []}))
     }
@@ -132,7 +141,7 @@ impl IngestResponse {
                 .iter()
                 .map(|f| f.item_identifier.clone())
                 .collect(),
-            Self::Streams(r) => r
+            Self::Streams(r) | Self::StreamsWindow(r, _) => r
                 .batch_item_failures
                 .iter()
                 .filter_map(|f| f.item_identifier.clone())
@@ -162,6 +171,12 @@ pub struct IngestStats {
 struct EventView<'a> {
     #[serde(rename = "Records", borrow)]
     records: Option<Vec<&'a RawValue>>,
+    /// Set on tumbling-window invocations.
+    #[serde(borrow, default)]
+    window: Option<&'a RawValue>,
+    /// The window's state so far.
+    #[serde(borrow, default)]
+    state: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -224,8 +239,17 @@ pub async fn handle<R: RawStore, D: DeadLetters>(
     let failed = deliver(&slots, deps, now_ms, &mut stats).await;
     stats.retriable_failures = failed.len();
 
-    let response = match source {
-        Some(Source::DynamoDb) => IngestResponse::Streams(stream_response(&slots, &failed)?),
+    let response = match (source, view.window) {
+        (Some(Source::DynamoDb) | None, Some(_)) => {
+            let state = view
+                .state
+                .and_then(|s| serde_json::from_str(s.get()).ok())
+                .unwrap_or_else(|| serde_json::json!({}));
+            IngestResponse::StreamsWindow(stream_response(&slots, &failed)?, state)
+        }
+        (Some(Source::DynamoDb), None) => {
+            IngestResponse::Streams(stream_response(&slots, &failed)?)
+        }
         _ => IngestResponse::Sqs(sqs_response(&slots, &failed)),
     };
     emit_metrics(&stats, started, &deps.metrics, now_ms);
@@ -784,6 +808,25 @@ mod tests {
         assert_eq!(
             d.dead_letters.sent.lock().unwrap()[0].error_code.as_deref(),
             Some("unknown_shape")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_tumbling_window_invocation_gets_its_state_back_with_the_failures() {
+        let d = deps(MemStore::default(), MemDlq::default());
+        let event = format!(
+            r#"{{"Records":[{}],"window":{{"start":"2026-11-25T07:00:00Z","end":"2026-11-25T07:05:00Z"}},"state":{{"count":3}},"shardId":"s-1","eventSourceARN":"stream-ARN","isFinalInvokeForWindow":false,"isWindowTerminatedEarly":false}}"#,
+            stream_record("7", "t")
+        );
+        let r = handle(&event, &d).await.unwrap();
+        assert_eq!(
+            r.to_json(),
+            serde_json::json!({"batchItemFailures": [], "state": {"count": 3}})
+        );
+        let empty = handle(r#"{"Records":[],"window":{"start":"a","end":"b"},"state":{},"isFinalInvokeForWindow":true}"#, &d).await.unwrap();
+        assert_eq!(
+            empty.to_json(),
+            serde_json::json!({"batchItemFailures": [], "state": {}})
         );
     }
 
