@@ -413,6 +413,15 @@ fn debezium(text: &str) -> Result<Change, DecodeError> {
             path: "after".into(),
         });
     }
+    if op == Op::Delete && before.is_none() {
+        return Err(DecodeError::InvalidField {
+            path: "before".into(),
+            detail:
+                "a delete with neither `before` nor `after` cannot name its row; give the table a \
+                     primary key or set REPLICA IDENTITY FULL"
+                    .into(),
+        });
+    }
     Ok(Change {
         route: Route {
             format: Format::Debezium,
@@ -762,6 +771,18 @@ mod tests {
             mysql("mysql-bin.000003", 998)
         );
         assert_eq!(dec(&wrapped).unwrap().route.seq, a);
+    }
+
+    #[test]
+    fn debezium_delete_without_any_image_names_replica_identity() {
+        let body = r#"{"before":null,"after":null,"source":{"connector":"postgresql","table":"products","lsn":34078720},"op":"d","ts_ms":1}"#;
+        let err = dec(body).unwrap_err();
+        assert_eq!(err.code(), "invalid_field");
+        assert!(err.to_string().contains("REPLICA IDENTITY FULL"), "{err}");
+        let key_only = r#"{"before":{"id":1},"after":null,"source":{"connector":"postgresql","table":"products","lsn":46523128},"op":"d","ts_ms":1}"#;
+        let c = dec(key_only).unwrap();
+        assert_eq!(c.route.op, Op::Delete);
+        assert!(c.before.is_some_and(|b| b.contains("id")));
     }
 
     #[test]
