@@ -213,31 +213,139 @@ pub fn table_from_stream_arn(arn: &str) -> Option<&str> {
 fn decode_image(
     raw: &RawValue,
 ) -> Result<BTreeMap<String, serde_dynamo::AttributeValue>, DecodeError> {
-    let attrs: BTreeMap<Cow<'_, str>, &RawValue> =
+    let attrs: BTreeMap<String, &RawValue> =
         serde_json::from_str(raw.get()).map_err(|e| DecodeError::InvalidField {
             path: String::new(),
             detail: format!("expected a map of attribute values: {e}"),
         })?;
-    let mut out = BTreeMap::new();
-    for (name, value) in attrs {
-        let attr: serde_dynamo::AttributeValue =
-            serde_json::from_str(value.get()).map_err(|e| {
-                let detail = e.to_string();
-                if detail.contains("base64") {
-                    DecodeError::InvalidBase64 {
-                        path: name.to_string(),
-                        detail,
-                    }
-                } else {
-                    DecodeError::InvalidField {
-                        path: name.to_string(),
-                        detail,
-                    }
-                }
-            })?;
-        out.insert(name.into_owned(), attr);
+    attrs
+        .into_iter()
+        .map(|(name, value)| attribute(value, &name).map(|v| (name, v)))
+        .collect()
+}
+
+/// Reads one DynamoDB JSON attribute value, naming the path of anything wrong.
+///
+/// Beyond what DynamoDB writes, it accepts what other libraries emit: `N` and `NS` members as
+/// JSON numbers (their literal text is kept) and `{"S": null}` as a null.
+pub fn attribute(raw: &RawValue, path: &str) -> Result<serde_dynamo::AttributeValue, DecodeError> {
+    use serde_dynamo::AttributeValue as A;
+    let invalid = |detail: String| DecodeError::InvalidField {
+        path: path.to_owned(),
+        detail,
+    };
+    let entries: Vec<(String, &RawValue)> =
+        serde_json::from_str::<BTreeMap<String, &RawValue>>(raw.get())
+            .map_err(|_| invalid("expected an attribute value such as {\"S\": …}".into()))?
+            .into_iter()
+            .collect();
+    let [(kind, value)] = entries.as_slice() else {
+        return Err(invalid(format!(
+            "expected exactly one type key (S, N, B, SS, NS, BS, M, L, NULL, BOOL), found {}",
+            entries.len()
+        )));
+    };
+    let text = value.get();
+    let string = |v: &RawValue| serde_json::from_str::<String>(v.get()).ok();
+    let number = |v: &RawValue| -> Option<String> {
+        let t = v.get();
+        if t.starts_with('"') {
+            string(v)
+        } else if t.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
+            Some(t.to_owned())
+        } else {
+            None
+        }
+    };
+    let b64 = |s: &str, at: &str| {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD
+            .decode(s)
+            .map_err(|e| DecodeError::InvalidBase64 {
+                path: at.to_owned(),
+                detail: e.to_string(),
+            })
+    };
+    let wrong = |expected: &str| {
+        invalid(format!(
+            "`{kind}` holds {}, expected {expected}",
+            json_kind(text)
+        ))
+    };
+    Ok(match kind.as_str() {
+        "S" if text == "null" => A::Null(true),
+        "S" => A::S(string(value).ok_or_else(|| wrong("a string"))?),
+        "N" => A::N(number(value).ok_or_else(|| wrong("a number"))?),
+        "B" => A::B(b64(
+            &string(value).ok_or_else(|| wrong("base64 text"))?,
+            path,
+        )?),
+        "BOOL" => A::Bool(serde_json::from_str(text).map_err(|_| wrong("true or false"))?),
+        "NULL" => A::Null(true),
+        "SS" => A::Ss(
+            list(value)
+                .ok_or_else(|| wrong("a list of strings"))?
+                .into_iter()
+                .map(string)
+                .collect::<Option<_>>()
+                .ok_or_else(|| wrong("a list of strings"))?,
+        ),
+        "NS" => A::Ns(
+            list(value)
+                .ok_or_else(|| wrong("a list of numbers"))?
+                .into_iter()
+                .map(number)
+                .collect::<Option<_>>()
+                .ok_or_else(|| wrong("a list of numbers"))?,
+        ),
+        "BS" => {
+            let members = list(value).ok_or_else(|| wrong("a list of base64 texts"))?;
+            let mut out = Vec::with_capacity(members.len());
+            for (i, m) in members.into_iter().enumerate() {
+                let s = string(m).ok_or_else(|| wrong("a list of base64 texts"))?;
+                out.push(b64(&s, &format!("{path}[{i}]"))?);
+            }
+            A::Bs(out)
+        }
+        "M" => {
+            let map: BTreeMap<String, &RawValue> =
+                serde_json::from_str(text).map_err(|_| wrong("a map"))?;
+            A::M(
+                map.into_iter()
+                    .map(|(k, v)| attribute(v, &format!("{path}.{k}")).map(|a| (k, a)))
+                    .collect::<Result<_, _>>()?,
+            )
+        }
+        "L" => A::L(
+            list(value)
+                .ok_or_else(|| wrong("a list"))?
+                .into_iter()
+                .enumerate()
+                .map(|(i, v)| attribute(v, &format!("{path}[{i}]")))
+                .collect::<Result<_, _>>()?,
+        ),
+        other => {
+            return Err(invalid(format!(
+                "unknown type key {:?}; expected S, N, B, SS, NS, BS, M, L, NULL or BOOL",
+                truncate(other)
+            )))
+        }
+    })
+}
+
+fn list(v: &RawValue) -> Option<Vec<&RawValue>> {
+    serde_json::from_str(v.get()).ok()
+}
+
+fn json_kind(text: &str) -> &'static str {
+    match text.as_bytes().first() {
+        Some(b'"') => "a string",
+        Some(b'[') => "a list",
+        Some(b'{') => "an object",
+        Some(b't' | b'f') => "a boolean",
+        Some(b'n') => "null",
+        _ => "a number",
     }
-    Ok(out)
 }
 
 #[cfg(test)]
@@ -364,6 +472,55 @@ mod tests {
         let err = StreamRecord::parse(&text).unwrap().decode().unwrap_err();
         assert_eq!(err.code(), "invalid_base64");
         assert!(err.to_string().contains("dynamodb.NewImage.blob"), "{err}");
+    }
+
+    #[test]
+    fn lenient_shapes_other_libraries_emit() {
+        let text = record(
+            "INSERT",
+            "NEW_IMAGE",
+            r#""Keys":{"pk":{"S":"a"}},"NewImage":{"pk":{"S":"a"},"ns":{"NS":[1,2,0.34]},"n":{"N":1},"gone":{"S":null},"big":{"N":12345678901234567890.5}}"#,
+        );
+        let c = StreamRecord::parse(&text).unwrap().decode().unwrap();
+        let Some(Image::Ddb(after)) = c.after else {
+            panic!()
+        };
+        assert_eq!(
+            after["ns"],
+            A::Ns(vec!["1".into(), "2".into(), "0.34".into()])
+        );
+        assert_eq!(after["n"], A::N("1".into()));
+        assert_eq!(after["gone"], A::Null(true));
+        assert_eq!(
+            after["big"],
+            A::N("12345678901234567890.5".into()),
+            "the literal text, not an f64"
+        );
+    }
+
+    #[test]
+    fn nested_errors_name_their_path() {
+        let text = record(
+            "INSERT",
+            "NEW_IMAGE",
+            r#""Keys":{"pk":{"S":"a"}},"NewImage":{"pk":{"S":"a"},"m":{"M":{"inner":{"L":[{"S":"x"},{"B":"%%%"}]}}}}"#,
+        );
+        let err = StreamRecord::parse(&text).unwrap().decode().unwrap_err();
+        assert_eq!(err.code(), "invalid_base64");
+        assert!(
+            err.to_string().contains("dynamodb.NewImage.m.inner[1]"),
+            "{err}"
+        );
+        for (bad, needle) in [
+            (r#"{"X":"1"}"#, "unknown type key"),
+            (r#"{"S":"a","N":"1"}"#, "exactly one type key"),
+            (r#"{"N":true}"#, "`N` holds a boolean"),
+            (r#"{"SS":[1]}"#, "a list of strings"),
+        ] {
+            let raw = RawValue::from_string(bad.to_owned()).unwrap();
+            let e = attribute(&raw, "f").unwrap_err();
+            assert!(e.to_string().contains(needle), "{bad}: {e}");
+        }
     }
 
     #[test]
