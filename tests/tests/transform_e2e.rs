@@ -641,3 +641,71 @@ async fn contracts_load_from_s3() {
     assert_eq!(stats.tables["from_s3_typed"].written, 2);
     assert_eq!(scan(&env, &p.typed_table("from_s3_typed")).await.len(), 2);
 }
+
+fn dms_at(
+    table: &str,
+    op: &str,
+    pos: u64,
+    data: serde_json::Value,
+    before: Option<serde_json::Value>,
+) -> String {
+    let mut rec = serde_json::json!({
+        "data": data,
+        "metadata": {"timestamp": "2026-11-25T07:00:00.000000Z", "record-type": "data", "operation": op,
+                     "partition-key-type": "primary-key", "schema-name": "shop", "table-name": table, "transaction-id": pos,
+                     "stream-position": format!("mysql-bin-changelog.000010:{pos}:0:{pos}:1:mysql-bin-changelog.000010:{pos}")}
+    });
+    if let Some(b) = before {
+        rec["before-image"] = b;
+    }
+    rec.to_string()
+}
+
+/// GIVEN a DMS insert, then an update that changes the row's primary key
+/// WHEN they go through ingest and transform
+/// THEN the old key is a tombstone and the new key holds the row.
+#[tokio::test]
+async fn a_dms_update_that_changes_the_key_moves_the_row() {
+    let env = env().await;
+    let source = unique("rekeyed");
+    let p = pipeline(
+        &env,
+        &[(
+            "c.toml",
+            customers_contract("rekeyed_typed", &source, 1, ""),
+        )],
+    )
+    .await;
+    let bodies = vec![
+        dms_at(
+            &source,
+            "insert",
+            100,
+            serde_json::json!({"id": 46, "first_name": "Ann", "email": "a@example.com"}),
+            None,
+        ),
+        dms_at(
+            &source,
+            "update",
+            200,
+            serde_json::json!({"id": 45, "first_name": "Ann", "email": "a@example.com"}),
+            Some(serde_json::json!({"id": 46})),
+        ),
+    ];
+    ingest_bodies(&env, &p, &ingest_deps(&env, &p.ingest), &bodies, 10).await;
+    let (_, failed) = drain_transform(&env, &p, &transform_deps(&env, &p)).await;
+    assert_eq!(failed, 0);
+    let typed: BTreeMap<String, Item> = scan(&env, &p.typed_table("rekeyed_typed"))
+        .await
+        .into_iter()
+        .map(|i| (n(&i, "id").unwrap(), i))
+        .collect();
+    assert_eq!(typed.keys().cloned().collect::<Vec<_>>(), ["45", "46"]);
+    assert_eq!(
+        typed["46"]["_deleted"],
+        A::Bool(true),
+        "the old key is a tombstone"
+    );
+    assert!(!typed["45"].contains_key("_deleted"));
+    assert_eq!(s(&typed["45"], "email").as_deref(), Some("a@example.com"));
+}

@@ -278,6 +278,60 @@ pub fn type_change(
     }))
 }
 
+/// For an update that changes the row's key (a DMS or application update whose old image has
+/// another key), a tombstone for the old key, at the same `seq`. `None` when the key is unchanged
+/// or the old image does not hold the whole old key.
+pub fn old_key_tombstone(
+    change: &Change,
+    contract: &Contract,
+    meta: &RowMeta,
+    new_row: &TypedRow,
+) -> Option<TypedRow> {
+    if change.route.op != Op::Update {
+        return None;
+    }
+    let before = change.before.as_ref()?;
+    let mut key = Vec::with_capacity(new_row.key.len());
+    for field in contract.key_fields() {
+        let value = type_field(field, &[Some(before)]).ok()??;
+        key.push((field.name.clone(), value));
+    }
+    if key == new_row.key {
+        return None;
+    }
+    let mut item: HashMap<String, AttributeValue> = key.iter().cloned().collect();
+    item.insert(
+        SEQ_ATTR.into(),
+        AttributeValue::S(change.route.seq.as_str().to_owned()),
+    );
+    item.insert(
+        OP_ATTR.into(),
+        AttributeValue::S(Op::Delete.as_str().to_owned()),
+    );
+    item.insert(
+        SOURCE_TS_ATTR.into(),
+        AttributeValue::N(meta.ts_ms.to_string()),
+    );
+    item.insert(
+        VERSION_ATTR.into(),
+        AttributeValue::N(contract.version.to_string()),
+    );
+    item.insert(RAW_ATTR.into(), AttributeValue::S(meta.raw_ref.clone()));
+    item.insert(DELETED_ATTR.into(), AttributeValue::Bool(true));
+    item.insert(
+        EXPIRES_ATTR.into(),
+        AttributeValue::N(meta.tombstone_expires_at.to_string()),
+    );
+    Some(TypedRow {
+        table: contract.name.clone(),
+        key,
+        item,
+        seq: change.route.seq.clone(),
+        version: contract.version,
+        tombstone: true,
+    })
+}
+
 /// The source columns that no field reads, as they came.
 fn extra_columns(image: &Image, contract: &Contract) -> HashMap<String, AttributeValue> {
     let read = |name: &str| {
@@ -566,6 +620,38 @@ fields:
             type_change(&no_key, &contract(), &meta()),
             Err(Violation::NoImage { op: "delete", .. })
         ));
+    }
+
+    #[test]
+    fn an_update_that_changes_the_key_tombstones_the_old_key() {
+        let mut c = change(
+            Op::Update,
+            4,
+            Some(r#"{"order_id":"o-45","customer_id":"c"}"#),
+            None,
+        );
+        c.before = Some(json_image(r#"{"order_id":"o-46"}"#));
+        let row = type_change(&c, &contract(), &meta()).unwrap().unwrap();
+        let old = old_key_tombstone(&c, &contract(), &meta(), &row).unwrap();
+        assert_eq!(
+            old.key,
+            vec![("order_id".to_owned(), AttributeValue::S("o-46".into()))]
+        );
+        assert!(old.tombstone && old.seq == row.seq);
+        assert_eq!(old.item[DELETED_ATTR], AttributeValue::Bool(true));
+        // The same key, an empty old image, or an insert: nothing to tombstone.
+        c.before = Some(json_image(r#"{"order_id":"o-45"}"#));
+        assert!(old_key_tombstone(&c, &contract(), &meta(), &row).is_none());
+        c.before = Some(json_image("{}"));
+        assert!(old_key_tombstone(&c, &contract(), &meta(), &row).is_none());
+        let mut insert = change(
+            Op::Insert,
+            4,
+            Some(r#"{"order_id":"o-45","customer_id":"c"}"#),
+            None,
+        );
+        insert.before = Some(json_image(r#"{"order_id":"o-46"}"#));
+        assert!(old_key_tombstone(&insert, &contract(), &meta(), &row).is_none());
     }
 
     #[test]

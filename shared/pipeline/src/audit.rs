@@ -22,7 +22,8 @@ use sluice_core::contract::{Contract, FieldType};
 use sluice_core::json::Limits;
 use sluice_core::raw::OwnedRawLine;
 use sluice_core::row::{
-    type_change, RowMeta, TypedRow, DELETED_ATTR, RAW_ATTR, SEQ_ATTR, VERSION_ATTR,
+    old_key_tombstone, type_change, RowMeta, TypedRow, DELETED_ATTR, RAW_ATTR, SEQ_ATTR,
+    VERSION_ATTR,
 };
 use sluice_core::typing::canonical_decimal;
 use sluice_core::{Format, Op, Seq};
@@ -95,6 +96,9 @@ impl AuditReport {
 
 /// A typed change of one raw line for one contract.
 struct LineEntry {
+    /// False for the second row of one line (the old key's tombstone of a key-changing update),
+    /// which is checked but not counted again.
+    counted: bool,
     raw_ref: String,
     format: Format,
     seq: Seq,
@@ -166,6 +170,7 @@ pub async fn audit(input: &AuditInput<'_>) -> Result<AuditReport, AwsError> {
                             .entry(c.name.clone())
                             .or_default()
                             .push(LineEntry {
+                                counted: true,
                                 raw_ref: raw_ref.clone(),
                                 format: raw.format,
                                 seq: raw.seq.clone(),
@@ -198,7 +203,21 @@ pub async fn audit(input: &AuditInput<'_>) -> Result<AuditReport, AwsError> {
             };
             for c in contracts {
                 let row = match type_change(&change, &c, &meta) {
-                    Ok(Some(row)) => Some(row),
+                    Ok(Some(row)) => {
+                        if let Some(old) = old_key_tombstone(&change, &c, &meta, &row) {
+                            per_contract
+                                .entry(c.name.clone())
+                                .or_default()
+                                .push(LineEntry {
+                                    counted: false,
+                                    raw_ref: raw_ref.clone(),
+                                    format: raw.format,
+                                    seq: change.route.seq.clone(),
+                                    row: Some(old),
+                                });
+                        }
+                        Some(row)
+                    }
                     Ok(None) => {
                         *control.entry(c.name.clone()).or_default() += 1;
                         continue;
@@ -209,6 +228,7 @@ pub async fn audit(input: &AuditInput<'_>) -> Result<AuditReport, AwsError> {
                     .entry(c.name.clone())
                     .or_default()
                     .push(LineEntry {
+                        counted: true,
                         raw_ref: raw_ref.clone(),
                         format: raw.format,
                         seq: change.route.seq.clone(),
@@ -233,7 +253,8 @@ pub async fn audit(input: &AuditInput<'_>) -> Result<AuditReport, AwsError> {
         );
         let mut t = TableAudit {
             contract: contract.name.clone(),
-            raw_lines: lines.len() + control.get(&contract.name).copied().unwrap_or(0),
+            raw_lines: lines.iter().filter(|l| l.counted).count()
+                + control.get(&contract.name).copied().unwrap_or(0),
             control: control.get(&contract.name).copied().unwrap_or(0),
             rows: items.len(),
             tombstones: items
@@ -285,9 +306,9 @@ pub async fn audit(input: &AuditInput<'_>) -> Result<AuditReport, AwsError> {
             let stored_raw = str_attr(item, RAW_ATTR).unwrap_or_default();
             for e in entries {
                 if e.raw_ref == stored_raw {
-                    t.typed += 1;
+                    t.typed += usize::from(e.counted);
                 } else if stored_seq.as_ref().is_some_and(|s| e.seq <= *s) {
-                    t.stale += 1;
+                    t.stale += usize::from(e.counted);
                 } else {
                     report.problems.push(format!(
                         "{}: key {key}: raw line {} (seq {}) is newer than the stored row",

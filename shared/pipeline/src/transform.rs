@@ -32,7 +32,7 @@ use sluice_aws::{AwsError, DeadLetters};
 use sluice_core::envelope::{FailureEnvelope, Step};
 use sluice_core::json::{read_str, Limits};
 use sluice_core::raw::{OwnedRawLine, TsSource};
-use sluice_core::row::{type_change, RowMeta, TypedRow, Violation};
+use sluice_core::row::{old_key_tombstone, type_change, RowMeta, TypedRow, Violation};
 use sluice_core::{body, ddb, Change, DecodeError, ErrorClass, Format, Op};
 use tokio::io::AsyncBufReadExt;
 
@@ -617,7 +617,12 @@ impl<'a, O: RawObjects, T: TypedTables, D: DeadLetters> ObjectBatch<'a, O, T, D>
         let source_ts = (line.ts_source == TsSource::Source).then_some(line.ts_ms);
         for contract in contracts {
             match type_change(&change, &contract, &meta) {
-                Ok(Some(row)) => self.keep(row, source_ts, stats),
+                Ok(Some(row)) => {
+                    if let Some(old) = old_key_tombstone(&change, &contract, &meta, &row) {
+                        self.keep(old, source_ts, stats);
+                    }
+                    self.keep(row, source_ts, stats);
+                }
                 Ok(None) => stats.control += 1,
                 Err(v) => {
                     let code = violation_code(&v);
