@@ -51,6 +51,11 @@ impl InvokeArgs {
                 format!("could not read the event file {}", self.event.display())
             })?
         };
+        let sink = if self.metrics {
+            Sink::Stderr
+        } else {
+            Sink::Discard
+        };
         match self.function {
             Function::Ingest => {
                 let config = IngestConfig::from_env().context(
@@ -58,11 +63,6 @@ impl InvokeArgs {
                      `eval \"$(sluice local env)\"` after `sluice local up`",
                 )?;
                 let sdk = self.aws.sdk_config().await;
-                let sink = if self.metrics {
-                    Sink::Stderr
-                } else {
-                    Sink::Discard
-                };
                 let deps = Ingest::from_sdk(config, &sdk, sink);
                 let response = handle(&event, &deps).await.context(
                     "the ingest handler failed the whole invocation; `sluice invoke ingest` takes a \
@@ -77,11 +77,6 @@ impl InvokeArgs {
                      `eval \"$(sluice local env)\"` after `sluice local up`",
                 )?;
                 let sdk = self.aws.sdk_config().await;
-                let sink = if self.metrics {
-                    Sink::Stderr
-                } else {
-                    Sink::Discard
-                };
                 let deps = Transform::from_sdk(config, &sdk, sink);
                 let (response, _) = transform::handle(&event, &deps).await.context(
                     "the transform handler failed the whole invocation; `sluice invoke transform` \

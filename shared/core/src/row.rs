@@ -247,6 +247,31 @@ pub fn type_change(
             }
         }
     }
+    bookkeeping(&mut item, change, contract, meta, tombstone);
+    Ok(Some(TypedRow {
+        table: contract.name.clone(),
+        key,
+        item,
+        seq: change.route.seq.clone(),
+        version: contract.version,
+        tombstone,
+    }))
+}
+
+/// Adds the bookkeeping attributes: `_seq`, `_op`, `_source_ts`, `_contract_version`, `_raw`,
+/// and for a tombstone `_deleted` and `_expires_at`.
+fn bookkeeping(
+    item: &mut HashMap<String, AttributeValue>,
+    change: &Change,
+    contract: &Contract,
+    meta: &RowMeta,
+    tombstone: bool,
+) {
+    let op = if tombstone {
+        Op::Delete
+    } else {
+        change.route.op
+    };
     item.insert(
         SEQ_ATTR.into(),
         AttributeValue::S(change.route.seq.as_str().to_owned()),
@@ -268,14 +293,6 @@ pub fn type_change(
             AttributeValue::N(meta.tombstone_expires_at.to_string()),
         );
     }
-    Ok(Some(TypedRow {
-        table: contract.name.clone(),
-        key,
-        item,
-        seq: change.route.seq.clone(),
-        version: contract.version,
-        tombstone,
-    }))
 }
 
 /// For an update that changes the row's key (a DMS or application update whose old image has
@@ -300,28 +317,7 @@ pub fn old_key_tombstone(
         return None;
     }
     let mut item: HashMap<String, AttributeValue> = key.iter().cloned().collect();
-    item.insert(
-        SEQ_ATTR.into(),
-        AttributeValue::S(change.route.seq.as_str().to_owned()),
-    );
-    item.insert(
-        OP_ATTR.into(),
-        AttributeValue::S(Op::Delete.as_str().to_owned()),
-    );
-    item.insert(
-        SOURCE_TS_ATTR.into(),
-        AttributeValue::N(meta.ts_ms.to_string()),
-    );
-    item.insert(
-        VERSION_ATTR.into(),
-        AttributeValue::N(contract.version.to_string()),
-    );
-    item.insert(RAW_ATTR.into(), AttributeValue::S(meta.raw_ref.clone()));
-    item.insert(DELETED_ATTR.into(), AttributeValue::Bool(true));
-    item.insert(
-        EXPIRES_ATTR.into(),
-        AttributeValue::N(meta.tombstone_expires_at.to_string()),
-    );
+    bookkeeping(&mut item, change, contract, meta, true);
     Some(TypedRow {
         table: contract.name.clone(),
         key,
