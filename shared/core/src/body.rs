@@ -155,8 +155,15 @@ fn classify(text: &str, probe: &Probe<'_>) -> Result<Change, DecodeError> {
             });
         }
         // The schema/payload wrapper of Kafka Connect's JsonConverter; `schema` may be null.
-        let _ = probe.schema;
-        return debezium(payload.get()).map_err(|e| e.within("payload"));
+        let mut change = debezium(payload.get()).map_err(|e| e.within("payload"))?;
+        if let Some(schema) = probe.schema {
+            change.logical = crate::logical::from_connect_schema(schema)
+                .map_err(|detail| DecodeError::InvalidField {
+                    path: "schema".into(),
+                    detail,
+                })?;
+        }
+        return Ok(change);
     }
     if probe.metadata.is_some() {
         return dms(text);
@@ -339,6 +346,7 @@ fn app(text: &str) -> Result<Change, DecodeError> {
         key: Some(key),
         before: opt_image(e.before, "before")?,
         after,
+        logical: BTreeMap::new(),
     })
 }
 
@@ -367,6 +375,8 @@ struct DbzSource<'a> {
     table: Option<&'a RawValue>,
     #[serde(borrow, default)]
     lsn: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    sequence: Option<&'a RawValue>,
     #[serde(borrow, default)]
     file: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
@@ -434,12 +444,20 @@ fn debezium(text: &str) -> Result<Change, DecodeError> {
         key: None,
         before,
         after,
+        logical: BTreeMap::new(),
     })
 }
 
-/// Postgres: the `lsn`. MySQL: the binlog `(file number, pos, row)`.
+/// Postgres: `source.sequence` (the last commit LSN, then the LSN) when present, else the `lsn`.
+/// MySQL: the binlog `(file number, pos, row)`.
 fn debezium_seq(source: &DbzSource<'_>) -> Result<Seq, DecodeError> {
     let connector = source.connector.as_deref().unwrap_or_default();
+    if let Some(sequence) = source
+        .sequence
+        .filter(|s| s.get() != "null" && connector != "mysql")
+    {
+        return postgres_sequence(sequence).map(|parts| Seq::parts(&parts));
+    }
     if let Some(lsn) = source.lsn.filter(|_| connector != "mysql") {
         return Ok(Seq::parts(&[u64_field(lsn, "source.lsn")?]));
     }
@@ -464,6 +482,37 @@ fn debezium_seq(source: &DbzSource<'_>) -> Result<Seq, DecodeError> {
         _ => "source.lsn or source.file/pos",
     };
     Err(DecodeError::MissingSeq { path: path.into() })
+}
+
+/// Postgres's `source.sequence`: a JSON array, inside a string, of the last commit LSN and the
+/// change's LSN, each a decimal string or null (`"[\"22910216\",\"22910504\"]"`). A null
+/// counts as 0.
+fn postgres_sequence(raw: &RawValue) -> Result<Vec<u64>, DecodeError> {
+    let invalid = |detail: String| DecodeError::InvalidField {
+        path: "source.sequence".into(),
+        detail,
+    };
+    let text: Cow<'_, str> = serde_json::from_str(raw.get())
+        .map_err(|_| invalid("expected a string holding a JSON array of LSNs".into()))?;
+    let items: Vec<Option<&RawValue>> = serde_json::from_str(&text)
+        .map_err(|_| invalid(format!("expected a JSON array of LSNs, found {:?}", truncate(&text))))?;
+    if items.is_empty() || items.len() > 2 {
+        return Err(invalid(format!(
+            "expected [last commit LSN, LSN], found {} entries",
+            items.len()
+        )));
+    }
+    let mut parts = Vec::with_capacity(2);
+    for item in &items {
+        parts.push(match item {
+            None => 0,
+            Some(raw) => u64_field(raw, "source.sequence")?,
+        });
+    }
+    if parts.len() == 1 {
+        parts.insert(0, 0);
+    }
+    Ok(parts)
 }
 
 /// `mysql-bin.000003` is file 3. An empty name (as some snapshot tools write) is file 0.
@@ -571,6 +620,7 @@ fn dms(text: &str) -> Result<Change, DecodeError> {
         key: None,
         before,
         after,
+        logical: BTreeMap::new(),
     })
 }
 
@@ -738,7 +788,7 @@ mod tests {
         assert_eq!(c.route.format, Format::Debezium);
         assert_eq!(c.route.table, "customers");
         assert_eq!(c.route.op, Op::Insert);
-        assert_eq!(c.route.seq, Seq::parts(&[24_023_128]));
+        assert_eq!(c.route.seq, Seq::parts(&[24_023_119, 24_023_128]));
         assert_eq!(c.route.ts_ms, Some(1_559_033_904_863));
     }
 
@@ -751,7 +801,7 @@ mod tests {
         let null_schema = format!(r#"{{"schema":null,"payload":{DBZ_PG}}}"#);
         assert_eq!(
             dec(&null_schema).unwrap().route.seq,
-            Seq::parts(&[24_023_128])
+            Seq::parts(&[24_023_119, 24_023_128])
         );
     }
 

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use crate::logical::Logical;
 use crate::seq::Seq;
 
 /// The source format of a raw line.
@@ -137,4 +138,7 @@ pub struct Change {
     pub before: Option<Image>,
     /// The row after the change, where the source gives it.
     pub after: Option<Image>,
+    /// What the event's own schema says each column's values mean (Debezium's Kafka Connect
+    /// schema); empty when the event carries none.
+    pub logical: BTreeMap<String, Logical>,
 }

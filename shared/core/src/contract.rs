@@ -72,6 +72,8 @@ struct FieldFile {
     #[serde(default)]
     unit: Option<TimeUnit>,
     #[serde(default)]
+    scale: Option<i32>,
+    #[serde(default)]
     description: Option<String>,
 }
 
@@ -103,6 +105,8 @@ pub enum FieldType {
     Timestamp,
     /// A calendar date, `YYYY-MM-DD` (`S`).
     Date,
+    /// A time of day, `HH:MM:SS` with the source's fraction (`S`).
+    Time,
     /// Any JSON value, stored as compact JSON text (`S`).
     Json,
     /// Bytes (`B`).
@@ -134,7 +138,8 @@ impl FieldType {
                 | Self::Decimal
                 | Self::Binary
                 | Self::Timestamp
-                | Self::Date => Ok(Self::Set(Box::new(elem))),
+                | Self::Date
+                | Self::Time => Ok(Self::Set(Box::new(elem))),
                 other => Err(format!(
                     "a set holds strings, numbers or binaries, not {other}"
                 )),
@@ -148,11 +153,12 @@ impl FieldType {
             "bool" => Self::Bool,
             "timestamp" => Self::Timestamp,
             "date" => Self::Date,
+            "time" => Self::Time,
             "json" => Self::Json,
             "binary" => Self::Binary,
             other => {
                 return Err(format!(
-                    "unknown type {other:?}; expected string, int, float, decimal, bool, timestamp, date, json, binary, list<T> or set<T>"
+                    "unknown type {other:?}; expected string, int, float, decimal, bool, timestamp, date, time, json, binary, list<T> or set<T>"
                 ))
             }
         })
@@ -179,6 +185,7 @@ impl fmt::Display for FieldType {
             Self::Bool => f.write_str("bool"),
             Self::Timestamp => f.write_str("timestamp"),
             Self::Date => f.write_str("date"),
+            Self::Time => f.write_str("time"),
             Self::Json => f.write_str("json"),
             Self::Binary => f.write_str("binary"),
             Self::List(t) => write!(f, "list<{t}>"),
@@ -200,8 +207,11 @@ pub struct Field {
     pub from: Vec<String>,
     /// The value used when the source has none, already typed.
     pub default: Option<AttributeValue>,
-    /// The unit of epoch numbers for a timestamp field, when the source does not say.
+    /// The unit of numbers for a timestamp, date or time field, when the source does not say.
     pub unit: Option<TimeUnit>,
+    /// For a decimal field: string values are Kafka Connect Decimal bytes (base64) with this
+    /// scale, for Debezium events that come without their schema.
+    pub scale: Option<i32>,
 }
 
 impl Field {
@@ -393,8 +403,25 @@ fn check(file: &str, raw: ContractFile) -> Result<Contract, ContractErrors> {
                 "a path is names joined by `.`, none of them empty".into(),
             );
         }
-        if f.unit.is_some() && !matches!(&ty, Some(t) if t.to_string().contains("timestamp")) {
-            err(at("unit"), "only a timestamp field has a unit".into());
+        if let (Some(unit), Some(t)) = (f.unit, &ty) {
+            let base = match t {
+                FieldType::List(e) | FieldType::Set(e) => e.as_ref(),
+                other => other,
+            };
+            let fits = match base {
+                FieldType::Timestamp | FieldType::Time => unit != TimeUnit::Days,
+                FieldType::Date => unit == TimeUnit::Days,
+                _ => false,
+            };
+            if !fits {
+                err(
+                    at("unit"),
+                    "a timestamp or time field has a unit of s, ms, us or ns; a date field has `days`; other fields have none".into(),
+                );
+            }
+        }
+        if f.scale.is_some() && ty.as_ref() != Some(&FieldType::Decimal) {
+            err(at("scale"), "only a decimal field has a scale".into());
         }
         if f.required && f.default.is_some() {
             err(
@@ -419,6 +446,7 @@ fn check(file: &str, raw: ContractFile) -> Result<Contract, ContractErrors> {
                 from,
                 default,
                 unit: f.unit,
+                scale: f.scale,
             });
         }
     }
@@ -576,6 +604,12 @@ fields:
   - name: at
     type: string
     unit: ms
+  - name: born
+    type: date
+    unit: ms
+  - name: price
+    type: float
+    scale: 2
 "#;
         let errs = parse("bad.yaml", text).unwrap_err().0;
         let text: Vec<String> = errs.iter().map(ToString::to_string).collect();
@@ -596,8 +630,10 @@ fields:
         ));
         assert!(has("fields[5] (n).default: does not fit the field's type"));
         assert!(has(
-            "fields[6] (at).unit: only a timestamp field has a unit"
+            "fields[6] (at).unit: a timestamp or time field has a unit of s, ms, us or ns; a date field has `days`"
         ));
+        assert!(has("fields[7] (born).unit: a timestamp or time field"));
+        assert!(has("fields[8] (price).scale: only a decimal field has a scale"));
         assert!(has("primary_key: names one field"));
         assert!(has("primary_key[0]: \"missing\" is not a field"));
         assert!(has("primary_key[1]: \"total\" is a float"));
@@ -671,6 +707,7 @@ fields:
                 "from",
                 "default",
                 "unit",
+                "scale",
                 "description"
             ]
             .into_iter()
@@ -688,6 +725,9 @@ unknown_fields: keep
 fields:
   - {name: id, type: string, required: true, from: id, description: key}
   - {name: at, type: timestamp, unit: ms, default: 0}
+  - {name: price, type: decimal, scale: 2}
+  - {name: opens, type: time, unit: us}
+  - {name: born, type: date, unit: days}
 "#;
         parse("all.yaml", every).unwrap();
         // The example contracts shipped for the demo check.

@@ -198,6 +198,7 @@ impl<'a> StreamRecord<'a> {
             key: Some(Image::Ddb(key)),
             before: before.map(Image::Ddb),
             after: after.map(Image::Ddb),
+            logical: BTreeMap::new(),
         })
     }
 }

@@ -15,6 +15,7 @@ pub mod ddb;
 pub mod envelope;
 pub mod error;
 pub mod json;
+pub mod logical;
 pub mod raw;
 pub mod row;
 pub mod seq;

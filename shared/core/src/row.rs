@@ -15,7 +15,8 @@ use serde_json::value::RawValue;
 use crate::change::{Change, Image, Op};
 use crate::contract::{Contract, Field, UnknownFields};
 use crate::seq::Seq;
-use crate::typing::{canonical_decimal, coerce, SrcRef, TypeError};
+use crate::logical::Hint;
+use crate::typing::{canonical_decimal, coerce_hinted, SrcRef, TypeError};
 
 /// The attribute holding the ordering token.
 pub const SEQ_ATTR: &str = "_seq";
@@ -60,6 +61,12 @@ pub struct TypedRow {
     pub version: u64,
     /// Whether this is a tombstone.
     pub tombstone: bool,
+    /// Fields the change did not carry (Debezium's placeholder for an unchanged TOAST column):
+    /// the write keeps their stored values instead of replacing the whole item.
+    pub unchanged: Vec<String>,
+    /// Fields the change has no value for (null or absent, and no default). A whole-row write
+    /// leaves them out; a write that keeps unchanged fields removes these explicitly.
+    pub missing: Vec<String>,
 }
 
 impl TypedRow {
@@ -129,6 +136,32 @@ impl Violation {
     }
 }
 
+/// Debezium's placeholder for a Postgres TOAST column that did not change and was not sent
+/// (REPLICA IDENTITY DEFAULT). It is never written.
+pub const UNAVAILABLE_VALUE: &str = "__debezium_unavailable_value";
+
+/// Whether a value is Debezium's unavailable-value placeholder: as text, as the base64 of that
+/// text (binary columns), or as a list holding only the placeholder (array columns).
+fn is_unavailable(value: SrcRef<'_>) -> bool {
+    const TEXT: &str = "\"__debezium_unavailable_value\"";
+    const BASE64: &str = "\"X19kZWJleml1bV91bmF2YWlsYWJsZV92YWx1ZQ==\"";
+    const LIST: &str = "[\"__debezium_unavailable_value\"]";
+    match value {
+        SrcRef::Json(raw) => matches!(raw.get(), TEXT | BASE64 | LIST),
+        _ => false,
+    }
+}
+
+/// What a field's source holds.
+enum Found {
+    /// A typed value.
+    Value(AttributeValue),
+    /// Null or absent.
+    Missing,
+    /// Not sent: the stored value stays.
+    Unchanged,
+}
+
 fn lookup<'a>(image: &'a Image, path: &[String]) -> Option<SrcRef<'a>> {
     let (first, rest) = path.split_first()?;
     let mut value = match image {
@@ -141,26 +174,39 @@ fn lookup<'a>(image: &'a Image, path: &[String]) -> Option<SrcRef<'a>> {
     Some(value)
 }
 
-/// Types one field from the first image that has a value for it.
+/// Types one field from the first image that has a value for it, reading logical values as the
+/// event's schema (or else the contract) says.
 fn type_field(
     field: &Field,
     images: &[Option<&Image>],
-) -> Result<Option<AttributeValue>, Violation> {
+    change: &Change,
+) -> Result<Found, Violation> {
+    let hint = Hint {
+        logical: match field.from.as_slice() {
+            [column] => change.logical.get(column).copied(),
+            _ => None,
+        },
+        unit: field.unit,
+        scale: field.scale,
+    };
     for image in images.iter().flatten() {
         if let Some(value) = lookup(image, &field.from) {
             if value.is_null() {
                 continue;
             }
-            return coerce(value, &field.ty, field.unit, &field.name).map_err(|error| {
-                Violation::Type {
+            if is_unavailable(value) {
+                return Ok(Found::Unchanged);
+            }
+            return coerce_hinted(value, &field.ty, &hint, &field.name)
+                .map(|v| v.map_or(Found::Missing, Found::Value))
+                .map_err(|error| Violation::Type {
                     field: field.name.clone(),
                     from: field.from_path(),
                     error: Box::new(error),
-                }
-            });
+                });
         }
     }
-    Ok(None)
+    Ok(Found::Missing)
 }
 
 /// Applies a contract to a change. `Ok(None)` for changes that touch no row (truncate, control).
@@ -204,12 +250,19 @@ pub fn type_change(
     let images = [Some(primary), fallback];
 
     let mut item = HashMap::new();
+    let mut unchanged = Vec::new();
+    let mut missing = Vec::new();
     let mut key = Vec::with_capacity(contract.primary_key.len());
     for field in contract.key_fields() {
-        let value = type_field(field, &images)?.ok_or_else(|| Violation::Missing {
-            field: field.name.clone(),
-            from: field.from_path(),
-        })?;
+        let value = match type_field(field, &images, change)? {
+            Found::Value(v) => v,
+            Found::Missing | Found::Unchanged => {
+                return Err(Violation::Missing {
+                    field: field.name.clone(),
+                    from: field.from_path(),
+                })
+            }
+        };
         if matches!(&value, AttributeValue::S(s) if s.is_empty()) {
             return Err(Violation::EmptyKey {
                 field: field.name.clone(),
@@ -223,21 +276,23 @@ pub fn type_change(
             if contract.primary_key.contains(&i) {
                 continue;
             }
-            match type_field(field, &images)? {
-                Some(v) => {
+            match type_field(field, &images, change)? {
+                Found::Value(v) => {
                     item.insert(field.name.clone(), v);
                 }
-                None if field.required => {
+                Found::Unchanged => unchanged.push(field.name.clone()),
+                Found::Missing if field.required => {
                     return Err(Violation::Missing {
                         field: field.name.clone(),
                         from: field.from_path(),
                     })
                 }
-                None => {
-                    if let Some(d) = &field.default {
+                Found::Missing => match &field.default {
+                    Some(d) => {
                         item.insert(field.name.clone(), d.clone());
                     }
-                }
+                    None => missing.push(field.name.clone()),
+                },
             }
         }
         if contract.unknown_fields == UnknownFields::Keep {
@@ -255,6 +310,8 @@ pub fn type_change(
         seq: change.route.seq.clone(),
         version: contract.version,
         tombstone,
+        unchanged,
+        missing,
     }))
 }
 
@@ -310,8 +367,10 @@ pub fn old_key_tombstone(
     let before = change.before.as_ref()?;
     let mut key = Vec::with_capacity(new_row.key.len());
     for field in contract.key_fields() {
-        let value = type_field(field, &[Some(before)]).ok()??;
-        key.push((field.name.clone(), value));
+        match type_field(field, &[Some(before)], change) {
+            Ok(Found::Value(value)) => key.push((field.name.clone(), value)),
+            _ => return None,
+        }
     }
     if key == new_row.key {
         return None;
@@ -325,6 +384,8 @@ pub fn old_key_tombstone(
         seq: change.route.seq.clone(),
         version: contract.version,
         tombstone: true,
+        unchanged: Vec::new(),
+        missing: Vec::new(),
     })
 }
 
@@ -344,7 +405,7 @@ fn extra_columns(image: &Image, contract: &Contract) -> HashMap<String, Attribut
             .collect(),
         Image::Json(m) => m
             .iter()
-            .filter(|(k, _)| !read(k))
+            .filter(|(k, v)| !read(k) && !is_unavailable(SrcRef::Json(v)))
             .map(|(k, v)| (k.clone(), json_to_attribute(v)))
             .collect(),
     }
@@ -397,26 +458,55 @@ pub fn supersedes(stored: Option<(&Seq, u64)>, incoming_seq: &Seq, incoming_vers
 
 /// Keeps, for each (table, key), only the row with the highest `seq`; a later row wins a tie.
 /// Returns the winners in first-seen order and how many rows they superseded.
+///
+/// A winner that left fields unchanged (Debezium's unavailable TOAST values) takes them from the
+/// newest earlier change of its key that has them, as the stored row would have; fields an
+/// earlier full image had as null become known-missing.
 pub fn coalesce(rows: impl IntoIterator<Item = TypedRow>) -> (Vec<TypedRow>, usize) {
-    let mut winners: Vec<TypedRow> = Vec::new();
+    let mut groups: Vec<Vec<TypedRow>> = Vec::new();
     let mut index: HashMap<(String, String), usize> = HashMap::new();
     let mut superseded = 0;
     for row in rows {
         let id = (row.table.clone(), row.key_id());
         match index.get(&id) {
             None => {
-                index.insert(id, winners.len());
-                winners.push(row);
+                index.insert(id, groups.len());
+                groups.push(vec![row]);
             }
             Some(&i) => {
                 superseded += 1;
-                if winners[i].seq <= row.seq {
-                    winners[i] = row;
-                }
+                groups[i].push(row);
             }
         }
     }
+    let winners = groups
+        .into_iter()
+        .filter_map(|mut group| {
+            // Stable: among equal `seq`s the later row stays later, and so wins.
+            group.sort_by(|a, b| a.seq.cmp(&b.seq));
+            group.into_iter().reduce(fill_unchanged)
+        })
+        .collect();
     (winners, superseded)
+}
+
+/// `next` (the newer change) with the fields it left unchanged filled from `prev`.
+fn fill_unchanged(prev: TypedRow, mut next: TypedRow) -> TypedRow {
+    if next.unchanged.is_empty() || prev.tombstone {
+        return next;
+    }
+    let unchanged = std::mem::take(&mut next.unchanged);
+    for field in unchanged {
+        if let Some(v) = prev.item.get(&field) {
+            next.item.insert(field, v.clone());
+        } else if prev.unchanged.contains(&field) {
+            // The earlier change did not carry it either: still unknown.
+            next.unchanged.push(field);
+        } else {
+            next.missing.push(field);
+        }
+    }
+    next
 }
 
 #[cfg(test)]
@@ -471,6 +561,7 @@ fields:
             key: key.map(json_image),
             before: None,
             after: after.map(json_image),
+            logical: BTreeMap::new(),
         }
     }
 

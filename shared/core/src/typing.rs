@@ -35,6 +35,7 @@ use serde_dynamo::AttributeValue;
 use serde_json::value::RawValue;
 
 use crate::contract::FieldType;
+use crate::logical::{self, Hint};
 
 /// The unit of an epoch number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -51,13 +52,16 @@ pub enum TimeUnit {
     /// Nanoseconds.
     #[serde(rename = "ns")]
     Nanoseconds,
+    /// Days, for dates (days since 1970-01-01).
+    #[serde(rename = "days")]
+    Days,
 }
 
 impl TimeUnit {
     /// Digits of a second this unit carries.
     fn fraction_digits(self) -> u32 {
         match self {
-            Self::Seconds => 0,
+            Self::Seconds | Self::Days => 0,
             Self::Milliseconds => 3,
             Self::Microseconds => 6,
             Self::Nanoseconds => 9,
@@ -246,6 +250,35 @@ pub fn coerce(
     unit: Option<TimeUnit>,
     path: &str,
 ) -> Result<Option<AttributeValue>, TypeError> {
+    coerce_hinted(value, ty, &Hint::unit(unit), path)
+}
+
+/// Types a source value for a field, reading logical values (Debezium decimals and times) as
+/// the hint says. `Ok(None)` means the value is null (missing).
+pub fn coerce_hinted(
+    value: SrcRef<'_>,
+    ty: &FieldType,
+    hint: &Hint,
+    path: &str,
+) -> Result<Option<AttributeValue>, TypeError> {
+    let unit = hint.unit;
+    {
+        let prepared = logical::prepare(value, ty, hint).map_err(|detail| TypeError {
+            path: path.to_owned(),
+            expected: ty.to_string(),
+            found: value.node().map_or("an unreadable value", |n| n.kind()),
+            detail: Some(detail),
+        })?;
+        if let Some(text) = prepared {
+            let raw = RawValue::from_string(text).map_err(|_| TypeError {
+                path: path.to_owned(),
+                expected: ty.to_string(),
+                found: "an unreadable value",
+                detail: None,
+            })?;
+            return coerce_hinted(SrcRef::Json(&raw), ty, &Hint::default(), path);
+        }
+    }
     let node = value.node().map_err(|detail| TypeError {
         path: path.to_owned(),
         expected: ty.to_string(),
@@ -278,6 +311,15 @@ pub fn coerce(
         }
         (FieldType::Timestamp, Node::Num(t)) => {
             AttributeValue::S(epoch_timestamp(t, unit).map_err(|d| fail(&node, Some(d)))?)
+        }
+        (FieldType::Time, Node::Str(t)) => {
+            AttributeValue::S(time_text(t).map_err(|d| fail(&node, Some(d)))?)
+        }
+        (FieldType::Time, Node::Num(_)) => {
+            return Err(fail(
+                &node,
+                Some("a time of day as a number needs the field's `unit` or the event's schema"),
+            ))
         }
         (FieldType::Date, Node::Str(t)) => AttributeValue::S(
             NaiveDate::parse_from_str(t, "%Y-%m-%d")
@@ -579,6 +621,30 @@ pub fn canonical_float(text: &str) -> Result<String, &'static str> {
 // ---------------------------------------------------------------------------------------------
 // Time
 
+/// `HH:MM:SS` with an optional fraction of up to 9 digits, kept as written; `24:00:00` allowed.
+fn time_text(text: &str) -> Result<String, &'static str> {
+    const BAD: &str = "not an HH:MM:SS time of day";
+    let (hms, frac) = text.split_once('.').unwrap_or((text, ""));
+    let parts: Vec<&str> = hms.split(':').collect();
+    let [h, m, s] = parts.as_slice() else {
+        return Err(BAD);
+    };
+    let num = |p: &str, max: u32| -> Result<u32, &'static str> {
+        if p.len() != 2 || !p.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(BAD);
+        }
+        p.parse::<u32>().ok().filter(|v| *v <= max).ok_or(BAD)
+    };
+    let (h, m, s) = (num(h, 24)?, num(m, 59)?, num(s, 59)?);
+    if frac.len() > 9 || !frac.bytes().all(|b| b.is_ascii_digit()) || (text.contains('.') && frac.is_empty()) {
+        return Err(BAD);
+    }
+    if h == 24 && (m, s) != (0, 0) || h == 24 && frac.bytes().any(|b| b != b'0') {
+        return Err("past 24:00:00");
+    }
+    Ok(text.to_owned())
+}
+
 fn format_utc(t: DateTime<Utc>, fraction_digits: u32) -> String {
     let base = t.format("%Y-%m-%dT%H:%M:%S").to_string();
     if fraction_digits == 0 {
@@ -606,7 +672,13 @@ fn timestamp_text(text: &str, unit: Option<TimeUnit>) -> Result<String, &'static
     Err("not RFC 3339 with an offset, nor an epoch number")
 }
 
-fn epoch_timestamp(text: &str, unit: Option<TimeUnit>) -> Result<String, &'static str> {
+pub(crate) fn epoch_timestamp(
+    text: &str,
+    unit: Option<TimeUnit>,
+) -> Result<String, &'static str> {
+    if unit == Some(TimeUnit::Days) {
+        return Err("days are a unit of dates, not of timestamps");
+    }
     let d = parse_decimal(text)?;
     let int_digits = usize::try_from(d.point.max(0)).unwrap_or(0);
     let unit = unit.unwrap_or_else(|| TimeUnit::by_magnitude(int_digits));

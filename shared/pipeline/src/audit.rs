@@ -383,6 +383,7 @@ pub async fn audit(input: &AuditInput<'_>) -> Result<AuditReport, AwsError> {
                     key: None,
                     before: None,
                     after: Some(Image::Ddb(image)),
+                    logical: BTreeMap::new(),
                 };
                 let meta = RowMeta {
                     raw_ref: String::new(),
@@ -554,6 +555,8 @@ fn key_id(contract: &Contract, item: &HashMap<String, AttributeValue>) -> Option
             seq: Seq::parts(&[0]),
             version: 0,
             tombstone: false,
+            unchanged: Vec::new(),
+            missing: Vec::new(),
         }
         .key_id(),
     )
