@@ -157,11 +157,12 @@ fn classify(text: &str, probe: &Probe<'_>) -> Result<Change, DecodeError> {
         // The schema/payload wrapper of Kafka Connect's JsonConverter; `schema` may be null.
         let mut change = debezium(payload.get()).map_err(|e| e.within("payload"))?;
         if let Some(schema) = probe.schema {
-            change.logical = crate::logical::from_connect_schema(schema)
-                .map_err(|detail| DecodeError::InvalidField {
+            change.logical = crate::logical::from_connect_schema(schema).map_err(|detail| {
+                DecodeError::InvalidField {
                     path: "schema".into(),
                     detail,
-                })?;
+                }
+            })?;
         }
         return Ok(change);
     }
@@ -347,6 +348,7 @@ fn app(text: &str) -> Result<Change, DecodeError> {
         before: opt_image(e.before, "before")?,
         after,
         logical: BTreeMap::new(),
+        unreadable: BTreeMap::new(),
     })
 }
 
@@ -445,6 +447,7 @@ fn debezium(text: &str) -> Result<Change, DecodeError> {
         before,
         after,
         logical: BTreeMap::new(),
+        unreadable: BTreeMap::new(),
     })
 }
 
@@ -494,8 +497,12 @@ fn postgres_sequence(raw: &RawValue) -> Result<Vec<u64>, DecodeError> {
     };
     let text: Cow<'_, str> = serde_json::from_str(raw.get())
         .map_err(|_| invalid("expected a string holding a JSON array of LSNs".into()))?;
-    let items: Vec<Option<&RawValue>> = serde_json::from_str(&text)
-        .map_err(|_| invalid(format!("expected a JSON array of LSNs, found {:?}", truncate(&text))))?;
+    let items: Vec<Option<&RawValue>> = serde_json::from_str(&text).map_err(|_| {
+        invalid(format!(
+            "expected a JSON array of LSNs, found {:?}",
+            truncate(&text)
+        ))
+    })?;
     if items.is_empty() || items.len() > 2 {
         return Err(invalid(format!(
             "expected [last commit LSN, LSN], found {} entries",
@@ -621,6 +628,7 @@ fn dms(text: &str) -> Result<Change, DecodeError> {
         before,
         after,
         logical: BTreeMap::new(),
+        unreadable: BTreeMap::new(),
     })
 }
 

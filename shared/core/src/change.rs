@@ -141,4 +141,8 @@ pub struct Change {
     /// What the event's own schema says each column's values mean (Debezium's Kafka Connect
     /// schema); empty when the event carries none.
     pub logical: BTreeMap<String, Logical>,
+    /// Columns of the new image that are present but cannot be read (a DynamoDB `B` that is
+    /// not base64, say), with why. They land verbatim; a contract that reads one quarantines
+    /// the change, naming the field.
+    pub unreadable: BTreeMap<String, String>,
 }

@@ -633,7 +633,9 @@ fields:
             "fields[6] (at).unit: a timestamp or time field has a unit of s, ms, us or ns; a date field has `days`"
         ));
         assert!(has("fields[7] (born).unit: a timestamp or time field"));
-        assert!(has("fields[8] (price).scale: only a decimal field has a scale"));
+        assert!(has(
+            "fields[8] (price).scale: only a decimal field has a scale"
+        ));
         assert!(has("primary_key: names one field"));
         assert!(has("primary_key[0]: \"missing\" is not a field"));
         assert!(has("primary_key[1]: \"total\" is a float"));

@@ -182,16 +182,22 @@ impl<'a> StreamRecord<'a> {
                 detail: "a stream record must name at least one key attribute".into(),
             });
         }
-        let after = data
-            .new_image
-            .map(decode_image)
-            .transpose()
-            .map_err(|e| e.within("dynamodb.NewImage"))?;
+        let (after, unreadable) = match data.new_image {
+            Some(raw) => {
+                let (image, bad) =
+                    decode_image_lenient(raw).map_err(|e| e.within("dynamodb.NewImage"))?;
+                (Some(image), bad)
+            }
+            None => (None, BTreeMap::new()),
+        };
+        // The old image only ever supplies a key, which `Keys` holds strictly; an unreadable
+        // column of it is left out.
         let before = data
             .old_image
-            .map(decode_image)
+            .map(decode_image_lenient)
             .transpose()
-            .map_err(|e| e.within("dynamodb.OldImage"))?;
+            .map_err(|e| e.within("dynamodb.OldImage"))?
+            .map(|(image, _)| image);
         Ok(Change {
             route,
             ttl_delete: self.is_ttl_delete(),
@@ -199,6 +205,7 @@ impl<'a> StreamRecord<'a> {
             before: before.map(Image::Ddb),
             after: after.map(Image::Ddb),
             logical: BTreeMap::new(),
+            unreadable,
         })
     }
 }
@@ -223,6 +230,34 @@ fn decode_image(
         .into_iter()
         .map(|(name, value)| attribute(value, &name).map(|v| (name, v)))
         .collect()
+}
+
+/// An image's attributes by name.
+type AttrMap = BTreeMap<String, serde_dynamo::AttributeValue>;
+
+/// Decodes an image whose attributes may be unreadable: a readable map is required, but each
+/// attribute that cannot be read is set aside with its error instead of failing the image.
+fn decode_image_lenient(
+    raw: &RawValue,
+) -> Result<(AttrMap, BTreeMap<String, String>), DecodeError> {
+    let attrs: BTreeMap<String, &RawValue> =
+        serde_json::from_str(raw.get()).map_err(|e| DecodeError::InvalidField {
+            path: String::new(),
+            detail: format!("expected a map of attribute values: {e}"),
+        })?;
+    let mut image = BTreeMap::new();
+    let mut unreadable = BTreeMap::new();
+    for (name, value) in attrs {
+        match attribute(value, &name) {
+            Ok(v) => {
+                image.insert(name, v);
+            }
+            Err(e) => {
+                unreadable.insert(name, e.to_string());
+            }
+        }
+    }
+    Ok((image, unreadable))
 }
 
 /// Reads one DynamoDB JSON attribute value, naming the path of anything wrong.
@@ -470,9 +505,25 @@ mod tests {
             "NEW_IMAGE",
             r#""Keys":{"pk":{"S":"a"}},"NewImage":{"pk":{"S":"a"},"blob":{"B":"not base64!"}}"#,
         );
+        // In the new image the column is set aside, for a contract that reads it to refuse.
+        let c = StreamRecord::parse(&text).unwrap().decode().unwrap();
+        assert!(
+            c.unreadable["blob"].contains("invalid base64 at `blob`"),
+            "{:?}",
+            c.unreadable
+        );
+        assert!(
+            matches!(&c.after, Some(Image::Ddb(m)) if !m.contains_key("blob") && m.contains_key("pk"))
+        );
+        // In the key it cannot be: the row could not be named.
+        let text = record(
+            "INSERT",
+            "NEW_IMAGE",
+            r#""Keys":{"pk":{"B":"not base64!"}},"NewImage":{"pk":{"S":"a"}}"#,
+        );
         let err = StreamRecord::parse(&text).unwrap().decode().unwrap_err();
         assert_eq!(err.code(), "invalid_base64");
-        assert!(err.to_string().contains("dynamodb.NewImage.blob"), "{err}");
+        assert!(err.to_string().contains("dynamodb.Keys.pk"), "{err}");
     }
 
     #[test]
@@ -506,11 +557,11 @@ mod tests {
             "NEW_IMAGE",
             r#""Keys":{"pk":{"S":"a"}},"NewImage":{"pk":{"S":"a"},"m":{"M":{"inner":{"L":[{"S":"x"},{"B":"%%%"}]}}}}"#,
         );
-        let err = StreamRecord::parse(&text).unwrap().decode().unwrap_err();
-        assert_eq!(err.code(), "invalid_base64");
+        let c = StreamRecord::parse(&text).unwrap().decode().unwrap();
         assert!(
-            err.to_string().contains("dynamodb.NewImage.m.inner[1]"),
-            "{err}"
+            c.unreadable["m"].contains("m.inner[1]"),
+            "{:?}",
+            c.unreadable
         );
         for (bad, needle) in [
             (r#"{"X":"1"}"#, "unknown type key"),

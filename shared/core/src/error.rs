@@ -20,6 +20,9 @@ pub enum ErrorClass {
     NoContract,
     /// The record is over a size or depth bound.
     TooLarge,
+    /// The source table was truncated. Typed rows are not removed automatically: a person
+    /// decides (see the README, "Truncates").
+    SourceTruncated,
     /// A bug or an unexpected state in sluice itself.
     Internal,
 }
@@ -33,6 +36,7 @@ impl ErrorClass {
             Self::ContractViolation => "contract_violation",
             Self::NoContract => "no_contract",
             Self::TooLarge => "too_large",
+            Self::SourceTruncated => "source_truncated",
             Self::Internal => "internal",
         }
     }

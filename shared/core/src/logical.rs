@@ -112,7 +112,11 @@ pub fn from_connect_schema(schema: &RawValue) -> Result<BTreeMap<String, Logical
     let image = structs
         .iter()
         .find(|f| f.field.as_deref() == Some("after"))
-        .or_else(|| structs.iter().find(|f| f.field.as_deref() == Some("before")));
+        .or_else(|| {
+            structs
+                .iter()
+                .find(|f| f.field.as_deref() == Some("before"))
+        });
     let mut out = BTreeMap::new();
     let Some(columns) = image.and_then(|f| f.fields.as_ref()) else {
         return Ok(out);
@@ -123,8 +127,7 @@ pub fn from_connect_schema(schema: &RawValue) -> Result<BTreeMap<String, Logical
         };
         let scale = match column.parameters.as_ref().and_then(|p| p.get("scale")) {
             Some(raw) => Some(
-                serde_json::from_str::<Cow<'_, str>>(raw.get())
-                    .unwrap_or(Cow::Borrowed(raw.get())),
+                serde_json::from_str::<Cow<'_, str>>(raw.get()).unwrap_or(Cow::Borrowed(raw.get())),
             ),
             None => None,
         };
@@ -216,7 +219,9 @@ pub fn prepare(
             Ok(Some(decimal_out(&decimal_bytes(&v.value, v.scale)?, ty)))
         }
         Logical::Date if is_number => {
-            let days: i64 = text.parse().map_err(|_| "a date is a whole number of days")?;
+            let days: i64 = text
+                .parse()
+                .map_err(|_| "a date is a whole number of days")?;
             let date = NaiveDate::from_ymd_opt(1970, 1, 1)
                 .and_then(|epoch| epoch.checked_add_signed(Duration::try_days(days)?))
                 .ok_or("outside the date range")?;
@@ -363,7 +368,10 @@ mod tests {
         assert!(prep("12", "decimal", d).is_err());
         // VariableScaleDecimal, with or without a schema.
         let v = r#"{"scale":3,"value":"AeJA"}"#;
-        assert_eq!(prep(v, "decimal", Hint::default()).unwrap().unwrap(), "123.456");
+        assert_eq!(
+            prep(v, "decimal", Hint::default()).unwrap().unwrap(),
+            "123.456"
+        );
         assert_eq!(
             prep(v, "decimal", schema(Logical::VariableScaleDecimal))
                 .unwrap()
@@ -385,8 +393,14 @@ mod tests {
     #[test]
     fn temporal_types_by_unit_including_before_1970() {
         let date = schema(Logical::Date);
-        assert_eq!(prep("19000", "date", date).unwrap().unwrap(), r#""2022-01-08""#);
-        assert_eq!(prep("-1", "date", date).unwrap().unwrap(), r#""1969-12-31""#);
+        assert_eq!(
+            prep("19000", "date", date).unwrap().unwrap(),
+            r#""2022-01-08""#
+        );
+        assert_eq!(
+            prep("-1", "date", date).unwrap().unwrap(),
+            r#""1969-12-31""#
+        );
         assert_eq!(
             prep("0", "timestamp", date).unwrap().unwrap(),
             r#""1970-01-01T00:00:00Z""#
@@ -396,7 +410,9 @@ mod tests {
 
         let micro = schema(Logical::Timestamp(TimeUnit::Microseconds));
         assert_eq!(
-            prep("1700000000123456", "timestamp", micro).unwrap().unwrap(),
+            prep("1700000000123456", "timestamp", micro)
+                .unwrap()
+                .unwrap(),
             r#""2023-11-14T22:13:20.123456Z""#
         );
         assert_eq!(
@@ -419,7 +435,9 @@ mod tests {
         );
         let ns = schema(Logical::Timestamp(TimeUnit::Nanoseconds));
         assert_eq!(
-            prep("1700000000123456789", "timestamp", ns).unwrap().unwrap(),
+            prep("1700000000123456789", "timestamp", ns)
+                .unwrap()
+                .unwrap(),
             r#""2023-11-14T22:13:20.123456789Z""#
         );
 
@@ -435,7 +453,10 @@ mod tests {
         assert!(prep("86400000001", "time", t).is_err());
         assert!(prep("1", "timestamp", t).is_err());
         let t_ms = schema(Logical::Time(TimeUnit::Milliseconds));
-        assert_eq!(prep("1500", "time", t_ms).unwrap().unwrap(), r#""00:00:01.500""#);
+        assert_eq!(
+            prep("1500", "time", t_ms).unwrap().unwrap(),
+            r#""00:00:01.500""#
+        );
         // Already formatted text passes through.
         assert_eq!(prep(r#""2020-01-01""#, "date", date).unwrap(), None);
     }
@@ -445,7 +466,10 @@ mod tests {
         let days = Hint::unit(Some(TimeUnit::Days));
         assert_eq!(prep("1", "date", days).unwrap().unwrap(), r#""1970-01-02""#);
         let ns = Hint::unit(Some(TimeUnit::Nanoseconds));
-        assert_eq!(prep("1000", "time", ns).unwrap().unwrap(), r#""00:00:00.000001000""#);
+        assert_eq!(
+            prep("1000", "time", ns).unwrap().unwrap(),
+            r#""00:00:00.000001000""#
+        );
     }
 
     #[test]

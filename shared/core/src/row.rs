@@ -14,8 +14,8 @@ use serde_json::value::RawValue;
 
 use crate::change::{Change, Image, Op};
 use crate::contract::{Contract, Field, UnknownFields};
-use crate::seq::Seq;
 use crate::logical::Hint;
+use crate::seq::Seq;
 use crate::typing::{canonical_decimal, coerce_hinted, SrcRef, TypeError};
 
 /// The attribute holding the ordering token.
@@ -112,6 +112,16 @@ pub enum Violation {
         /// The field.
         field: String,
     },
+    /// A column the field reads is present in the source but cannot be read.
+    #[error("field {field} (from `{from}`): the source value cannot be read: {detail}")]
+    Unreadable {
+        /// The field, or the column for `unknown_fields: keep`.
+        field: String,
+        /// Its source path.
+        from: String,
+        /// Why the value cannot be read.
+        detail: String,
+    },
     /// The change has no image to type.
     #[error("the {op} carries no {image}: {hint}")]
     NoImage {
@@ -128,9 +138,10 @@ impl Violation {
     /// The contract field the violation is about, if any.
     pub fn field(&self) -> Option<&str> {
         match self {
-            Self::Type { field, .. } | Self::Missing { field, .. } | Self::EmptyKey { field } => {
-                Some(field)
-            }
+            Self::Type { field, .. }
+            | Self::Missing { field, .. }
+            | Self::EmptyKey { field }
+            | Self::Unreadable { field, .. } => Some(field),
             Self::NoImage { .. } => None,
         }
     }
@@ -272,6 +283,19 @@ pub fn type_change(
         item.insert(field.name.clone(), value);
     }
     if !tombstone {
+        for (column, detail) in &change.unreadable {
+            let reader = contract
+                .fields
+                .iter()
+                .find(|f| f.from.first() == Some(column));
+            if reader.is_some() || contract.unknown_fields == UnknownFields::Keep {
+                return Err(Violation::Unreadable {
+                    field: reader.map_or_else(|| column.clone(), |f| f.name.clone()),
+                    from: reader.map_or_else(|| column.clone(), Field::from_path),
+                    detail: detail.clone(),
+                });
+            }
+        }
         for (i, field) in contract.fields.iter().enumerate() {
             if contract.primary_key.contains(&i) {
                 continue;
@@ -481,13 +505,21 @@ pub fn coalesce(rows: impl IntoIterator<Item = TypedRow>) -> (Vec<TypedRow>, usi
     }
     let winners = groups
         .into_iter()
-        .filter_map(|mut group| {
-            // Stable: among equal `seq`s the later row stays later, and so wins.
-            group.sort_by(|a, b| a.seq.cmp(&b.seq));
-            group.into_iter().reduce(fill_unchanged)
-        })
+        .filter_map(|group| newest_of(group.into_iter().map(|r| (r, ())).collect()))
+        .map(|(row, ())| row)
         .collect();
     (winners, superseded)
+}
+
+/// The newest of several rows of one key, each with something attached (such as its commit
+/// time): the highest `seq`, a later one winning a tie, with the fields it left unchanged filled
+/// from the newest earlier row that has them. `None` for no rows.
+pub fn newest_of<T>(mut group: Vec<(TypedRow, T)>) -> Option<(TypedRow, T)> {
+    // Stable: among equal `seq`s the later row stays later, and so wins.
+    group.sort_by(|a, b| a.0.seq.cmp(&b.0.seq));
+    group
+        .into_iter()
+        .reduce(|(prev, _), (next, attached)| (fill_unchanged(prev, next), attached))
 }
 
 /// `next` (the newer change) with the fields it left unchanged filled from `prev`.
@@ -562,6 +594,7 @@ fields:
             before: None,
             after: after.map(json_image),
             logical: BTreeMap::new(),
+            unreadable: BTreeMap::new(),
         }
     }
 

@@ -636,10 +636,13 @@ fn time_text(text: &str) -> Result<String, &'static str> {
         p.parse::<u32>().ok().filter(|v| *v <= max).ok_or(BAD)
     };
     let (h, m, s) = (num(h, 24)?, num(m, 59)?, num(s, 59)?);
-    if frac.len() > 9 || !frac.bytes().all(|b| b.is_ascii_digit()) || (text.contains('.') && frac.is_empty()) {
+    if frac.len() > 9
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+        || (text.contains('.') && frac.is_empty())
+    {
         return Err(BAD);
     }
-    if h == 24 && (m, s) != (0, 0) || h == 24 && frac.bytes().any(|b| b != b'0') {
+    if h == 24 && ((m, s) != (0, 0) || frac.bytes().any(|b| b != b'0')) {
         return Err("past 24:00:00");
     }
     Ok(text.to_owned())
@@ -672,10 +675,7 @@ fn timestamp_text(text: &str, unit: Option<TimeUnit>) -> Result<String, &'static
     Err("not RFC 3339 with an offset, nor an epoch number")
 }
 
-pub(crate) fn epoch_timestamp(
-    text: &str,
-    unit: Option<TimeUnit>,
-) -> Result<String, &'static str> {
+pub(crate) fn epoch_timestamp(text: &str, unit: Option<TimeUnit>) -> Result<String, &'static str> {
     if unit == Some(TimeUnit::Days) {
         return Err("days are a unit of dates, not of timestamps");
     }
@@ -869,6 +869,35 @@ mod tests {
         ] {
             assert!(from_json(bad, "timestamp").is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn times_of_day() {
+        assert_eq!(from_json(r#""12:34:56""#, "time").unwrap(), s("12:34:56"));
+        assert_eq!(
+            from_json(r#""23:59:59.999999""#, "time").unwrap(),
+            s("23:59:59.999999")
+        );
+        assert_eq!(from_json(r#""24:00:00""#, "time").unwrap(), s("24:00:00"));
+        for bad in [
+            r#""24:00:01""#,
+            r#""12:60:00""#,
+            r#""1:02:03""#,
+            r#""12:34""#,
+            r#""12:34:56.""#,
+            r#""12:34:56.1234567890""#,
+        ] {
+            assert!(from_json(bad, "time").is_err(), "{bad}");
+        }
+        let e = from_json("45296", "time").unwrap_err();
+        assert!(e.detail.unwrap().contains("needs the field's `unit`"));
+        let t = coerce(
+            SrcRef::Json(&json("45296000")),
+            &ty("time"),
+            Some(TimeUnit::Microseconds),
+            "f",
+        );
+        assert_eq!(t.unwrap(), s("00:00:45.296000"));
     }
 
     #[test]

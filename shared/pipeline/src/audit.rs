@@ -180,9 +180,25 @@ pub async fn audit(input: &AuditInput<'_>) -> Result<AuditReport, AwsError> {
                     continue;
                 }
             };
-            if matches!(change.route.op, Op::Control | Op::Truncate) {
+            if change.route.op == Op::Control {
                 for c in &contracts {
                     *control.entry(c.name.clone()).or_default() += 1;
+                }
+                continue;
+            }
+            if change.route.op == Op::Truncate && !contracts.is_empty() {
+                // A truncate touches no row: it is a `source_truncated` dead letter.
+                for c in &contracts {
+                    per_contract
+                        .entry(c.name.clone())
+                        .or_default()
+                        .push(LineEntry {
+                            counted: true,
+                            raw_ref: raw_ref.clone(),
+                            format: raw.format,
+                            seq: change.route.seq.clone(),
+                            row: None,
+                        });
                 }
                 continue;
             }
@@ -277,7 +293,7 @@ pub async fn audit(input: &AuditInput<'_>) -> Result<AuditReport, AwsError> {
                         t.quarantined += 1;
                     } else {
                         report.problems.push(format!(
-                            "{}: {}: violates the contract and has no dead letter",
+                            "{}: {}: typed no row and has no dead letter",
                             contract.name, l.raw_ref
                         ));
                     }
@@ -287,13 +303,18 @@ pub async fn audit(input: &AuditInput<'_>) -> Result<AuditReport, AwsError> {
             by_key.entry(key).or_default().push(l);
         }
         for (key, entries) in &by_key {
-            let Some(winner) = entries
-                .iter()
-                .filter_map(|e| e.row.as_ref())
-                .max_by(|a, b| a.seq.cmp(&b.seq))
-            else {
+            // The newest change, with unchanged TOAST columns filled from earlier ones, as the
+            // stored row keeps them.
+            let Some((winner, ())) = sluice_core::row::newest_of(
+                entries
+                    .iter()
+                    .filter_map(|e| e.row.clone())
+                    .map(|r| (r, ()))
+                    .collect(),
+            ) else {
                 continue;
             };
+            let winner = &winner;
             let Some(item) = stored.get(key) else {
                 report.problems.push(format!(
                     "{}: key {key}: {} raw line(s) but no typed row",
@@ -384,6 +405,7 @@ pub async fn audit(input: &AuditInput<'_>) -> Result<AuditReport, AwsError> {
                     before: None,
                     after: Some(Image::Ddb(image)),
                     logical: BTreeMap::new(),
+                    unreadable: BTreeMap::new(),
                 };
                 let meta = RowMeta {
                     raw_ref: String::new(),
@@ -465,6 +487,11 @@ fn compare_row(
         return problems;
     }
     for f in &contract.fields {
+        if expected.unchanged.contains(&f.name) {
+            // No raw line carries its value (an unchanged TOAST column with no earlier change):
+            // whatever is stored is the value from before raw staging began.
+            continue;
+        }
         let want = expected.item.get(&f.name);
         let got = item.get(&f.name);
         if !same(want, got, &f.ty) {

@@ -286,6 +286,9 @@ struct S3Object {
     key: String,
 }
 
+/// A typed row kept for writing, with its source commit time (for latency).
+type Kept = (TypedRow, Option<i64>);
+
 /// What a transform message asks for: objects, an inline raw line, or nothing.
 fn parse_message(body: &str, inline_ref: &str) -> Result<Vec<Work>, DecodeError> {
     let text = read_str(body, &Limits::default())?;
@@ -377,7 +380,7 @@ struct ObjectBatch<'a, O, T, D> {
     now_ms: i64,
     retry_count: u32,
     /// Winners per (typed table, key), with the line's commit time if it came from the source.
-    rows: HashMap<(String, String), (TypedRow, Option<i64>)>,
+    rows: HashMap<(String, String), Vec<Kept>>,
     dead: Vec<FailureEnvelope>,
 }
 
@@ -578,12 +581,31 @@ impl<'a, O: RawObjects, T: TypedTables, D: DeadLetters> ObjectBatch<'a, O, T, D>
                 return;
             }
         };
-        if matches!(change.route.op, Op::Control | Op::Truncate) {
-            if change.route.op == Op::Truncate {
-                // Never silent: the typed rows stay until someone decides what a truncate means.
-                tracing::warn!(table = %change.route.table, raw_ref, "A truncate was received; it is counted as control and not applied to typed rows.");
-            }
+        if change.route.op == Op::Control {
             stats.control += 1;
+            return;
+        }
+        if change.route.op == Op::Truncate {
+            // Never silent, never automatic: a typed table may merge several sources and outlive
+            // a truncate-and-reload, so a person decides what the truncate means for it.
+            let mut env = self
+                .envelope(
+                    ErrorClass::SourceTruncated,
+                    "source_truncated",
+                    format!(
+                        "source table {:?} was truncated at seq {}; typed rows from it were not removed. \
+                         To follow the source, delete the typed rows whose `_seq` is below that seq, \
+                         then delete this dead letter; to keep them, just delete this dead letter",
+                        change.route.table, change.route.seq
+                    ),
+                    raw_ref,
+                    Some(&line.origin),
+                )
+                .with_original(text.to_owned());
+            env.table = Some(line.table.clone());
+            env.format = Some(line.format);
+            tracing::warn!(table = %change.route.table, raw_ref, "A source truncate was received; sent to the dead-letter queue for a person to act on.");
+            self.quarantine(env, Some(&line.table), stats);
             return;
         }
         let contracts = self
@@ -650,27 +672,25 @@ impl<'a, O: RawObjects, T: TypedTables, D: DeadLetters> ObjectBatch<'a, O, T, D>
         }
     }
 
-    /// Keeps the row if it is the highest `seq` for its key in this batch.
+    /// Keeps the row among the changes of its key in this batch; only the newest is written.
     fn keep(&mut self, row: TypedRow, source_ts: Option<i64>, stats: &mut TransformStats) {
         let id = (row.table.clone(), row.key_id());
-        match self.rows.get_mut(&id) {
-            None => {
-                self.rows.insert(id, (row, source_ts));
-            }
-            Some(existing) => {
-                stats.tables.entry(row.table.clone()).or_default().stale += 1;
-                if existing.0.seq <= row.seq {
-                    *existing = (row, source_ts);
-                }
-            }
+        let group = self.rows.entry(id).or_default();
+        if !group.is_empty() {
+            stats.tables.entry(row.table.clone()).or_default().stale += 1;
         }
+        group.push((row, source_ts));
     }
 
     /// Writes the winners and sends the dead letters. Fails if anything is not durable.
     async fn flush(self, stats: &mut TransformStats) -> Result<(), Retry> {
         let deps = self.deps;
         let now_ms = self.now_ms;
-        let writes = stream::iter(self.rows.into_values())
+        let winners = self
+            .rows
+            .into_values()
+            .filter_map(sluice_core::row::newest_of);
+        let writes = stream::iter(winners)
             .map(|(row, ts)| async move {
                 let result = deps.tables.put_row(&row).await;
                 (row, ts, result)
@@ -741,6 +761,7 @@ fn violation_code(v: &Violation) -> &'static str {
         Violation::Missing { .. } => "missing_field",
         Violation::EmptyKey { .. } => "empty_key",
         Violation::NoImage { .. } => "no_image",
+        Violation::Unreadable { .. } => "unreadable_value",
     }
 }
 
