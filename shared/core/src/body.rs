@@ -36,9 +36,9 @@ struct Probe<'a> {
     records: Option<&'a RawValue>,
     #[serde(rename = "Event", borrow, default)]
     event: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "present")]
     payload: Option<&'a RawValue>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "present")]
     schema: Option<&'a RawValue>,
     #[serde(borrow, default)]
     metadata: Option<&'a RawValue>,
@@ -46,6 +46,11 @@ struct Probe<'a> {
     table: Option<&'a RawValue>,
     #[serde(borrow, default)]
     op: Option<&'a RawValue>,
+}
+
+/// A member that is present, even when it is `null` (which `Option` alone reads as absent).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(d).map(Some)
 }
 
 /// Which wrapper a body came in.

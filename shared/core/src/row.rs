@@ -13,7 +13,7 @@ use serde_dynamo::AttributeValue;
 use serde_json::value::RawValue;
 
 use crate::change::{Change, Image, Op};
-use crate::contract::{Contract, Field, UnknownFields};
+use crate::contract::{Contract, Field, FieldType, UnknownFields};
 use crate::logical::Hint;
 use crate::seq::Seq;
 use crate::typing::{canonical_decimal, coerce_hinted, SrcRef, TypeError};
@@ -112,6 +112,20 @@ pub enum Violation {
         /// The field.
         field: String,
     },
+    /// A key value of another kind than the key field's type (a number for a string key, or
+    /// a string for a number key). Keys are never converted between kinds: a key that arrives
+    /// as `N` from one source and as `S` from another would split or merge rows.
+    #[error("key field {field} (from `{from}`) is {expected}, but this change has {found}; keys are not converted between strings and numbers, because sources that disagree on a key's kind would split or merge rows: make the sources agree, or give each its own contract")]
+    KeyKind {
+        /// The field.
+        field: String,
+        /// Its source path.
+        from: String,
+        /// The field's type.
+        expected: String,
+        /// The kind of value found.
+        found: &'static str,
+    },
     /// A column the field reads is present in the source but cannot be read.
     #[error("field {field} (from `{from}`): the source value cannot be read: {detail}")]
     Unreadable {
@@ -141,6 +155,7 @@ impl Violation {
             Self::Type { field, .. }
             | Self::Missing { field, .. }
             | Self::EmptyKey { field }
+            | Self::KeyKind { field, .. }
             | Self::Unreadable { field, .. } => Some(field),
             Self::NoImage { .. } => None,
         }
@@ -191,6 +206,7 @@ fn type_field(
     field: &Field,
     images: &[Option<&Image>],
     change: &Change,
+    is_key: bool,
 ) -> Result<Found, Violation> {
     let hint = Hint {
         logical: match field.from.as_slice() {
@@ -207,6 +223,22 @@ fn type_field(
             }
             if is_unavailable(value) {
                 return Ok(Found::Unchanged);
+            }
+            if is_key {
+                let found = value.kind();
+                let other_kind = match field.ty {
+                    FieldType::String => found == "a number",
+                    FieldType::Int | FieldType::Decimal => found == "a string",
+                    _ => false,
+                };
+                if other_kind {
+                    return Err(Violation::KeyKind {
+                        field: field.name.clone(),
+                        from: field.from_path(),
+                        expected: field.ty.to_string(),
+                        found,
+                    });
+                }
             }
             return coerce_hinted(value, &field.ty, &hint, &field.name)
                 .map(|v| v.map_or(Found::Missing, Found::Value))
@@ -265,7 +297,7 @@ pub fn type_change(
     let mut missing = Vec::new();
     let mut key = Vec::with_capacity(contract.primary_key.len());
     for field in contract.key_fields() {
-        let value = match type_field(field, &images, change)? {
+        let value = match type_field(field, &images, change, true)? {
             Found::Value(v) => v,
             Found::Missing | Found::Unchanged => {
                 return Err(Violation::Missing {
@@ -300,7 +332,7 @@ pub fn type_change(
             if contract.primary_key.contains(&i) {
                 continue;
             }
-            match type_field(field, &images, change)? {
+            match type_field(field, &images, change, false)? {
                 Found::Value(v) => {
                     item.insert(field.name.clone(), v);
                 }
@@ -391,7 +423,7 @@ pub fn old_key_tombstone(
     let before = change.before.as_ref()?;
     let mut key = Vec::with_capacity(new_row.key.len());
     for field in contract.key_fields() {
-        match type_field(field, &[Some(before)], change) {
+        match type_field(field, &[Some(before)], change, true) {
             Ok(Found::Value(value)) => key.push((field.name.clone(), value)),
             _ => return None,
         }

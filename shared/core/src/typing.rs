@@ -193,6 +193,11 @@ impl<'a> SrcRef<'a> {
         }
     }
 
+    /// The kind of the value, such as `a number` or `a string`, for messages.
+    pub fn kind(self) -> &'static str {
+        self.node().map_or("an unreadable value", |n| n.kind())
+    }
+
     /// Whether the value is null.
     pub fn is_null(self) -> bool {
         matches!(self.node(), Ok(Node::Null))
@@ -300,7 +305,17 @@ pub fn coerce_hinted(
             AttributeValue::N(canonical_int(t).map_err(|d| fail(&node, Some(d)))?)
         }
         (FieldType::Decimal, Node::Num(t) | Node::Str(t)) => {
-            AttributeValue::N(canonical_decimal(t).map_err(|d| fail(&node, Some(d)))?)
+            AttributeValue::N(canonical_decimal(t).map_err(|d| {
+                let bytes_like = matches!(node, Node::Str(_)) && d == "not a number" && looks_base64(t);
+                fail(
+                    &node,
+                    Some(if bytes_like {
+                        "not a number; it looks like Kafka Connect Decimal bytes (base64) from an event without its schema: give the field a `scale`"
+                    } else {
+                        d
+                    }),
+                )
+            })?)
         }
         (FieldType::Float, Node::Num(t) | Node::Str(t)) => {
             AttributeValue::N(canonical_float(t).map_err(|d| fail(&node, Some(d)))?)
@@ -374,6 +389,15 @@ pub fn coerce_hinted(
         _ => return Err(fail(&node, None)),
     };
     Ok(Some(typed))
+}
+
+/// Whether text could be padded standard base64 (as Connect Decimal bytes are written).
+fn looks_base64(t: &str) -> bool {
+    !t.is_empty()
+        && t.len() % 4 == 0
+        && base64::engine::general_purpose::STANDARD
+            .decode(t.as_bytes())
+            .is_ok()
 }
 
 /// The elements of a list or a DynamoDB set, as source values.

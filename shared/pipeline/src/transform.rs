@@ -762,6 +762,7 @@ fn violation_code(v: &Violation) -> &'static str {
         Violation::EmptyKey { .. } => "empty_key",
         Violation::NoImage { .. } => "no_image",
         Violation::Unreadable { .. } => "unreadable_value",
+        Violation::KeyKind { .. } => "key_type_mismatch",
     }
 }
 
@@ -1122,7 +1123,7 @@ mod orchestration_tests {
             ("L3", "unknown_shape"),
             ("L4", "no_contract"),
             ("L5", "missing_field"),
-            ("L6", "type_mismatch"),
+            ("L6", "key_type_mismatch"),
             ("L7", "too_large"),
             ("L8", "invalid_utf8"),
         ];
