@@ -394,7 +394,7 @@ pub fn coerce_hinted(
 /// Whether text could be padded standard base64 (as Connect Decimal bytes are written).
 fn looks_base64(t: &str) -> bool {
     !t.is_empty()
-        && t.len() % 4 == 0
+        && t.len().is_multiple_of(4)
         && base64::engine::general_purpose::STANDARD
             .decode(t.as_bytes())
             .is_ok()
