@@ -724,7 +724,7 @@ fields:
             None,
         );
         let e = type_change(&wrong, &contract(), &meta()).unwrap_err();
-        assert_eq!(e.to_string(), "field total (from `amounts.total`): `total`: expected decimal, found a string (not a number)");
+        assert_eq!(e.to_string(), "field total (from `amounts.total`): `total`: expected decimal, found a string (not a number; if it is Kafka Connect Decimal bytes (base64) from an event without its schema, give the field a `scale`)");
         assert!(!e.to_string().contains("lots"), "never the value");
 
         let no_key = change(Op::Insert, 1, Some(r#"{"customer_id":"c"}"#), None);

@@ -310,7 +310,7 @@ pub fn coerce_hinted(
                 fail(
                     &node,
                     Some(if bytes_like {
-                        "not a number; it looks like Kafka Connect Decimal bytes (base64) from an event without its schema: give the field a `scale`"
+                        "not a number; if it is Kafka Connect Decimal bytes (base64) from an event without its schema, give the field a `scale`"
                     } else {
                         d
                     }),
