@@ -16,7 +16,7 @@ ifdef CI
 export CARGO_INCREMENTAL ?= 0
 endif
 
-.PHONY: help emulator emulator-stop build test demo fmt lint clean
+.PHONY: help emulator emulator-stop build test fuzz demo fmt lint clean
 
 help: ## List the targets
 	@echo "Usage: make <target>"
@@ -37,6 +37,12 @@ test: ## Run all tests (against the emulator, started and stopped as needed) and
 	bash infra/with-emulator.sh cargo test --workspace --all-targets
 	cargo test --workspace --doc
 	bash infra/check-template.sh
+
+FUZZ_CASES ?= 20000
+
+fuzz: ## Run the property tests (arbitrary bodies, records and Debezium events) for longer: FUZZ_CASES=20000
+	SLUICE_FUZZ_CASES=$(FUZZ_CASES) cargo test --release -p sluice-core --test typing_properties
+	SLUICE_FUZZ_CASES=$(FUZZ_CASES) cargo test --release -p sluice-pipeline --test ingest_properties
 
 DEMO_ARGS ?=
 

@@ -68,6 +68,14 @@ impl RawStore for &Mem {
     }
 }
 
+/// `SLUICE_FUZZ_CASES` cases (256 by default; `make fuzz` runs many more).
+fn cases() -> u32 {
+    std::env::var("SLUICE_FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(256)
+}
+
 fn json_value() -> impl Strategy<Value = serde_json::Value> {
     let leaf = prop_oneof![
         Just(serde_json::Value::Null),
@@ -113,7 +121,7 @@ fn json_value() -> impl Strategy<Value = serde_json::Value> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
 
     /// Arbitrary bytes as SQS bodies (as text, since SQS bodies are strings).
     #[test]
