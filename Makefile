@@ -41,8 +41,8 @@ test: ## Run all tests (against the emulator, started and stopped as needed) and
 FUZZ_CASES ?= 20000
 
 fuzz: ## Run the property tests (arbitrary bodies, records and Debezium events) for longer: FUZZ_CASES=20000
-	SLUICE_FUZZ_CASES=$(FUZZ_CASES) cargo test --release -p sluice-core --test typing_properties
-	SLUICE_FUZZ_CASES=$(FUZZ_CASES) cargo test --release -p sluice-pipeline --test ingest_properties
+	SLUICE_FUZZ_CASES=$(FUZZ_CASES) cargo test -p sluice-core --test typing_properties
+	SLUICE_FUZZ_CASES=$(FUZZ_CASES) cargo test -p sluice-pipeline --test ingest_properties
 
 DEMO_ARGS ?=
 
