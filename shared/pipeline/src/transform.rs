@@ -101,7 +101,7 @@ pub struct TransformStats {
     pub lines: usize,
     /// Objects read.
     pub objects: usize,
-    /// Lines about the source rather than a row (DMS control, truncate).
+    /// Lines about the source rather than a row (DMS control records, Debezium messages).
     pub control: usize,
     /// Lines dead-lettered, by error class.
     pub quarantined: BTreeMap<&'static str, usize>,
