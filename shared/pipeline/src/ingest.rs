@@ -427,6 +427,7 @@ fn sqs_slot<'a, R, D>(
             .unwrap_or_else(|| Cow::Owned(format!("record-{index}"))),
         attributes: view.attributes.map(compact_raw),
         message_attributes: view.message_attributes.map(compact_raw),
+        kinesis: None,
     };
     let report_id = view.message_id.as_deref().map(str::to_owned);
     let outcome = match sqs_body(&view, &deps.config) {
@@ -545,6 +546,7 @@ fn stream_slot<'a, R, D>(
                     .unwrap_or_else(|| Cow::Owned(format!("record-{index}"))),
                 attributes: None,
                 message_attributes: None,
+                kinesis: None,
             },
         ),
         Err(_) => (None, fallback_origin(OriginKind::Ddb, index)),
@@ -628,6 +630,7 @@ fn fallback_origin(kind: OriginKind, index: usize) -> Origin<'static> {
         id: Cow::Owned(format!("record-{index}")),
         attributes: None,
         message_attributes: None,
+        kinesis: None,
     }
 }
 
