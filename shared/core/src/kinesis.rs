@@ -140,7 +140,9 @@ impl<'a> LambdaRecord<'a> {
                 path: "kinesis.data".into(),
             })?;
         // Base64 is 4 characters for every 3 bytes: refuse what cannot fit before decoding it.
-        let bound = limits.max_record_bytes.saturating_add(2) / 3 * 4 + 4;
+        let bound = (limits.max_record_bytes.saturating_add(2) / 3)
+            .saturating_mul(4)
+            .saturating_add(4);
         if b64.len() > bound {
             return Err(DecodeError::TooLarge {
                 size: b64.len() / 4 * 3,
@@ -626,6 +628,18 @@ mod tests {
             .data(&limits)
             .unwrap_err();
         assert_eq!(err.code(), "too_large");
+        // Just over the limit once decoded, though the base64 text passes the first check.
+        let exact = Limits {
+            max_record_bytes: change("INSERT", "1", None, "").len() - 1,
+            ..Limits::default()
+        };
+        let err = LambdaRecord::parse(&big).unwrap().data(&exact).unwrap_err();
+        assert_eq!(err.code(), "too_large");
+        let unbounded = Limits {
+            max_record_bytes: usize::MAX,
+            ..Limits::default()
+        };
+        assert!(LambdaRecord::parse(&big).unwrap().data(&unbounded).is_ok());
     }
 
     #[test]
