@@ -16,7 +16,7 @@ use crate::aws_opts::AwsOpts;
 /// The handlers that can be invoked.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Function {
-    /// The ingest handler (DynamoDB Streams or SQS events).
+    /// The ingest handler (DynamoDB Streams, Kinesis or SQS events).
     Ingest,
     /// The transform handler (SQS events of S3 notifications or raw lines).
     Transform,
@@ -66,8 +66,8 @@ impl InvokeArgs {
                 let deps = Ingest::from_sdk(config, &sdk, sink);
                 let response = handle(&event, &deps).await.context(
                     "the ingest handler failed the whole invocation; `sluice invoke ingest` takes a \
-                     Lambda event from DynamoDB Streams or SQS (an object with a `Records` array), \
-                     not a bare message body",
+                     Lambda event from DynamoDB Streams, Kinesis or SQS (an object with a \
+                     `Records` array), not a bare message body",
                 )?;
                 println!("{}", serde_json::to_string_pretty(&response.to_json())?);
             }

@@ -27,7 +27,7 @@ fn sluice(args: &[&str], vars: &HashMap<String, String>, endpoint: &str) -> (boo
 
 /// GIVEN a fresh prefix on the endpoint
 /// WHEN a user runs `sluice local up` twice, `eval`s `sluice local env`, and invokes ingest on
-/// the DynamoDB and mixed SQS fixtures
+/// the DynamoDB Streams, DynamoDB-through-Kinesis and mixed SQS fixtures
 /// THEN both `up`s succeed, the handler answers with no failures, and the objects are in S3.
 #[tokio::test]
 async fn local_up_env_and_invoke_ingest_as_a_user_runs_them() {
@@ -51,7 +51,11 @@ async fn local_up_env_and_invoke_ingest_as_a_user_runs_them() {
     assert!(vars["SLUICE_DLQ_URL"].ends_with(&format!("{prefix}-dlq")));
 
     let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/ingest");
-    for (file, landed) in [("ddb-stream.json", 4), ("sqs-mixed.json", 7)] {
+    for (file, landed) in [
+        ("ddb-stream.json", 4),
+        ("ddb-kinesis.json", 3),
+        ("sqs-mixed.json", 7),
+    ] {
         let before = raw_lines(&env, &vars["SLUICE_RAW_BUCKET"]).await.len();
         let path = format!("{fixtures}/{file}");
         let (ok, out, err) = sluice(

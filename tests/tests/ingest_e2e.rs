@@ -439,6 +439,7 @@ async fn fixture_events_land_or_dead_letter_every_record() {
     for name in [
         "ingest/sqs-mixed.json",
         "ingest/ddb-stream.json",
+        "ingest/ddb-kinesis.json",
         "ingest/sqs-fifo.json",
     ] {
         let event = fixture(name);

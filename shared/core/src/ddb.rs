@@ -96,6 +96,25 @@ impl<'a> StreamRecord<'a> {
             })
     }
 
+    /// The operation named by `eventName`.
+    pub fn op(&self) -> Result<Op, DecodeError> {
+        match self.event_name.as_deref() {
+            Some("INSERT") => Ok(Op::Insert),
+            Some("MODIFY") => Ok(Op::Update),
+            Some("REMOVE") => Ok(Op::Delete),
+            Some(other) => Err(DecodeError::InvalidField {
+                path: "eventName".into(),
+                detail: format!(
+                    "expected INSERT, MODIFY or REMOVE, found {:?}",
+                    truncate(other)
+                ),
+            }),
+            None => Err(DecodeError::MissingField {
+                path: "eventName".into(),
+            }),
+        }
+    }
+
     /// Table, op, seq and commit time: what ingest needs to land the record.
     pub fn route(&self) -> Result<Route, DecodeError> {
         let data = self
@@ -104,25 +123,7 @@ impl<'a> StreamRecord<'a> {
             .ok_or_else(|| DecodeError::MissingField {
                 path: "dynamodb".into(),
             })?;
-        let op = match self.event_name.as_deref() {
-            Some("INSERT") => Op::Insert,
-            Some("MODIFY") => Op::Update,
-            Some("REMOVE") => Op::Delete,
-            Some(other) => {
-                return Err(DecodeError::InvalidField {
-                    path: "eventName".into(),
-                    detail: format!(
-                        "expected INSERT, MODIFY or REMOVE, found {:?}",
-                        truncate(other)
-                    ),
-                })
-            }
-            None => {
-                return Err(DecodeError::MissingField {
-                    path: "eventName".into(),
-                })
-            }
-        };
+        let op = self.op()?;
         let arn = self
             .event_source_arn
             .as_deref()
@@ -165,7 +166,12 @@ impl<'a> StreamRecord<'a> {
 
     /// The whole change, with keys and images decoded into DynamoDB attribute values.
     pub fn decode(&self) -> Result<Change, DecodeError> {
-        let route = self.route()?;
+        self.decode_with(self.route()?)
+    }
+
+    /// The whole change under a route read elsewhere (as for a change record delivered through
+    /// Kinesis, which names its table and ordering differently), with keys and images decoded.
+    pub fn decode_with(&self, route: Route) -> Result<Change, DecodeError> {
         let data = self
             .dynamodb
             .as_ref()

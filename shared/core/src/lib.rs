@@ -5,6 +5,7 @@
 //! - [`json`] reads untrusted JSON within [`json::Limits`], compacting it losslessly.
 //! - [`ddb`] reads DynamoDB Streams records; [`body`] reads SQS message bodies (application
 //!   events, Debezium, DMS, bare or wrapped by SNS or EventBridge).
+//! - [`kinesis`] reads DynamoDB change records delivered through Kinesis Data Streams.
 //! - [`seq`] normalises ordering tokens; [`time`] reads commit times without floating point.
 //! - [`raw`] writes raw lines and objects; [`envelope`] describes dead letters.
 
@@ -15,6 +16,7 @@ pub mod ddb;
 pub mod envelope;
 pub mod error;
 pub mod json;
+pub mod kinesis;
 pub mod logical;
 pub mod raw;
 pub mod row;

@@ -62,6 +62,28 @@ pub struct Origin<'a> {
     /// SQS message attributes, verbatim.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message_attributes: Option<Cow<'a, RawValue>>,
+    /// Where a Kinesis data stream holds the record.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kinesis: Option<KinesisOrigin<'a>>,
+}
+
+/// A Kinesis record's place in its stream, as the Lambda event gave it.
+#[derive(Debug, Clone, Serialize)]
+pub struct KinesisOrigin<'a> {
+    /// The shard, from the event's `eventID` (`shardId-…:<sequence number>`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard_id: Option<Cow<'a, str>>,
+    /// The Kinesis sequence number, a decimal string of up to 129 digits.
+    pub sequence_number: Cow<'a, str>,
+    /// The partition key the producer chose.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partition_key: Option<Cow<'a, str>>,
+    /// When Kinesis received the record, in epoch seconds, verbatim.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approximate_arrival_timestamp: Option<Cow<'a, RawValue>>,
+    /// The event's `kinesisSchemaVersion`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schema_version: Option<Cow<'a, str>>,
 }
 
 /// One line of a raw object.
@@ -304,6 +326,7 @@ mod tests {
             id: Cow::Owned(id.to_owned()),
             attributes: None,
             message_attributes: None,
+            kinesis: None,
         }
     }
 

@@ -7,7 +7,9 @@
 //! - one component of [`Seq::WIDE`] digits for DynamoDB sequence numbers (up to 40 digits) and for
 //!   the per-key `seq` of application events;
 //! - several components of [`Seq::NARROW`] digits for positions made of parts, such as a MySQL
-//!   binlog `(file, pos, row)` or a Postgres LSN.
+//!   binlog `(file, pos, row)` or a Postgres LSN;
+//! - a time in microseconds of [`Seq::NARROW`] digits, then a decimal of [`Seq::LONG`] digits, for
+//!   DynamoDB changes delivered through Kinesis (creation time, then Kinesis sequence number).
 //!
 //! Tokens of one shape compare numerically, whatever the length of the source's digits:
 //! `9000000000000000003` < `100000000000000000004`.
@@ -28,38 +30,27 @@ impl Seq {
     pub const WIDE: usize = 40;
     /// Width of each component of a composite position (a `u64` has at most 20 digits).
     pub const NARROW: usize = 20;
+    /// Width of a long decimal component: a Kinesis sequence number has up to 129 digits.
+    pub const LONG: usize = 129;
 
     /// Normalises a decimal integer of up to 40 digits (leading zeros allowed).
     ///
     /// `path` names the field in errors.
     pub fn decimal(digits: &str, path: &str) -> Result<Self, DecodeError> {
-        let digits = digits.trim();
-        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(DecodeError::InvalidField {
-                path: path.to_owned(),
-                detail: format!(
-                    "expected a non-negative decimal integer, found {:?}",
-                    truncate(digits)
-                ),
-            });
-        }
-        let significant = digits.trim_start_matches('0');
-        if significant.len() > Self::WIDE {
-            return Err(DecodeError::InvalidField {
-                path: path.to_owned(),
-                detail: format!(
-                    "sequence number has {} significant digits, more than {}",
-                    significant.len(),
-                    Self::WIDE
-                ),
-            });
-        }
-        let mut s = String::with_capacity(Self::WIDE);
-        for _ in significant.len()..Self::WIDE {
-            s.push('0');
-        }
-        s.push_str(significant);
-        Ok(Self(s))
+        padded(digits, Self::WIDE, path).map(Self)
+    }
+
+    /// Builds a token from a time in microseconds, then a decimal integer of up to
+    /// [`Seq::LONG`] digits (leading zeros allowed), such as a Kinesis sequence number.
+    ///
+    /// The time decides first; the decimal orders changes of the same microsecond, numerically
+    /// whatever its length. `path` names the decimal's field in errors.
+    pub fn micros_then_decimal(micros: u64, digits: &str, path: &str) -> Result<Self, DecodeError> {
+        let tail = padded(digits, Self::LONG, path)?;
+        Ok(Self(format!(
+            "{micros:0width$}.{tail}",
+            width = Self::NARROW
+        )))
     }
 
     /// Builds a composite token from integer parts, most significant first.
@@ -91,6 +82,36 @@ impl fmt::Display for Seq {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// A decimal integer zero-padded to `width` digits, or an error naming `path`.
+fn padded(digits: &str, width: usize, path: &str) -> Result<String, DecodeError> {
+    let digits = digits.trim();
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(DecodeError::InvalidField {
+            path: path.to_owned(),
+            detail: format!(
+                "expected a non-negative decimal integer, found {:?}",
+                truncate(digits)
+            ),
+        });
+    }
+    let significant = digits.trim_start_matches('0');
+    if significant.len() > width {
+        return Err(DecodeError::InvalidField {
+            path: path.to_owned(),
+            detail: format!(
+                "sequence number has {} significant digits, more than {width}",
+                significant.len()
+            ),
+        });
+    }
+    let mut s = String::with_capacity(width);
+    for _ in significant.len()..width {
+        s.push('0');
+    }
+    s.push_str(significant);
+    Ok(s)
 }
 
 /// Shortens untrusted text for an error message.
@@ -138,6 +159,38 @@ mod tests {
         }
         assert!(Seq::decimal(&"1".repeat(41), "seq").is_err());
         assert!(Seq::decimal(&format!("0{}", "1".repeat(40)), "seq").is_ok());
+    }
+
+    #[test]
+    fn kinesis_sequence_numbers_longer_than_u64_compare_numerically() {
+        let at = |us: u64, seq: &str| Seq::micros_then_decimal(us, seq, "s").unwrap();
+        // Real Kinesis sequence numbers have 56 digits, far past u64's 20.
+        let long_a = "49657828409187701520019995242508390119953358325192589314";
+        let long_b = "49657828409187701520019995242509599045772972954367295490";
+        assert!(long_a.parse::<u64>().is_err(), "longer than a u64");
+        assert!(at(1, long_a) < at(1, long_b));
+        // Different lengths: 9 < 10, 99…9 (56) < 1 followed by 56 zeros (57).
+        assert!(at(1, "9") < at(1, "10"));
+        assert!(at(1, &"9".repeat(56)) < at(1, &format!("1{}", "0".repeat(56))));
+        assert!(at(1, "9000000000000000003") < at(1, "100000000000000000004"));
+        // The longest the Kinesis API allows, 129 digits, still fits and still orders.
+        let max = "9".repeat(Seq::LONG);
+        assert!(at(1, long_b) < at(1, &max));
+        assert!(Seq::micros_then_decimal(1, &format!("1{max}"), "s").is_err());
+        // Leading zeros change nothing.
+        assert_eq!(at(1, "00042"), at(1, "42"));
+        // The time decides first: an earlier change with a larger sequence number sorts first.
+        assert!(at(1_720_740_233_012_995, long_b) < at(1_720_740_233_012_996, "1"));
+        assert_eq!(
+            at(7, "1").as_str().len(),
+            Seq::NARROW + 1 + Seq::LONG,
+            "one shape, fixed width"
+        );
+        for bad in ["", "-1", "1.5", "0x1f", "12a"] {
+            let err = Seq::micros_then_decimal(1, bad, "kinesis.sequenceNumber").unwrap_err();
+            assert_eq!(err.code(), "invalid_field", "{bad:?}");
+            assert!(err.to_string().contains("kinesis.sequenceNumber"), "{err}");
+        }
     }
 
     #[test]

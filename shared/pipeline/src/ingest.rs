@@ -1,6 +1,6 @@
 //! The ingest handler: lands each source record, unchanged, in S3 raw staging.
 //!
-//! One invocation takes a DynamoDB Streams or SQS event. Each record is checked against the
+//! One invocation takes a DynamoDB Streams, Kinesis or SQS event. Each record is checked against the
 //! limits and routed (format, table, op, seq, commit time). Records that cannot be read go to
 //! the dead-letter queue at once and are not retried. The rest are grouped by table and commit
 //! hour and written as one gzip NDJSON object per group.
@@ -10,14 +10,17 @@
 //! event source as a batch item failure (DESIGN §4):
 //! - SQS standard: each failed message;
 //! - SQS FIFO: each failed message and every later message of the same message group;
-//! - DynamoDB Streams: the sequence number of the first failed record.
+//! - DynamoDB Streams: the sequence number of the first failed record;
+//! - Kinesis: the Kinesis sequence number of the first failed record.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 use std::time::Instant;
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse};
-use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
+use aws_lambda_events::event::streams::{
+    DynamoDbBatchItemFailure, DynamoDbEventResponse, KinesisEventResponse,
+};
 use futures::stream::{self, StreamExt};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -29,7 +32,7 @@ use sluice_aws::{AwsError, DeadLetters, RawStore};
 use sluice_core::envelope::{FailureEnvelope, Step};
 use sluice_core::json::read_str;
 use sluice_core::raw::{batch_id, Landable, ObjectWriter, Origin, OriginKind, Partition};
-use sluice_core::{body, ddb, DecodeError, Format};
+use sluice_core::{body, ddb, kinesis, DecodeError, Format};
 
 use crate::config::IngestConfig;
 use crate::sqs::SqsRecordView;
@@ -43,7 +46,7 @@ pub const FUNCTION: &str = "ingest";
 /// An invocation that cannot be handled record by record.
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
-    /// The event is not a DynamoDB Streams or SQS event.
+    /// The event is not a DynamoDB Streams, Kinesis or SQS event.
     #[error("unsupported event: {0}")]
     UnsupportedEvent(String),
     /// A record failed but has no identifier to report it by, so the whole batch must be retried.
@@ -115,20 +118,28 @@ pub enum IngestResponse {
     /// For DynamoDB Streams mappings with a tumbling window: the window's state goes back to
     /// the runtime unchanged beside the failures (sluice aggregates nothing across invocations).
     StreamsWindow(DynamoDbEventResponse, serde_json::Value),
+    /// For Kinesis event source mappings.
+    Kinesis(KinesisEventResponse),
+    /// For Kinesis mappings with a tumbling window, the window's state returned unchanged.
+    KinesisWindow(KinesisEventResponse, serde_json::Value),
 }
 
 impl IngestResponse {
     /// The response as JSON.
     pub fn to_json(&self) -> serde_json::Value {
+        let with_state = |v: serde_json::Value, state: &serde_json::Value| {
+            let mut v = v;
+            if let Some(o) = v.as_object_mut() {
+                o.insert("state".into(), state.clone());
+            }
+            v
+        };
         let v = match self {
             Self::Sqs(r) => serde_json::to_value(r),
             Self::Streams(r) => serde_json::to_value(r),
-            Self::StreamsWindow(r, state) => serde_json::to_value(r).map(|mut v| {
-                if let Some(o) = v.as_object_mut() {
-                    o.insert("state".into(), state.clone());
-                }
-                v
-            }),
+            Self::StreamsWindow(r, state) => serde_json::to_value(r).map(|v| with_state(v, state)),
+            Self::Kinesis(r) => serde_json::to_value(r),
+            Self::KinesisWindow(r, state) => serde_json::to_value(r).map(|v| with_state(v, state)),
         };
         v.unwrap_or_else(|_| serde_json::json!({"batchItemFailures": []}))
     }
@@ -142,6 +153,11 @@ impl IngestResponse {
                 .map(|f| f.item_identifier.clone())
                 .collect(),
             Self::Streams(r) | Self::StreamsWindow(r, _) => r
+                .batch_item_failures
+                .iter()
+                .filter_map(|f| f.item_identifier.clone())
+                .collect(),
+            Self::Kinesis(r) | Self::KinesisWindow(r, _) => r
                 .batch_item_failures
                 .iter()
                 .filter_map(|f| f.item_identifier.clone())
@@ -189,11 +205,12 @@ struct SourcePeek<'a> {
 enum Source {
     Sqs,
     DynamoDb,
+    Kinesis,
 }
 
 /// One record's identity and fate.
 struct Slot<'a> {
-    /// The id to report a failure by: the messageId, or the stream SequenceNumber.
+    /// The id to report a failure by: the messageId, or the stream or Kinesis sequence number.
     report_id: Option<String>,
     /// The FIFO message group.
     group: Option<String>,
@@ -228,6 +245,7 @@ pub async fn handle<R: RawStore, D: DeadLetters>(
         .enumerate()
         .map(|(i, r)| match source {
             Some(Source::DynamoDb) => stream_slot(i, r, deps, now_ms),
+            Some(Source::Kinesis) => kinesis_slot(i, r, deps, now_ms),
             _ => sqs_slot(i, r, deps, now_ms),
         })
         .collect();
@@ -239,16 +257,23 @@ pub async fn handle<R: RawStore, D: DeadLetters>(
     let failed = deliver(&slots, deps, now_ms, &mut stats).await;
     stats.retriable_failures = failed.len();
 
+    let window_state = || {
+        view.state
+            .and_then(|s| serde_json::from_str(s.get()).ok())
+            .unwrap_or_else(|| serde_json::json!({}))
+    };
     let response = match (source, view.window) {
         (Some(Source::DynamoDb) | None, Some(_)) => {
-            let state = view
-                .state
-                .and_then(|s| serde_json::from_str(s.get()).ok())
-                .unwrap_or_else(|| serde_json::json!({}));
-            IngestResponse::StreamsWindow(stream_response(&slots, &failed)?, state)
+            IngestResponse::StreamsWindow(stream_response(&slots, &failed)?, window_state())
         }
         (Some(Source::DynamoDb), None) => {
             IngestResponse::Streams(stream_response(&slots, &failed)?)
+        }
+        (Some(Source::Kinesis), Some(_)) => {
+            IngestResponse::KinesisWindow(kinesis_response(&slots, &failed)?, window_state())
+        }
+        (Some(Source::Kinesis), None) => {
+            IngestResponse::Kinesis(kinesis_response(&slots, &failed)?)
         }
         _ => IngestResponse::Sqs(sqs_response(&slots, &failed)),
     };
@@ -270,8 +295,9 @@ fn detect_source(first: &RawValue) -> Result<Source, IngestError> {
     match peek.event_source.as_deref() {
         Some("aws:sqs") => Ok(Source::Sqs),
         Some("aws:dynamodb") => Ok(Source::DynamoDb),
+        Some(kinesis::EVENT_SOURCE) => Ok(Source::Kinesis),
         Some(other) => Err(IngestError::UnsupportedEvent(format!(
-            "records from {other:?}; ingest takes aws:sqs and aws:dynamodb events"
+            "records from {other:?}; ingest takes aws:sqs, aws:dynamodb and aws:kinesis events"
         ))),
         None => Err(IngestError::UnsupportedEvent(
             "the first record has no eventSource".into(),
@@ -427,6 +453,7 @@ fn sqs_slot<'a, R, D>(
             .unwrap_or_else(|| Cow::Owned(format!("record-{index}"))),
         attributes: view.attributes.map(compact_raw),
         message_attributes: view.message_attributes.map(compact_raw),
+        kinesis: None,
     };
     let report_id = view.message_id.as_deref().map(str::to_owned);
     let outcome = match sqs_body(&view, &deps.config) {
@@ -545,6 +572,7 @@ fn stream_slot<'a, R, D>(
                     .unwrap_or_else(|| Cow::Owned(format!("record-{index}"))),
                 attributes: None,
                 message_attributes: None,
+                kinesis: None,
             },
         ),
         Err(_) => (None, fallback_origin(OriginKind::Ddb, index)),
@@ -612,6 +640,90 @@ fn stream_response(
 }
 
 // ---------------------------------------------------------------------------------------------
+// DynamoDB changes through Kinesis Data Streams
+
+fn kinesis_slot<'a, R, D>(
+    index: usize,
+    raw: &'a RawValue,
+    deps: &Ingest<R, D>,
+    now_ms: i64,
+) -> Slot<'a> {
+    let view = match kinesis::LambdaRecord::parse(raw.get()) {
+        Ok(v) => v,
+        Err(e) => {
+            let origin = fallback_origin(OriginKind::Kinesis, index);
+            return Slot {
+                report_id: None,
+                group: None,
+                outcome: dead(e, None, &origin, raw.get().to_owned(), 0, now_ms),
+            };
+        }
+    };
+    let origin = view.origin(index);
+    let outcome = match kinesis_change(&view, &deps.config.limits) {
+        Ok((route, record)) => Outcome::Land(Box::new(Landable {
+            route,
+            origin,
+            record: Cow::Owned(record),
+        })),
+        // The original is the whole Lambda record: its data may not even be text.
+        Err((err, format)) => dead(err, format, &origin, raw.get().to_owned(), 0, now_ms),
+    };
+    Slot {
+        report_id: view.sequence_number().map(str::to_owned),
+        group: None,
+        outcome,
+    }
+}
+
+/// Decodes, bounds, validates and routes the change record in one Kinesis record's data.
+fn kinesis_change(
+    view: &kinesis::LambdaRecord<'_>,
+    limits: &sluice_core::json::Limits,
+) -> Result<(sluice_core::Route, Box<RawValue>), (DecodeError, Option<Format>)> {
+    let data = view.data(limits).map_err(|e| (e, None))?;
+    let change = kinesis::ChangeRecord::parse(&data).map_err(|e| (e, None))?;
+    let format = Some(Format::DdbKinesis);
+    let seq = view.sequence_number().ok_or_else(|| {
+        (
+            DecodeError::MissingSeq {
+                path: "kinesis.sequenceNumber".into(),
+            },
+            format,
+        )
+    })?;
+    let route = change.route(seq).map_err(|e| (e, format))?;
+    let record = RawValue::from_string(data).map_err(|e| {
+        (
+            DecodeError::NotJson {
+                detail: e.to_string(),
+            },
+            format,
+        )
+    })?;
+    Ok((route, record))
+}
+
+fn kinesis_response(
+    slots: &[Slot<'_>],
+    failed: &HashSet<usize>,
+) -> Result<KinesisEventResponse, IngestError> {
+    let mut response = KinesisEventResponse::default();
+    // Like a DynamoDB stream, a shard is retried from the first failed record on.
+    if let Some(first) = (0..slots.len()).find(|i| failed.contains(i)) {
+        let seq = slots[first]
+            .report_id
+            .clone()
+            .ok_or(IngestError::Unreportable {
+                index: first,
+                what: "sequenceNumber",
+            })?;
+        response.add_failure(seq);
+    }
+    Ok(response)
+}
+
+// ---------------------------------------------------------------------------------------------
 // Shared
 
 fn compact_raw(raw: &RawValue) -> Cow<'_, RawValue> {
@@ -628,6 +740,7 @@ fn fallback_origin(kind: OriginKind, index: usize) -> Origin<'static> {
         id: Cow::Owned(format!("record-{index}")),
         attributes: None,
         message_attributes: None,
+        kinesis: None,
     }
 }
 
@@ -723,6 +836,25 @@ mod tests {
             r#"{{"messageId":"{id}","receiptHandle":"r","body":{},"attributes":{{"ApproximateReceiveCount":"3"}},"messageAttributes":{{}},"eventSource":"aws:sqs","eventSourceARN":"arn:aws:sqs:us-east-1:1:q"}}"#,
             serde_json::to_string(body).unwrap()
         )
+    }
+
+    /// A Kinesis Lambda record whose data is a DynamoDB change record of `table`.
+    fn kinesis_record(seq: &str, table: &str, created_us: u64) -> String {
+        let change = format!(
+            r#"{{"awsRegion":"us-east-1","eventID":"c{seq}","eventName":"MODIFY","userIdentity":null,"recordFormat":"application/json","tableName":"{table}","dynamodb":{{"ApproximateCreationDateTime":{created_us},"ApproximateCreationDateTimePrecision":"MICROSECOND","Keys":{{"pk":{{"S":"{seq}"}}}},"NewImage":{{"pk":{{"S":"{seq}"}}}},"SizeBytes":12}},"eventSource":"aws:dynamodb"}}"#
+        );
+        kinesis_with_data(seq, &base64_of(change.as_bytes()))
+    }
+
+    fn kinesis_with_data(seq: &str, data: &str) -> String {
+        format!(
+            r#"{{"kinesis":{{"kinesisSchemaVersion":"1.0","partitionKey":"p","sequenceNumber":"{seq}","data":"{data}","approximateArrivalTimestamp":1795520000.5}},"eventSource":"aws:kinesis","eventVersion":"1.0","eventID":"shardId-000000000000:{seq}","eventName":"aws:kinesis:record","awsRegion":"us-east-1","eventSourceARN":"arn:aws:kinesis:us-east-1:1:stream/s"}}"#
+        )
+    }
+
+    fn base64_of(bytes: &[u8]) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(bytes)
     }
 
     fn event(records: &[String]) -> String {
@@ -830,13 +962,160 @@ mod tests {
         );
     }
 
+    const LONG_A: &str = "49657828409187701520019995242508390119953358325192589314";
+    const LONG_B: &str = "49657828409187701520019995242509599045772972954367295490";
+    const LONG_C: &str = "49657828409187701520019995242510807971592587583541999618";
+
+    #[tokio::test]
+    async fn kinesis_lands_each_change_under_its_table() {
+        let d = deps(MemStore::default(), MemDlq::default());
+        let e = event(&[
+            kinesis_record(LONG_A, "orders", 1_795_520_000_000_001),
+            kinesis_record(LONG_B, "orders", 1_795_520_000_000_002),
+            kinesis_record(LONG_C, "customers", 1_795_520_000_000_003),
+        ]);
+        let r = handle(&e, &d).await.unwrap();
+        assert!(matches!(r, IngestResponse::Kinesis(_)));
+        assert_eq!(r.to_json(), serde_json::json!({"batchItemFailures": []}));
+        let mut objects = d.store.objects.lock().unwrap().clone();
+        objects.sort();
+        assert_eq!(objects.len(), 2);
+        assert!(objects[0]
+            .0
+            .starts_with("raw/customers/dt=2026-11-24/hr=11/"));
+        assert_eq!(objects[1].1, 2, "both orders changes in one object");
+        assert!(d.dead_letters.sent.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn kinesis_reports_the_first_failed_sequence_number() {
+        let d = deps(
+            MemStore {
+                fail_keys_containing: Some("/bad/"),
+                ..MemStore::default()
+            },
+            MemDlq::default(),
+        );
+        let e = event(&[
+            kinesis_record(LONG_A, "good", 1),
+            kinesis_record(LONG_B, "bad", 2),
+            kinesis_record(LONG_C, "good", 3),
+        ]);
+        let r = handle(&e, &d).await.unwrap();
+        assert_eq!(r.failed_ids(), vec![LONG_B.to_owned()]);
+        assert_eq!(
+            r.to_json(),
+            serde_json::json!({"batchItemFailures": [{"itemIdentifier": LONG_B}]})
+        );
+        assert_eq!(d.store.objects.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn malformed_kinesis_records_are_dead_lettered_with_their_code_and_kept_whole() {
+        let d = deps(MemStore::default(), MemDlq::default());
+        let not_a_change = base64_of(br#"{"device":"foo","temperature":42.42}"#);
+        let no_table = base64_of(
+            br#"{"eventName":"INSERT","eventSource":"aws:dynamodb","dynamodb":{"ApproximateCreationDateTime":1,"Keys":{"pk":{"S":"a"}}}}"#,
+        );
+        let cases = [
+            (kinesis_with_data("11", "%%% not base64"), "invalid_base64"),
+            (
+                kinesis_with_data("12", &base64_of(b"\xff\xfe\xfd")),
+                "invalid_utf8",
+            ),
+            (
+                kinesis_with_data("13", &base64_of(b"INSERT INTO orders")),
+                "not_json",
+            ),
+            (kinesis_with_data("14", &not_a_change), "unknown_shape"),
+            (kinesis_with_data("15", &no_table), "missing_field"),
+            (
+                r#"{"eventSource":"aws:kinesis","kinesis":{"sequenceNumber":"16"}}"#.to_owned(),
+                "missing_field",
+            ),
+            (
+                r#"{"eventSource":"aws:kinesis","kinesis":"INSERT"}"#.to_owned(),
+                "unknown_shape",
+            ),
+        ];
+        let records: Vec<String> = cases.iter().map(|(r, _)| r.clone()).collect();
+        let r = handle(&event(&records), &d).await.unwrap();
+        assert!(r.failed_ids().is_empty(), "dead letters are not retried");
+        assert!(d.store.objects.lock().unwrap().is_empty());
+        let sent = d.dead_letters.sent.lock().unwrap();
+        assert_eq!(sent.len(), cases.len());
+        for (record, code) in &cases {
+            let env = sent
+                .iter()
+                .find(|e| e.original.as_deref() == Some(record.as_str()))
+                .unwrap_or_else(|| panic!("no dead letter keeps {record}"));
+            assert_eq!(env.error_code.as_deref(), Some(*code), "{record}");
+            assert_eq!(env.step, Step::Ingest);
+        }
+        let kinesis_origin = sent
+            .iter()
+            .find(|e| e.error_code.as_deref() == Some("unknown_shape") && e.format.is_none())
+            .map(|e| serde_json::from_str::<serde_json::Value>(e.origin.get()).unwrap())
+            .unwrap();
+        assert_eq!(kinesis_origin["kind"], "kinesis");
+        let with_table = sent
+            .iter()
+            .find(|e| e.original.as_deref() == Some(records[4].as_str()))
+            .unwrap();
+        assert_eq!(with_table.format, Some(Format::DdbKinesis));
+        let origin: serde_json::Value = serde_json::from_str(with_table.origin.get()).unwrap();
+        assert_eq!(origin["kinesis"]["sequence_number"], "15");
+        assert_eq!(origin["kinesis"]["shard_id"], "shardId-000000000000");
+        assert_eq!(origin["arn"], "arn:aws:kinesis:us-east-1:1:stream/s");
+    }
+
+    #[tokio::test]
+    async fn a_kinesis_dead_letter_that_cannot_be_sent_is_retried_from_there() {
+        let d = deps(
+            MemStore::default(),
+            MemDlq {
+                fail: true,
+                ..MemDlq::default()
+            },
+        );
+        let e = event(&[
+            kinesis_record("1", "t", 1),
+            kinesis_with_data("2", "!!"),
+            kinesis_record("3", "t", 3),
+        ]);
+        let r = handle(&e, &d).await.unwrap();
+        assert_eq!(r.failed_ids(), vec!["2".to_owned()]);
+        // Without a sequence number to name it, the whole batch is retried.
+        let e = event(&[
+            kinesis_record("1", "t", 1),
+            r#"{"eventSource":"aws:kinesis","kinesis":{}}"#.to_owned(),
+        ]);
+        let err = handle(&e, &d).await.unwrap_err();
+        assert!(err.is_retriable(), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_kinesis_tumbling_window_gets_its_state_back() {
+        let d = deps(MemStore::default(), MemDlq::default());
+        let e = format!(
+            r#"{{"Records":[{}],"window":{{"start":"a","end":"b"}},"state":{{"n":1}},"shardId":"shardId-000000000000","eventSourceARN":"arn:aws:kinesis:us-east-1:1:stream/s","isFinalInvokeForWindow":false,"isWindowTerminatedEarly":false}}"#,
+            kinesis_record("9", "t", 9)
+        );
+        let r = handle(&e, &d).await.unwrap();
+        assert!(matches!(r, IngestResponse::KinesisWindow(..)));
+        assert_eq!(
+            r.to_json(),
+            serde_json::json!({"batchItemFailures": [], "state": {"n": 1}})
+        );
+    }
+
     #[tokio::test]
     async fn events_that_are_not_batches_are_refused_whole() {
         let d = deps(MemStore::default(), MemDlq::default());
         for bad in [
             r#"{"foo":1}"#,
             "[]",
-            r#"{"Records":[{"eventSource":"aws:kinesis"}]}"#,
+            r#"{"Records":[{"eventSource":"aws:s3"}]}"#,
         ] {
             let err = handle(bad, &d).await.unwrap_err();
             assert!(

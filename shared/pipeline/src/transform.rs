@@ -772,9 +772,7 @@ pub fn decode_record(line: &OwnedRawLine, limits: &Limits) -> Result<Change, Dec
     match line.format {
         Format::DdbStream => ddb::StreamRecord::parse(text)?.decode(),
         Format::App | Format::Debezium | Format::Dms => body::decode(text, limits),
-        Format::DdbKinesis => Err(DecodeError::UnknownShape {
-            detail: "ddb-kinesis lines are not typed by this version".into(),
-        }),
+        Format::DdbKinesis => sluice_core::kinesis::decode_line(text, &line.origin),
     }
 }
 

@@ -171,4 +171,35 @@ proptest! {
         prop_assert_eq!(landed + dead, values.len());
         prop_assert_eq!(failed, 0);
     }
+
+    /// Arbitrary bytes, and change records with arbitrary JSON inside, as Kinesis data.
+    #[test]
+    fn any_kinesis_data_lands_or_is_dead_lettered(
+        bytes in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..200), 0..4),
+        parts in prop::collection::vec((json_value(), json_value(), json_value()), 0..4),
+        precision in prop_oneof![Just(None), Just(Some("MILLISECOND")), Just(Some("MICROSECOND")), Just(Some("x"))],
+    ) {
+        use base64::Engine;
+        let mut payloads = bytes;
+        for (created, keys, image) in &parts {
+            let mut dynamodb = serde_json::json!({"ApproximateCreationDateTime": created, "Keys": keys, "NewImage": image});
+            if let (Some(p), Some(o)) = (precision, dynamodb.as_object_mut()) {
+                o.insert("ApproximateCreationDateTimePrecision".into(), p.into());
+            }
+            let change = serde_json::json!({"eventName": "INSERT", "tableName": "t", "eventSource": "aws:dynamodb", "dynamodb": dynamodb});
+            payloads.push(change.to_string().into_bytes());
+        }
+        prop_assume!(!payloads.is_empty());
+        let records: Vec<serde_json::Value> = payloads
+            .iter()
+            .enumerate()
+            .map(|(i, p)| serde_json::json!({
+                "kinesis": {"data": base64::engine::general_purpose::STANDARD.encode(p), "sequenceNumber": format!("4965782840918770152001999524250839011995335832519258{i:04}"), "partitionKey": "k"},
+                "eventSource": "aws:kinesis", "eventID": format!("shardId-000000000000:{i}"), "eventSourceARN": "arn:aws:kinesis:r:1:stream/s"
+            }))
+            .collect();
+        let (landed, dead, failed) = run(&serde_json::json!({ "Records": records }).to_string());
+        prop_assert_eq!(landed + dead, payloads.len());
+        prop_assert_eq!(failed, 0);
+    }
 }
