@@ -508,7 +508,11 @@ mod tests {
         );
         // As in a stream record: the column is set aside for a contract that reads it to refuse.
         let c = ChangeRecord::parse(&bad).unwrap().decode(SEQ).unwrap();
-        assert!(c.unreadable["blob"].contains("invalid base64"), "{:?}", c.unreadable);
+        assert!(
+            c.unreadable["blob"].contains("invalid base64"),
+            "{:?}",
+            c.unreadable
+        );
     }
 
     #[test]
