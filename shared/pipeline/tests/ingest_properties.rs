@@ -189,7 +189,10 @@ proptest! {
             let change = serde_json::json!({"eventName": "INSERT", "tableName": "t", "eventSource": "aws:dynamodb", "dynamodb": dynamodb});
             payloads.push(change.to_string().into_bytes());
         }
-        prop_assume!(!payloads.is_empty());
+        if payloads.is_empty() {
+            // An empty batch is not an event Lambda sends; make it one record of empty data.
+            payloads.push(Vec::new());
+        }
         let records: Vec<serde_json::Value> = payloads
             .iter()
             .enumerate()
