@@ -141,7 +141,7 @@ impl Totals {
             *self
                 .sums
                 .entry((function.clone(), table.clone(), name))
-                .or_default() += values.iter().sum::<f64>();
+                .or_default() += values.iter().fold(0.0, |a, b| a + b);
         }
     }
 
@@ -151,7 +151,8 @@ impl Totals {
             .iter()
             .filter(|((f, _, m), _)| f == function && *m == metric)
             .map(|(_, v)| v)
-            .sum()
+            // From +0.0: an empty float `sum()` is -0.0, which prints as "-0".
+            .fold(0.0, |a, b| a + b)
     }
 }
 

@@ -117,7 +117,12 @@ impl StatusArgs {
                 .send()
                 .await
                 .context("could not read metrics from CloudWatch")?;
-            let sum: f64 = out.datapoints().iter().filter_map(|d| d.sum()).sum();
+            // Folded from +0.0: an empty `sum()` of floats is -0.0, which prints as "-0".
+            let sum: f64 = out
+                .datapoints()
+                .iter()
+                .filter_map(|d| d.sum())
+                .fold(0.0, |a, b| a + b);
             sums.insert((function, metric), sum);
             println!("  {function:<10} {metric:<20} {sum:>10}");
         }
