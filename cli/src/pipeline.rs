@@ -280,3 +280,16 @@ async fn wait_for_signal() {
 async fn wait_for_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_metric_with_no_values_sums_to_zero_not_minus_zero() {
+        assert_eq!(
+            Totals::default().sum("ingest", "RecordsIn").to_string(),
+            "0"
+        );
+    }
+}
