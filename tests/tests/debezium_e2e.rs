@@ -92,7 +92,8 @@ fn n(item: &Item, k: &str) -> Option<String> {
 ///       update whose unchanged TOAST column is `__debezium_unavailable_value`
 /// WHEN it goes through ingest and transform in two rounds (so the update is its own object)
 /// THEN the typed table holds exact decimals and UTC timestamps, and the TOASTed column keeps
-///      its earlier value; the audit is clean.
+///      its earlier value, even when the earlier change arrives after the update; the audit is
+///      clean.
 #[tokio::test]
 async fn a_debezium_postgres_stream_types_exactly_and_keeps_toasted_columns() {
     let env = env().await;
@@ -121,6 +122,15 @@ async fn a_debezium_postgres_stream_types_exactly_and_keeps_toasted_columns() {
                 "balance": decimal_bytes(-5), "credit_limit": null,
                 "created_at": -1_000_001i64, "bio": "short"}),
         ),
+        // Row 3 arrives out of order: its TOAST update first, its insert in the second round.
+        event(
+            &source,
+            "u",
+            1500,
+            serde_json::json!({"id": 3, "email": "cy@new.example.com",
+                "balance": decimal_bytes(300), "credit_limit": null,
+                "created_at": 0, "bio": "__debezium_unavailable_value"}),
+        ),
     ];
     let deps = ingest_deps(&env, &p.ingest);
     ingest_bodies(&env, &p, &deps, &first, 10).await;
@@ -128,14 +138,24 @@ async fn a_debezium_postgres_stream_types_exactly_and_keeps_toasted_columns() {
     assert_eq!(failed, 0);
 
     // The update: a new email and balance; the bio did not change and is not sent.
-    let second = vec![event(
-        &source,
-        "u",
-        2000,
-        serde_json::json!({"id": 1, "email": "ann@new.example.com",
+    let second = vec![
+        event(
+            &source,
+            "u",
+            2000,
+            serde_json::json!({"id": 1, "email": "ann@new.example.com",
             "balance": decimal_bytes(100), "credit_limit": decimal_bytes(limit_unscaled),
             "created_at": 1_795_500_000_123_456i64, "bio": "__debezium_unavailable_value"}),
-    )];
+        ),
+        event(
+            &source,
+            "c",
+            1002,
+            serde_json::json!({"id": 3, "email": "cy@example.com",
+            "balance": decimal_bytes(100), "credit_limit": null,
+            "created_at": 0, "bio": "Cy's biography, delivered late."}),
+        ),
+    ];
     ingest_bodies(&env, &p, &deps, &second, 10).await;
     let (_, failed) = drain_transform(&env, &p, &transform_deps(&env, &p)).await;
     assert_eq!(failed, 0);
@@ -145,7 +165,7 @@ async fn a_debezium_postgres_stream_types_exactly_and_keeps_toasted_columns() {
         .into_iter()
         .map(|i| (n(&i, "id").unwrap(), i))
         .collect();
-    assert_eq!(typed.len(), 2);
+    assert_eq!(typed.len(), 3);
     let ann = &typed["1"];
     assert_eq!(s(ann, "email").as_deref(), Some("ann@new.example.com"));
     assert_eq!(n(ann, "balance").as_deref(), Some("1"));
@@ -179,6 +199,15 @@ async fn a_debezium_postgres_stream_types_exactly_and_keeps_toasted_columns() {
         "before 1970"
     );
 
+    let cy = &typed["3"];
+    assert_eq!(
+        s(cy, "bio").as_deref(),
+        Some("Cy's biography, delivered late."),
+        "the late insert fills the column its newer update left unchanged"
+    );
+    assert_eq!(s(cy, "email").as_deref(), Some("cy@new.example.com"));
+    assert_eq!(n(cy, "balance").as_deref(), Some("3"));
+
     let contracts = ContractSet::from_files([(
         "accounts.yaml".to_owned(),
         std::fs::read_to_string(p.contracts_dir.join("accounts.yaml")).unwrap(),
@@ -196,7 +225,7 @@ async fn a_debezium_postgres_stream_types_exactly_and_keeps_toasted_columns() {
     .await
     .unwrap();
     assert!(report.is_clean(), "{:#?}", report.problems);
-    assert_eq!(report.tables[0].raw_lines, 3);
-    assert_eq!(report.tables[0].typed, 2);
-    assert_eq!(report.tables[0].stale, 1);
+    assert_eq!(report.tables[0].raw_lines, 5);
+    assert_eq!(report.tables[0].typed, 3);
+    assert_eq!(report.tables[0].stale, 2);
 }

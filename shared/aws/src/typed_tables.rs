@@ -1,23 +1,30 @@
 //! Typed tables in DynamoDB: conditional writes guarded by `seq` and the contract version.
 //!
-//! Every write is conditional on
+//! A whole row is a `PutItem` conditional on
 //! `attribute_not_exists(<partition key>) OR _seq < :seq OR (_seq = :seq AND _contract_version < :v)`,
 //! the same rule as [`sluice_core::row::supersedes`]. A failed condition means the write was
 //! stale or a duplicate; it is counted, not an error. Throttling is retried with exponential
 //! backoff beyond the SDK's own retries.
 //!
-//! A whole row is a `PutItem`. A row that leaves some fields unchanged (Debezium's unavailable
-//! TOAST values, [`TypedRow::unchanged`]) is an `UpdateItem` that sets every attribute it has,
-//! removes the contract's other fields and the tombstone marks, and leaves the unchanged fields
-//! as stored.
+//! A row that leaves fields unchanged (Debezium's TOAST placeholder, [`TypedRow::unchanged`]) is
+//! read, merged over the stored item ([`sluice_core::row::merge_partial`]) and put back on the
+//! condition that the stored item has not changed meanwhile (else it is read again). Unchanged
+//! fields keep their stored values, with a `_vseq:` attribute naming the change each came from.
+//!
+//! A stale row still fills what it can: the failed condition returns the stored item
+//! (`ReturnValuesOnConditionCheckFailure`), and every field whose `_vseq:` is older than the
+//! change the stale row carries it from is set by an `UpdateItem` on the condition
+//! `attribute_exists(_vseq:f) AND _vseq:f < :seq` ([`sluice_core::row::fills`]). So any order of
+//! delivery ends in the same row.
 
 use std::future::Future;
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::AttributeValue;
-use sluice_core::row::TypedRow;
-use sluice_core::row::{DELETED_ATTR, EXPIRES_ATTR, EXTRA_ATTR, SEQ_ATTR, VERSION_ATTR};
 use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use sluice_core::row::{fills, merge_partial, supersedes, Item, TypedRow, SEQ_ATTR, VERSION_ATTR};
+use sluice_core::Seq;
 
 use crate::error::AwsError;
 
@@ -72,73 +79,56 @@ pub fn to_sdk(
         .collect()
 }
 
-impl TypedTables for DynamoTypedTables {
-    async fn put_row(&self, row: &TypedRow) -> Result<WriteOutcome, AwsError> {
-        let table = self.table_name(&row.table);
-        let Some((partition_key, _)) = row.key.first() else {
-            return Err(AwsError::local("PutItem", table, "the row has no key"));
-        };
-        let operation = if row.unchanged.is_empty() {
-            "PutItem"
-        } else {
-            "UpdateItem"
-        };
-        let item = to_sdk(&row.item);
-        let condition = "attribute_not_exists(#pk) OR #seq < :seq OR (#seq = :seq AND #v < :v)";
-        let seq = AttributeValue::S(row.seq.as_str().to_owned());
-        let version = AttributeValue::N(row.version.to_string());
+/// Converts an SDK item to a typed item.
+fn from_sdk(item: &HashMap<String, AttributeValue>) -> Item {
+    item.iter()
+        .map(|(k, v)| (k.clone(), serde_dynamo::AttributeValue::from(v.clone())))
+        .collect()
+}
+
+/// The stored row's `seq` and contract version, for the guard.
+fn guard_of(item: &Item) -> Option<(Seq, u64)> {
+    let seq = match item.get(SEQ_ATTR) {
+        Some(serde_dynamo::AttributeValue::S(s)) => Seq::from_normalised(s.clone()),
+        _ => return None,
+    };
+    let version = match item.get(VERSION_ATTR) {
+        Some(serde_dynamo::AttributeValue::N(n)) => n.parse().ok()?,
+        _ => return None,
+    };
+    Some((seq, version))
+}
+
+/// The condition of a conditional `PutItem`.
+enum Condition<'a> {
+    /// The row supersedes what is stored (or nothing is).
+    Supersedes(&'a TypedRow),
+    /// Nothing is stored.
+    Absent,
+    /// The stored row still has this `seq` and contract version.
+    Still(&'a Seq, u64),
+}
+
+/// What a conditional `PutItem` did.
+enum Put {
+    Written,
+    /// The condition failed; the stored item, when there is one.
+    Refused(Option<Item>),
+}
+
+impl DynamoTypedTables {
+    /// Runs a request, retrying throttling and other retriable failures with backoff.
+    async fn with_retries<T, F, Fut>(&self, mut send: F) -> Result<T, AwsError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, AwsError>>,
+    {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let result = if row.unchanged.is_empty() {
-                self.client
-                    .put_item()
-                    .table_name(&table)
-                    .set_item(Some(item.clone()))
-                    .condition_expression(condition)
-                    .expression_attribute_names("#pk", partition_key)
-                    .expression_attribute_names("#seq", SEQ_ATTR)
-                    .expression_attribute_names("#v", VERSION_ATTR)
-                    .expression_attribute_values(":seq", seq.clone())
-                    .expression_attribute_values(":v", version.clone())
-                    .send()
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| {
-                        let stale = e
-                            .as_service_error()
-                            .is_some_and(|s| s.is_conditional_check_failed_exception());
-                        (stale, AwsError::from_sdk(operation, table.clone(), e))
-                    })
-            } else {
-                let update = partial_update(row, &item);
-                self.client
-                    .update_item()
-                    .table_name(&table)
-                    .set_key(Some(update.key))
-                    .update_expression(update.expression)
-                    .condition_expression(condition)
-                    .set_expression_attribute_names(Some(update.names))
-                    .expression_attribute_names("#pk", partition_key)
-                    .expression_attribute_names("#seq", SEQ_ATTR)
-                    .expression_attribute_names("#v", VERSION_ATTR)
-                    .set_expression_attribute_values(Some(update.values))
-                    .expression_attribute_values(":seq", seq.clone())
-                    .expression_attribute_values(":v", version.clone())
-                    .send()
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| {
-                        let stale = e
-                            .as_service_error()
-                            .is_some_and(|s| s.is_conditional_check_failed_exception());
-                        (stale, AwsError::from_sdk(operation, table.clone(), e))
-                    })
-            };
-            match result {
-                Ok(()) => return Ok(WriteOutcome::Written),
-                Err((true, _)) => return Ok(WriteOutcome::Stale),
-                Err((false, err)) => {
+            match send().await {
+                Ok(v) => return Ok(v),
+                Err(err) => {
                     if !err.is_retriable() || attempt >= self.max_attempts {
                         return Err(err);
                     }
@@ -149,60 +139,188 @@ impl TypedTables for DynamoTypedTables {
             }
         }
     }
-}
 
-/// The parts of an `UpdateItem` for a row that leaves some fields unchanged.
-struct PartialUpdate {
-    key: HashMap<String, AttributeValue>,
-    expression: String,
-    names: HashMap<String, String>,
-    values: HashMap<String, AttributeValue>,
-}
+    async fn put(
+        &self,
+        table: &str,
+        partition_key: &str,
+        item: &Item,
+        condition: Condition<'_>,
+    ) -> Result<Put, AwsError> {
+        let item = to_sdk(item);
+        self.with_retries(|| {
+            let mut req = self
+                .client
+                .put_item()
+                .table_name(table)
+                .set_item(Some(item.clone()))
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                );
+            // Every name given must be used by the expression, or DynamoDB refuses the request.
+            req = match &condition {
+                Condition::Supersedes(row) => req
+                    .expression_attribute_names("#pk", partition_key)
+                    .condition_expression(
+                        "attribute_not_exists(#pk) OR #seq < :seq OR (#seq = :seq AND #v < :v)",
+                    )
+                    .expression_attribute_names("#seq", SEQ_ATTR)
+                    .expression_attribute_names("#v", VERSION_ATTR)
+                    .expression_attribute_values(
+                        ":seq",
+                        AttributeValue::S(row.seq.as_str().to_owned()),
+                    )
+                    .expression_attribute_values(":v", AttributeValue::N(row.version.to_string())),
+                Condition::Absent => req
+                    .expression_attribute_names("#pk", partition_key)
+                    .condition_expression("attribute_not_exists(#pk)"),
+                Condition::Still(seq, version) => req
+                    .condition_expression("#seq = :seq AND #v = :v")
+                    .expression_attribute_names("#seq", SEQ_ATTR)
+                    .expression_attribute_names("#v", VERSION_ATTR)
+                    .expression_attribute_values(":seq", AttributeValue::S(seq.as_str().to_owned()))
+                    .expression_attribute_values(":v", AttributeValue::N(version.to_string())),
+            };
+            async move {
+                match req.send().await {
+                    Ok(_) => Ok(Put::Written),
+                    Err(e) => match e.as_service_error() {
+                        Some(aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(c)) => {
+                            Ok(Put::Refused(c.item().map(from_sdk)))
+                        }
+                        _ => Err(AwsError::from_sdk("PutItem", table.to_owned(), e)),
+                    },
+                }
+            }
+        })
+        .await
+    }
 
-/// `SET` every non-key attribute the row has; `REMOVE` the bookkeeping attributes it lacks (a
-/// tombstone's marks, `_extra`) and the fields it knows are missing. Unchanged fields are in
-/// neither list, so they keep their stored values. Names and values are placeholders
-/// (`#a0`, `:a0`), so any attribute name is safe.
-fn partial_update(row: &TypedRow, item: &HashMap<String, AttributeValue>) -> PartialUpdate {
-    let key: HashMap<String, AttributeValue> = row
-        .key
-        .iter()
-        .filter_map(|(k, _)| item.get(k).map(|v| (k.clone(), v.clone())))
-        .collect();
-    let mut names = HashMap::new();
-    let mut values = HashMap::new();
-    let mut sets = Vec::new();
-    let mut attrs: Vec<&String> = item.keys().filter(|k| !key.contains_key(*k)).collect();
-    attrs.sort();
-    for (i, name) in attrs.into_iter().enumerate() {
-        names.insert(format!("#a{i}"), name.clone());
-        if let Some(v) = item.get(name) {
-            values.insert(format!(":a{i}"), v.clone());
+    /// Reads the stored item of a row's key, strongly consistent.
+    async fn get(&self, table: &str, row: &TypedRow) -> Result<Option<Item>, AwsError> {
+        let key: HashMap<String, AttributeValue> = row
+            .key
+            .iter()
+            .map(|(k, v)| (k.clone(), AttributeValue::from(v.clone())))
+            .collect();
+        self.with_retries(|| {
+            let req = self
+                .client
+                .get_item()
+                .table_name(table)
+                .set_key(Some(key.clone()))
+                .consistent_read(true);
+            async move {
+                req.send()
+                    .await
+                    .map(|out| out.item().map(from_sdk))
+                    .map_err(|e| AwsError::from_sdk("GetItem", table.to_owned(), e))
+            }
+        })
+        .await
+    }
+
+    /// Fills, from a stale row, the stored fields whose values come from older changes.
+    async fn fill(&self, table: &str, stored: &Item, row: &TypedRow) -> Result<(), AwsError> {
+        let key: HashMap<String, AttributeValue> = row
+            .key
+            .iter()
+            .map(|(k, v)| (k.clone(), AttributeValue::from(v.clone())))
+            .collect();
+        for fill in fills(stored, row) {
+            let update = match &fill.value {
+                Some(_) => "SET #f = :v, #vf = :s",
+                None => "REMOVE #f SET #vf = :s",
+            };
+            let result = self
+                .with_retries(|| {
+                    let mut req = self
+                        .client
+                        .update_item()
+                        .table_name(table)
+                        .set_key(Some(key.clone()))
+                        .update_expression(update)
+                        .condition_expression("attribute_exists(#vf) AND #vf < :s")
+                        .expression_attribute_names("#f", &fill.field)
+                        .expression_attribute_names("#vf", &fill.vseq_attr)
+                        .expression_attribute_values(
+                            ":s",
+                            AttributeValue::S(fill.seq.as_str().to_owned()),
+                        );
+                    if let Some(v) = &fill.value {
+                        req =
+                            req.expression_attribute_values(":v", AttributeValue::from(v.clone()));
+                    }
+                    async move {
+                        match req.send().await {
+                            Ok(_) => Ok(true),
+                            Err(e)
+                                if e.as_service_error()
+                                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+                            {
+                                Ok(false)
+                            }
+                            Err(e) => Err(AwsError::from_sdk("UpdateItem", table.to_owned(), e)),
+                        }
+                    }
+                })
+                .await?;
+            tracing::debug!(table, field = %fill.field, seq = %fill.seq, applied = result, "Filled an unchanged field from a late older change.");
         }
-        sets.push(format!("#a{i} = :a{i}"));
+        Ok(())
     }
-    let mut removes = Vec::new();
-    let mut missing: Vec<&str> = row
-        .missing
-        .iter()
-        .map(String::as_str)
-        .chain([DELETED_ATTR, EXPIRES_ATTR, EXTRA_ATTR])
-        .filter(|f| !item.contains_key(*f) && !row.unchanged.iter().any(|u| u == f))
-        .collect();
-    missing.sort_unstable();
-    missing.dedup();
-    for (i, name) in missing.into_iter().enumerate() {
-        names.insert(format!("#r{i}"), name.to_owned());
-        removes.push(format!("#r{i}"));
-    }
-    let mut expression = format!("SET {}", sets.join(", "));
-    if !removes.is_empty() {
-        expression.push_str(&format!(" REMOVE {}", removes.join(", ")));
-    }
-    PartialUpdate {
-        key,
-        expression,
-        names,
-        values,
+}
+
+impl TypedTables for DynamoTypedTables {
+    async fn put_row(&self, row: &TypedRow) -> Result<WriteOutcome, AwsError> {
+        let table = self.table_name(&row.table);
+        let Some((partition_key, _)) = row.key.first() else {
+            return Err(AwsError::local("PutItem", table, "the row has no key"));
+        };
+        if !row.is_partial() {
+            return match self
+                .put(
+                    &table,
+                    partition_key,
+                    &row.write_item(),
+                    Condition::Supersedes(row),
+                )
+                .await?
+            {
+                Put::Written => Ok(WriteOutcome::Written),
+                Put::Refused(stored) => {
+                    if let Some(stored) = stored {
+                        self.fill(&table, &stored, row).await?;
+                    }
+                    Ok(WriteOutcome::Stale)
+                }
+            };
+        }
+        // Read, merge, and put back if nothing changed meanwhile.
+        for _ in 0..self.max_attempts {
+            let stored = self.get(&table, row).await?;
+            let guard = stored.as_ref().and_then(guard_of);
+            if !supersedes(guard.as_ref().map(|(s, v)| (s, *v)), &row.seq, row.version) {
+                if let Some(stored) = &stored {
+                    self.fill(&table, stored, row).await?;
+                }
+                return Ok(WriteOutcome::Stale);
+            }
+            let item = merge_partial(stored.as_ref(), row);
+            let condition = match &guard {
+                Some((seq, version)) => Condition::Still(seq, *version),
+                None => Condition::Absent,
+            };
+            if let Put::Written = self.put(&table, partition_key, &item, condition).await? {
+                return Ok(WriteOutcome::Written);
+            }
+        }
+        let mut err = AwsError::local(
+            "PutItem",
+            table,
+            "the stored row kept changing while a partial update was merged over it",
+        );
+        err.retriable = true;
+        Err(err)
     }
 }

@@ -168,57 +168,96 @@ pub fn prepare(
     ty: &FieldType,
     hint: &Hint,
 ) -> Result<Option<String>, &'static str> {
-    let SrcRef::Json(raw) = value else {
-        // DynamoDB values carry their own types; only a contract scale applies to them.
-        return match (value, hint.scale) {
-            (SrcRef::Ddb(serde_dynamo::AttributeValue::S(s)), Some(scale))
-                if *ty == FieldType::Decimal =>
-            {
-                decimal_bytes(s, scale).map(|t| Some(decimal_out(&t, ty)))
-            }
-            _ => Ok(None),
-        };
-    };
-    let text = raw.get();
-    let string = || serde_json::from_str::<Cow<'_, str>>(text).ok();
     let logical = match hint.logical {
         Some(l) => Some(l),
-        None if *ty == FieldType::Decimal && text.starts_with('{') => {
-            Some(Logical::VariableScaleDecimal)
-        }
-        None if *ty == FieldType::Decimal && text.starts_with('"') => {
-            hint.scale.map(|scale| Logical::Decimal { scale })
-        }
         None => match (ty, hint.unit) {
             (FieldType::Date, Some(TimeUnit::Days)) => Some(Logical::Date),
             (FieldType::Time, Some(unit)) => Some(Logical::Time(unit)),
             _ => None,
         },
     };
-    let Some(logical) = logical else {
+    match logical {
+        Some(Logical::Date | Logical::Time(_) | Logical::Timestamp(_)) => {
+            // Epoch and time-of-day numbers, from any source: JSON numbers, DynamoDB `N`, and
+            // numeric strings. Other values (already formatted text) are typing's to read.
+            match (logical, numeric_text(value)) {
+                (Some(l), Some(text)) => temporal(l, &text, ty),
+                _ => Ok(None),
+            }
+        }
+        Some(Logical::ZonedTimestamp) => Ok(None),
+        Some(Logical::Decimal { scale }) => match value {
+            SrcRef::Json(raw) => {
+                let s = serde_json::from_str::<Cow<'_, str>>(raw.get())
+                    .map_err(|_| "a Connect Decimal is base64 text")?;
+                Ok(Some(decimal_out(&decimal_bytes(&s, scale)?, ty)))
+            }
+            _ => Ok(None),
+        },
+        Some(Logical::VariableScaleDecimal) => variable_scale(value, ty),
+        None if *ty == FieldType::Decimal => match (value, hint.scale) {
+            // A VariableScaleDecimal is recognised by its shape.
+            (SrcRef::Json(raw), _) if raw.get().starts_with('{') => variable_scale(value, ty),
+            // The contract's scale: string values are Connect Decimal bytes.
+            (SrcRef::Json(raw), Some(scale)) if raw.get().starts_with('"') => {
+                let s = serde_json::from_str::<Cow<'_, str>>(raw.get())
+                    .map_err(|_| "a Connect Decimal is base64 text")?;
+                Ok(Some(decimal_out(&decimal_bytes(&s, scale)?, ty)))
+            }
+            (SrcRef::Ddb(serde_dynamo::AttributeValue::S(s)), Some(scale)) => {
+                Ok(Some(decimal_out(&decimal_bytes(s, scale)?, ty)))
+            }
+            _ => Ok(None),
+        },
+        None => Ok(None),
+    }
+}
+
+/// `{"scale": s, "value": "<base64>"}` as an exact decimal.
+fn variable_scale(value: SrcRef<'_>, ty: &FieldType) -> Result<Option<String>, &'static str> {
+    #[derive(Deserialize)]
+    struct Vsd<'a> {
+        scale: i32,
+        #[serde(borrow)]
+        value: Cow<'a, str>,
+    }
+    let SrcRef::Json(raw) = value else {
         return Ok(None);
     };
-    let is_number = !text.starts_with(['"', '{', '[', 'n', 't', 'f']);
+    if !raw.get().starts_with('{') {
+        return Ok(None);
+    }
+    let v: Vsd<'_> = serde_json::from_str(raw.get())
+        .map_err(|_| "a VariableScaleDecimal is {\"scale\": <int>, \"value\": <base64>}")?;
+    Ok(Some(decimal_out(&decimal_bytes(&v.value, v.scale)?, ty)))
+}
+
+/// The text of a number, from a JSON number or numeric string, a DynamoDB `N` (or numeric `S`),
+/// or a set member.
+fn numeric_text<'a>(value: SrcRef<'a>) -> Option<Cow<'a, str>> {
+    let text: Cow<'a, str> = match value {
+        SrcRef::Json(raw) => {
+            let t = raw.get();
+            if t.starts_with('"') {
+                Cow::Owned(serde_json::from_str::<String>(t).ok()?)
+            } else {
+                Cow::Borrowed(t)
+            }
+        }
+        SrcRef::Ddb(serde_dynamo::AttributeValue::N(n) | serde_dynamo::AttributeValue::S(n)) => {
+            Cow::Borrowed(n.as_str())
+        }
+        SrcRef::Num(n) | SrcRef::Str(n) => Cow::Borrowed(n),
+        _ => return None,
+    };
+    crate::typing::is_number(&text).then_some(text)
+}
+
+/// A date, time of day or timestamp number as the field wants it. `Ok(None)` leaves the number
+/// to typing (an `int` field keeps it as it is).
+fn temporal(logical: Logical, text: &str, ty: &FieldType) -> Result<Option<String>, &'static str> {
     match logical {
-        Logical::Decimal { scale } => {
-            let s = string().ok_or("a Connect Decimal is base64 text")?;
-            Ok(Some(decimal_out(&decimal_bytes(&s, scale)?, ty)))
-        }
-        Logical::VariableScaleDecimal => {
-            #[derive(Deserialize)]
-            struct Vsd<'a> {
-                scale: i32,
-                #[serde(borrow)]
-                value: Cow<'a, str>,
-            }
-            if !text.starts_with('{') {
-                return Ok(None);
-            }
-            let v: Vsd<'_> = serde_json::from_str(text)
-                .map_err(|_| "a VariableScaleDecimal is {\"scale\": <int>, \"value\": <base64>}")?;
-            Ok(Some(decimal_out(&decimal_bytes(&v.value, v.scale)?, ty)))
-        }
-        Logical::Date if is_number => {
+        Logical::Date => {
             let days: i64 = text
                 .parse()
                 .map_err(|_| "a date is a whole number of days")?;
@@ -232,14 +271,14 @@ pub fn prepare(
                 _ => None,
             })
         }
-        Logical::Time(unit) if is_number => match ty {
+        Logical::Time(unit) => match ty {
             FieldType::Time | FieldType::String => Ok(Some(quote(&time_of_day(text, unit)?))),
             FieldType::Timestamp | FieldType::Date => {
                 Err("a time of day is not a point in time; type the field `time`")
             }
             _ => Ok(None),
         },
-        Logical::Timestamp(unit) if is_number => {
+        Logical::Timestamp(unit) => {
             let stamp = epoch_timestamp(text, Some(unit))?;
             Ok(match ty {
                 FieldType::Timestamp | FieldType::String => Some(quote(&stamp)),
@@ -247,9 +286,7 @@ pub fn prepare(
                 _ => None,
             })
         }
-        Logical::Date | Logical::Time(_) | Logical::Timestamp(_) | Logical::ZonedTimestamp => {
-            Ok(None)
-        }
+        _ => Ok(None),
     }
 }
 
@@ -275,12 +312,12 @@ pub fn decimal_bytes(base64_text: &str, scale: i32) -> Result<String, &'static s
         return Err("empty Connect Decimal bytes");
     };
     let negative = first & 0x80 != 0;
-    // Sign-extension bytes carry no digits; what remains must fit an i128.
+    // A sign-extension byte carries no digits when the byte after it has the same sign bit;
+    // what remains (its first byte holding the sign) must fit an i128.
     let sign_byte = if negative { 0xff } else { 0x00 };
     let skip = bytes
-        .iter()
-        .take(bytes.len() - 1)
-        .take_while(|&&b| b == sign_byte)
+        .windows(2)
+        .take_while(|w| w[0] == sign_byte && (w[1] & 0x80) == (sign_byte & 0x80))
         .count();
     let significant = &bytes[skip..];
     if significant.len() > 16 {
@@ -295,7 +332,8 @@ pub fn decimal_bytes(base64_text: &str, scale: i32) -> Result<String, &'static s
 /// `HH:MM:SS[.fraction]` of a time since midnight; `24:00:00` is allowed, as Postgres has it.
 fn time_of_day(text: &str, unit: TimeUnit) -> Result<String, &'static str> {
     let per_second: i64 = match unit {
-        TimeUnit::Seconds | TimeUnit::Days => 1,
+        TimeUnit::Days => return Err("days are not a unit of a time of day"),
+        TimeUnit::Seconds => 1,
         TimeUnit::Milliseconds => 1_000,
         TimeUnit::Microseconds => 1_000_000,
         TimeUnit::Nanoseconds => 1_000_000_000,
@@ -350,6 +388,20 @@ mod tests {
         assert_eq!(decimal_bytes(&b64, 10).unwrap().len(), 39);
         let big = base64::engine::general_purpose::STANDARD.encode([0x7f; 17]);
         assert!(decimal_bytes(&big, 0).unwrap_err().contains("38"));
+        // A leading sign byte is needed when the next byte's top bit differs: 2^128 - 1 and
+        // -2^128 take 17 bytes, and are refused rather than read with the wrong sign.
+        let mut max = vec![0x00];
+        max.extend([0xff; 16]);
+        let max = base64::engine::general_purpose::STANDARD.encode(max);
+        assert!(decimal_bytes(&max, 0).unwrap_err().contains("38"));
+        let mut min = vec![0xff];
+        min.extend([0x00; 16]);
+        let min = base64::engine::general_purpose::STANDARD.encode(min);
+        assert!(decimal_bytes(&min, 0).unwrap_err().contains("38"));
+        // 0x00FF is 255, 0xFF00 is -256, 0xFF7F is -129.
+        assert_eq!(decimal_bytes("AP8=", 0).unwrap(), "255");
+        assert_eq!(decimal_bytes("/wA=", 0).unwrap(), "-256");
+        assert_eq!(decimal_bytes("/38=", 0).unwrap(), "-129");
         assert_eq!(decimal_bytes("", 0), Err("empty Connect Decimal bytes"));
         assert_eq!(
             decimal_bytes("not base64!", 0),
@@ -407,6 +459,8 @@ mod tests {
         );
         assert_eq!(prep("19000", "int", date).unwrap(), None);
         assert!(prep("1e400", "date", date).is_err());
+        assert!(prep("1.5", "date", date).is_err());
+        assert!(prep("99999999999", "date", date).is_err());
 
         let micro = schema(Logical::Timestamp(TimeUnit::Microseconds));
         assert_eq!(
@@ -459,6 +513,32 @@ mod tests {
         );
         // Already formatted text passes through.
         assert_eq!(prep(r#""2020-01-01""#, "date", date).unwrap(), None);
+    }
+
+    #[test]
+    fn contract_units_apply_to_dynamodb_numbers_and_numeric_strings() {
+        let n = serde_dynamo::AttributeValue::N("45296000000".into());
+        let us = Hint::unit(Some(TimeUnit::Microseconds));
+        assert_eq!(
+            prepare(SrcRef::Ddb(&n), &FieldType::Time, &us)
+                .unwrap()
+                .unwrap(),
+            r#""12:34:56.000000""#
+        );
+        let d = serde_dynamo::AttributeValue::N("19000".into());
+        let days = Hint::unit(Some(TimeUnit::Days));
+        assert_eq!(
+            prepare(SrcRef::Ddb(&d), &FieldType::Date, &days)
+                .unwrap()
+                .unwrap(),
+            r#""2022-01-08""#
+        );
+        assert_eq!(
+            prep(r#""19000""#, "date", days).unwrap().unwrap(),
+            r#""2022-01-08""#
+        );
+        // Formatted text is left to typing.
+        assert_eq!(prep(r#""12:00:00""#, "time", us).unwrap(), None);
     }
 
     #[test]

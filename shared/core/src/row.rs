@@ -67,6 +67,9 @@ pub struct TypedRow {
     /// Fields the change has no value for (null or absent, and no default). A whole-row write
     /// leaves them out; a write that keeps unchanged fields removes these explicitly.
     pub missing: Vec<String>,
+    /// Fields whose value (or absence) was taken from an earlier change of the key, with that
+    /// change's `seq`: the write records it as `_vseq:<field>` (see [`VSEQ_PREFIX`]).
+    pub filled: Vec<(String, Seq)>,
 }
 
 impl TypedRow {
@@ -224,7 +227,9 @@ fn type_field(
             if is_unavailable(value) {
                 return Ok(Found::Unchanged);
             }
-            if is_key {
+            // A value the event's schema (or the contract's scale) declares is typed by that
+            // declaration: a Connect Decimal key arrives as base64 text but is a number.
+            if is_key && hint.logical.is_none() && hint.scale.is_none() {
                 let found = value.kind();
                 let other_kind = match field.ty {
                     FieldType::String => found == "a number",
@@ -356,6 +361,18 @@ pub fn type_change(
             if !extra.is_empty() {
                 item.insert(EXTRA_ATTR.to_owned(), AttributeValue::M(extra));
             }
+            // Unknown columns the change did not send keep their stored values too.
+            if let Image::Json(columns) = primary {
+                for (name, value) in columns {
+                    let read = contract
+                        .fields
+                        .iter()
+                        .any(|f| f.from.first().is_some_and(|s| s == name));
+                    if !read && is_unavailable(SrcRef::Json(value)) {
+                        unchanged.push(extra_column(name));
+                    }
+                }
+            }
         }
     }
     bookkeeping(&mut item, change, contract, meta, tombstone);
@@ -368,6 +385,7 @@ pub fn type_change(
         tombstone,
         unchanged,
         missing,
+        filled: Vec::new(),
     }))
 }
 
@@ -442,6 +460,7 @@ pub fn old_key_tombstone(
         tombstone: true,
         unchanged: Vec::new(),
         missing: Vec::new(),
+        filled: Vec::new(),
     })
 }
 
@@ -554,23 +573,233 @@ pub fn newest_of<T>(mut group: Vec<(TypedRow, T)>) -> Option<(TypedRow, T)> {
         .reduce(|(prev, _), (next, attached)| (fill_unchanged(prev, next), attached))
 }
 
-/// `next` (the newer change) with the fields it left unchanged filled from `prev`.
+/// `next` (the newer change) with the fields it left unchanged filled from `prev`, recording
+/// where each value came from.
 fn fill_unchanged(prev: TypedRow, mut next: TypedRow) -> TypedRow {
-    if next.unchanged.is_empty() || prev.tombstone {
-        return next;
-    }
     let unchanged = std::mem::take(&mut next.unchanged);
     for field in unchanged {
-        if let Some(v) = prev.item.get(&field) {
-            next.item.insert(field, v.clone());
-        } else if prev.unchanged.contains(&field) {
+        if let Some(column) = as_extra_column(&field) {
+            if prev.unchanged.contains(&field) {
+                next.unchanged.push(field);
+            } else if !prev.tombstone {
+                set_extra(&mut next.item, column, extra_of(&prev.item, column));
+            }
+            continue;
+        }
+        if prev.tombstone {
+            // Deleted since: nothing to keep.
+            next.missing.push(field.clone());
+            next.filled.push((field, prev.seq.clone()));
+            continue;
+        }
+        if prev.unchanged.contains(&field) {
             // The earlier change did not carry it either: still unknown.
             next.unchanged.push(field);
-        } else {
-            next.missing.push(field);
+            continue;
         }
+        let from = prev
+            .filled
+            .iter()
+            .find(|(f, _)| *f == field)
+            .map_or_else(|| prev.seq.clone(), |(_, s)| s.clone());
+        match prev.item.get(&field) {
+            Some(v) => {
+                next.item.insert(field.clone(), v.clone());
+            }
+            None => next.missing.push(field.clone()),
+        }
+        next.filled.push((field, from));
     }
     next
+}
+
+/// Prefix of the attributes that record, for a field whose stored value did not come from the
+/// row's own change, the `seq` of the change it came from (`_vseq:bio`). Only rows written by a
+/// change that left a field unchanged (Debezium's TOAST placeholder) have them.
+///
+/// They make out-of-order delivery converge: when an older change arrives after a newer one that
+/// left a field unchanged, the older change is stale for the row, but it still carries the
+/// field, so it fills the field if it is newer than the stored value's `_vseq` ([`fills`]).
+pub const VSEQ_PREFIX: &str = "_vseq:";
+
+/// How [`TypedRow::unchanged`] names a column of `_extra` (`unknown_fields: keep`).
+fn extra_column(name: &str) -> String {
+    format!("{EXTRA_ATTR}.{name}")
+}
+
+/// The `_extra` column an [`TypedRow::unchanged`] entry names, if it names one.
+fn as_extra_column(entry: &str) -> Option<&str> {
+    entry.strip_prefix(EXTRA_ATTR)?.strip_prefix('.')
+}
+
+/// Sets (or, for `None`, leaves out) one column of an item's `_extra` map.
+fn set_extra(item: &mut Item, column: &str, value: Option<AttributeValue>) {
+    let Some(value) = value else { return };
+    let entry = item
+        .entry(EXTRA_ATTR.to_owned())
+        .or_insert_with(|| AttributeValue::M(HashMap::new()));
+    if let AttributeValue::M(m) = entry {
+        m.insert(column.to_owned(), value);
+    }
+}
+
+fn extra_of(item: &Item, column: &str) -> Option<AttributeValue> {
+    match item.get(EXTRA_ATTR) {
+        Some(AttributeValue::M(m)) => m.get(column).cloned(),
+        _ => None,
+    }
+}
+
+/// A typed item, attribute by attribute.
+pub type Item = HashMap<String, AttributeValue>;
+
+/// The `_vseq:` attribute of a field.
+pub fn vseq_attr(field: &str) -> String {
+    format!("{VSEQ_PREFIX}{field}")
+}
+
+impl TypedRow {
+    /// Whether some field's value is not this change's own: left unchanged (Debezium's TOAST
+    /// placeholder) or taken from an earlier change. Such a row is merged over the stored item
+    /// ([`merge_partial`]) rather than replacing it.
+    pub fn is_partial(&self) -> bool {
+        !self.unchanged.is_empty() || !self.filled.is_empty()
+    }
+
+    /// The item a whole-row write stores: the row's attributes and the `_vseq:` of the fields it
+    /// took from earlier changes.
+    pub fn write_item(&self) -> Item {
+        let mut item = self.item.clone();
+        for (field, seq) in &self.filled {
+            item.insert(vseq_attr(field), AttributeValue::S(seq.as_str().to_owned()));
+        }
+        item
+    }
+}
+
+fn str_of<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
+    match item.get(name) {
+        Some(AttributeValue::S(s)) => Some(s),
+        _ => None,
+    }
+}
+
+/// The item stored by a partial row ([`TypedRow::is_partial`]), written over `stored` (the
+/// current item, if any, which the row supersedes).
+///
+/// The row's attributes replace the stored ones; its missing fields, the stored tombstone marks,
+/// `_extra` and `_vseq:` attributes are removed. Then each field whose value is not the row's
+/// own takes the newer of two: the stored value, as of the stored `_vseq:` (else the stored
+/// row's `seq`), and the row's value, as of the change it was filled from (an unchanged field
+/// has none). A `_vseq:` records which change the value kept came from (`""` when none did).
+pub fn merge_partial(stored: Option<&Item>, row: &TypedRow) -> Item {
+    let mut item = stored.cloned().unwrap_or_default();
+    let stored_seq = stored.and_then(|s| str_of(s, SEQ_ATTR));
+    let stored_value = |field: &str| {
+        let s = stored?;
+        let from = str_of(s, &vseq_attr(field)).or(stored_seq)?;
+        Some((from.to_owned(), s.get(field).cloned()))
+    };
+    let mut take: Vec<(String, String, Option<AttributeValue>)> = Vec::new();
+    let mut extra: Vec<(&str, Option<AttributeValue>)> = Vec::new();
+    for field in &row.unchanged {
+        if let Some(column) = as_extra_column(field) {
+            extra.push((column, stored.and_then(|s| extra_of(s, column))));
+            continue;
+        }
+        let (from, value) = stored_value(field).unwrap_or_default();
+        take.push((field.clone(), from, value));
+    }
+    for (field, from) in &row.filled {
+        let own = (from.as_str().to_owned(), row.item.get(field).cloned());
+        let kept = match stored_value(field) {
+            Some(stored) if stored.0.as_str() > own.0.as_str() => stored,
+            _ => own,
+        };
+        take.push((field.clone(), kept.0, kept.1));
+    }
+    item.retain(|k, _| {
+        !k.starts_with(VSEQ_PREFIX)
+            && ![DELETED_ATTR, EXPIRES_ATTR, EXTRA_ATTR].contains(&k.as_str())
+            && !row.missing.contains(k)
+    });
+    item.extend(row.item.clone());
+    for (field, from, value) in take {
+        match value {
+            Some(v) => item.insert(field.clone(), v),
+            None => item.remove(&field),
+        };
+        item.insert(vseq_attr(&field), AttributeValue::S(from));
+    }
+    for (column, value) in extra {
+        set_extra(&mut item, column, value);
+    }
+    item
+}
+
+/// A field an older change fills in a newer stored row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fill {
+    /// The field.
+    pub field: String,
+    /// Its value, or `None` when the change has it null (the field is removed).
+    pub value: Option<AttributeValue>,
+    /// The field's `_vseq:` attribute.
+    pub vseq_attr: String,
+    /// The `seq` of the change the value comes from; the fill applies only while the stored
+    /// `_vseq:` is lower.
+    pub seq: Seq,
+}
+
+/// What a stale row (older than the stored item) still fills: the stored fields whose `_vseq:`
+/// is older than the change the row carries them from.
+///
+/// A stale delete fills too: each such field had no value from the delete on.
+pub fn fills(stored: &Item, row: &TypedRow) -> Vec<Fill> {
+    let mut out = Vec::new();
+    for (attr, value) in stored {
+        let (Some(field), AttributeValue::S(stored_vseq)) = (attr.strip_prefix(VSEQ_PREFIX), value)
+        else {
+            continue;
+        };
+        if row.unchanged.iter().any(|f| f == field) {
+            continue;
+        }
+        let from = row
+            .filled
+            .iter()
+            .find(|(f, _)| f == field)
+            .map_or_else(|| row.seq.clone(), |(_, s)| s.clone());
+        if stored_vseq.as_str() >= from.as_str() {
+            continue;
+        }
+        out.push(Fill {
+            field: field.to_owned(),
+            value: row.item.get(field).cloned(),
+            vseq_attr: attr.clone(),
+            seq: from,
+        });
+    }
+    out.sort_by(|a, b| a.field.cmp(&b.field));
+    out
+}
+
+/// Applies a fill to an item under the condition the DynamoDB adapter writes
+/// (`attribute_exists(_vseq:f) AND _vseq:f < :seq`). Returns whether it applied.
+pub fn apply_fill(item: &mut Item, fill: &Fill) -> bool {
+    match str_of(item, &fill.vseq_attr) {
+        Some(v) if v < fill.seq.as_str() => {}
+        _ => return false,
+    }
+    match &fill.value {
+        Some(v) => item.insert(fill.field.clone(), v.clone()),
+        None => item.remove(&fill.field),
+    };
+    item.insert(
+        fill.vseq_attr.clone(),
+        AttributeValue::S(fill.seq.as_str().to_owned()),
+    );
+    true
 }
 
 #[cfg(test)]
@@ -932,6 +1161,129 @@ fields:
                 }
             }
             prop_assert_eq!(in_order, shuffled);
+        }
+    }
+
+    /// One change of a key with a TOAST column: a value for it (or null), the placeholder, or a
+    /// delete.
+    #[derive(Debug, Clone, Copy)]
+    enum Toast {
+        Value(Option<u8>),
+        Unchanged,
+        Delete,
+    }
+
+    const TOAST_CONTRACT: &str = "name: t\nversion: 1\nsources: [{table: orders}]\nprimary_key: [id]\nfields:\n  - {name: id, type: string}\n  - {name: email, type: string}\n  - {name: bio, type: string}\n";
+
+    fn toast_row(seq: u64, change_kind: Toast) -> TypedRow {
+        let contract = contract::parse("t.yaml", TOAST_CONTRACT).unwrap();
+        let email = format!("\"e{seq}\"");
+        let c = match change_kind {
+            Toast::Value(v) => {
+                let bio = v.map_or_else(|| "null".to_owned(), |b| format!("\"b{b}\""));
+                change(
+                    Op::Update,
+                    seq,
+                    Some(&format!(r#"{{"id":"k","email":{email},"bio":{bio}}}"#)),
+                    None,
+                )
+            }
+            Toast::Unchanged => change(
+                Op::Update,
+                seq,
+                Some(&format!(
+                    r#"{{"id":"k","email":{email},"bio":"__debezium_unavailable_value"}}"#
+                )),
+                None,
+            ),
+            Toast::Delete => change(Op::Delete, seq, None, Some(r#"{"id":"k"}"#)),
+        };
+        type_change(&c, &contract, &meta()).unwrap().unwrap()
+    }
+
+    /// A table that applies writes as the DynamoDB adapter does: whole rows and merged partial
+    /// rows through the guard, and fills from stale rows.
+    fn apply_item(table: &mut Map<String, Item>, row: &TypedRow) {
+        let id = row.key_id();
+        let guard = table.get(&id).map(|item| {
+            let Some(AttributeValue::S(seq)) = item.get(SEQ_ATTR) else {
+                panic!("no seq")
+            };
+            (Seq::from_normalised(seq.clone()), row.version)
+        });
+        if supersedes(guard.as_ref().map(|(s, v)| (s, *v)), &row.seq, row.version) {
+            let item = if row.is_partial() {
+                merge_partial(table.get(&id), row)
+            } else {
+                row.write_item()
+            };
+            table.insert(id, item);
+        } else if let Some(stored) = table.get_mut(&id) {
+            for fill in fills(stored, row) {
+                apply_fill(stored, &fill);
+            }
+        }
+    }
+
+    fn toast_history() -> impl Strategy<Value = Vec<(u64, Toast)>> {
+        let kind = prop_oneof![
+            3 => prop::option::weighted(0.8, 0u8..4).prop_map(Toast::Value),
+            3 => Just(Toast::Unchanged),
+            1 => Just(Toast::Delete),
+        ];
+        prop::collection::vec(kind, 1..12).prop_map(|kinds| {
+            kinds
+                .into_iter()
+                .enumerate()
+                .map(|(i, k)| (i as u64 + 1, k))
+                .collect()
+        })
+    }
+
+    proptest! {
+        /// With TOAST placeholders, any permutation or duplication of a key's changes, in
+        /// objects of any size, ends with every field as the newest change that carried it set
+        /// it: the same as applying the changes in order.
+        #[test]
+        fn toast_placeholders_converge_in_any_order(
+            history in toast_history(),
+            shuffle in any::<prop::sample::Index>(),
+            dups in prop::collection::vec(any::<prop::sample::Index>(), 0..6),
+            chunk in 1usize..5,
+        ) {
+            let fields = |item: Option<&Item>| {
+                item.map(|i| {
+                    let mut f: Vec<(String, AttributeValue)> = i
+                        .iter()
+                        .filter(|(k, _)| ["id", "email", "bio", SEQ_ATTR, DELETED_ATTR].contains(&k.as_str()))
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect();
+                    f.sort_by(|a, b| a.0.cmp(&b.0));
+                    f
+                })
+            };
+            let mut in_order = Map::new();
+            for (seq, kind) in &history {
+                apply_item(&mut in_order, &toast_row(*seq, *kind));
+            }
+            let mut delivery = history.clone();
+            for d in &dups {
+                delivery.push(history[d.index(history.len())]);
+            }
+            let n = delivery.len();
+            let mut seed = shuffle.index(usize::MAX / 2) | 1;
+            for i in (1..n).rev() {
+                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                delivery.swap(i, seed % (i + 1));
+            }
+            let mut shuffled = Map::new();
+            for object in delivery.chunks(chunk) {
+                let (winners, _) = coalesce(object.iter().map(|(s, k)| toast_row(*s, *k)));
+                for row in &winners {
+                    apply_item(&mut shuffled, row);
+                }
+            }
+            prop_assert_eq!(fields(in_order.values().next()), fields(shuffled.values().next()));
         }
     }
 }

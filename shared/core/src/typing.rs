@@ -538,6 +538,11 @@ struct Decimal {
     point: i64,
 }
 
+/// Whether text is a decimal number (`-12.5E3`), of any size.
+pub(crate) fn is_number(text: &str) -> bool {
+    parse_decimal(text).is_ok()
+}
+
 fn parse_decimal(text: &str) -> Result<Decimal, &'static str> {
     let t = text.trim();
     let (negative, body) = match t.as_bytes().first() {

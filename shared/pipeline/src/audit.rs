@@ -584,6 +584,7 @@ fn key_id(contract: &Contract, item: &HashMap<String, AttributeValue>) -> Option
             tombstone: false,
             unchanged: Vec::new(),
             missing: Vec::new(),
+            filled: Vec::new(),
         }
         .key_id(),
     )

@@ -8,7 +8,8 @@
 //! - `about`: what it shows, and after which documentation it is shaped;
 //! - `contract`: a file under `tests/fixtures/contracts/` (optional; without one, only ingest runs);
 //! - `event`: a Lambda event, or `sqs_bodies`: SQS message bodies, each a JSON string (the body's
-//!   exact text) or any other JSON value (its text as written in the fixture);
+//!   exact text) or any other JSON value (its text as written in the fixture), or `rounds`: lists
+//!   of SQS bodies, each ingested and transformed before the next (messages `r<round>m<i>`);
 //! - `expect.landed`: the raw lines, ordered by their records' ids (`origin.id`), each a subset;
 //! - `expect.dead_letters`: the failure envelopes, ingest's then transform's, each a subset;
 //! - `expect.rows`: the typed rows at the end, ordered by key, each a subset of the item written
@@ -30,7 +31,9 @@ use sluice_aws::raw_objects::{ObjectReader, RawObjects};
 use sluice_aws::typed_tables::{TypedTables, WriteOutcome};
 use sluice_aws::{AwsError, DeadLetters, RawStore};
 use sluice_core::envelope::FailureEnvelope;
-use sluice_core::row::{supersedes, TypedRow, DELETED_ATTR, EXPIRES_ATTR, EXTRA_ATTR};
+use sluice_core::row::{
+    apply_fill, fills, merge_partial, supersedes, TypedRow, SEQ_ATTR, VERSION_ATTR,
+};
 use sluice_core::Seq;
 use sluice_pipeline::contracts::{ContractCache, ContractSource};
 use sluice_pipeline::ingest::{self, Ingest};
@@ -79,39 +82,35 @@ impl RawObjects for &Mem {
     }
 }
 
-/// DynamoDB's conditional `PutItem` and `UpdateItem`, as the adapter issues them.
+/// DynamoDB's conditional writes, as the adapter issues them: a whole row superseding what is
+/// stored; a row with unchanged fields merged over it; a stale row filling older fields.
 impl TypedTables for &Mem {
     async fn put_row(&self, row: &TypedRow) -> Result<WriteOutcome, AwsError> {
         let mut rows = self.rows.lock().unwrap();
         let id = format!("{}/{}", row.table, row.key_id());
-        let stored = rows.get(&id);
-        let guard = stored.and_then(|item| {
-            let seq = match item.get("_seq") {
+        let guard = rows.get(&id).and_then(|item| {
+            let seq = match item.get(SEQ_ATTR) {
                 Some(serde_dynamo::AttributeValue::S(s)) => Seq::from_normalised(s.clone()),
                 _ => return None,
             };
-            let version = match item.get("_contract_version") {
+            let version = match item.get(VERSION_ATTR) {
                 Some(serde_dynamo::AttributeValue::N(n)) => n.parse().ok()?,
                 _ => return None,
             };
             Some((seq, version))
         });
         if !supersedes(guard.as_ref().map(|(s, v)| (s, *v)), &row.seq, row.version) {
+            if let Some(stored) = rows.get_mut(&id) {
+                for fill in fills(stored, row) {
+                    apply_fill(stored, &fill);
+                }
+            }
             return Ok(WriteOutcome::Stale);
         }
-        let item = if row.unchanged.is_empty() {
-            row.item.clone()
+        let item = if row.is_partial() {
+            merge_partial(rows.get(&id), row)
         } else {
-            let mut item = stored.cloned().unwrap_or_default();
-            for name in row.missing.iter().map(String::as_str).chain([
-                DELETED_ATTR,
-                EXPIRES_ATTR,
-                EXTRA_ATTR,
-            ]) {
-                item.remove(name);
-            }
-            item.extend(row.item.clone());
-            item
+            row.write_item()
         };
         rows.insert(id, item);
         Ok(WriteOutcome::Written)
@@ -123,7 +122,7 @@ fn fixtures_dir() -> PathBuf {
 }
 
 /// The SQS event for a list of bodies.
-fn sqs_event(bodies: &[&RawValue]) -> String {
+fn sqs_event(bodies: &[&RawValue], id_prefix: &str) -> String {
     let records: Vec<Value> = bodies
         .iter()
         .enumerate()
@@ -135,7 +134,7 @@ fn sqs_event(bodies: &[&RawValue]) -> String {
                 text.to_owned()
             };
             serde_json::json!({
-                "messageId": format!("m{i}"),
+                "messageId": format!("{id_prefix}{i}"),
                 "receiptHandle": format!("r{i}"),
                 "body": body,
                 "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1795590000000"},
@@ -197,10 +196,23 @@ async fn run_fixture(path: &Path) {
     let fixture: HashMap<String, Box<RawValue>> =
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("{file}: not a fixture: {e}"));
     let expect: Value = serde_json::from_str(fixture["expect"].get()).unwrap();
-    let event = match (fixture.get("event"), fixture.get("sqs_bodies")) {
-        (Some(e), None) => e.get().to_owned(),
-        (None, Some(b)) => sqs_event(&serde_json::from_str::<Vec<&RawValue>>(b.get()).unwrap()),
-        _ => panic!("{file}: give `event` or `sqs_bodies`"),
+    let events: Vec<String> = match (
+        fixture.get("event"),
+        fixture.get("sqs_bodies"),
+        fixture.get("rounds"),
+    ) {
+        (Some(e), None, None) => vec![e.get().to_owned()],
+        (None, Some(b), None) => vec![sqs_event(
+            &serde_json::from_str::<Vec<&RawValue>>(b.get()).unwrap(),
+            "m",
+        )],
+        (None, None, Some(r)) => serde_json::from_str::<Vec<Vec<&RawValue>>>(r.get())
+            .unwrap()
+            .iter()
+            .enumerate()
+            .map(|(i, bodies)| sqs_event(bodies, &format!("r{i}m")))
+            .collect(),
+        _ => panic!("{file}: give one of `event`, `sqs_bodies` or `rounds`"),
     };
     let mem = Mem::default();
     let ingest_deps = Ingest {
@@ -214,38 +226,7 @@ async fn run_fixture(path: &Path) {
         dead_letters: &mem,
         metrics: Sink::Discard,
     };
-    let response = ingest::handle(&event, &ingest_deps)
-        .await
-        .unwrap_or_else(|e| panic!("{file}: ingest refused the event: {e}"));
-    let failures: Vec<Value> = response
-        .failed_ids()
-        .into_iter()
-        .map(Value::String)
-        .collect();
-    check_list(
-        "failures",
-        &file,
-        Some(expect.get("failures").unwrap_or(&Value::Array(vec![]))),
-        &failures,
-    );
-
-    let objects = mem.objects.lock().unwrap().clone();
-    let mut landed = Vec::new();
-    for body in objects.values() {
-        let mut text = String::new();
-        flate2::read::GzDecoder::new(body.as_slice())
-            .read_to_string(&mut text)
-            .unwrap();
-        landed.extend(
-            text.lines()
-                .map(|l| serde_json::from_str::<Value>(l).unwrap()),
-        );
-    }
-    // Objects are named by a hash of their records: order the lines by the records' ids.
-    landed.sort_by_key(|l| l["origin"]["id"].as_str().unwrap_or_default().to_owned());
-    check_list("landed lines", &file, expect.get("landed"), &landed);
-
-    if let Some(contract) = fixture.get("contract") {
+    let transform_deps = fixture.get("contract").map(|contract| {
         let name: String = serde_json::from_str(contract.get()).unwrap();
         let dir = std::env::temp_dir().join(format!(
             "sluice-fixture-{}-{}",
@@ -271,7 +252,7 @@ async fn run_fixture(path: &Path) {
                 .region(aws_sdk_s3::config::Region::new("us-east-1"))
                 .build(),
         );
-        let deps = Transform {
+        Transform {
             contracts: ContractCache::new(
                 ContractSource::parse(&config.contracts),
                 Duration::from_secs(60),
@@ -282,9 +263,27 @@ async fn run_fixture(path: &Path) {
             tables: &mem,
             dead_letters: &mem,
             metrics: Sink::Discard,
+        }
+    });
+
+    // Each event is ingested, then its new objects transformed, before the next one.
+    let mut failures = Vec::new();
+    let mut transformed: Vec<String> = Vec::new();
+    for event in &events {
+        let response = ingest::handle(event, &ingest_deps)
+            .await
+            .unwrap_or_else(|e| panic!("{file}: ingest refused the event: {e}"));
+        failures.extend(response.failed_ids().into_iter().map(Value::String));
+        let Some(deps) = &transform_deps else {
+            continue;
         };
-        // One notification per object, in key order, as S3 would send them.
-        for key in objects.keys() {
+        let keys: Vec<String> = mem.objects.lock().unwrap().keys().cloned().collect();
+        // One notification per new object, in key order, as S3 would send them.
+        for key in keys {
+            if transformed.contains(&key) {
+                continue;
+            }
+            transformed.push(key.clone());
             let note = serde_json::json!({"Records": [{
                 "eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
                 "s3": {"bucket": {"name": "raw"}, "object": {"key": key}}
@@ -295,12 +294,35 @@ async fn run_fixture(path: &Path) {
                 "eventSource": "aws:sqs",
                 "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:sluice-transform"
             }]});
-            let (response, _) = transform::handle(&event.to_string(), &deps).await.unwrap();
+            let (response, _) = transform::handle(&event.to_string(), deps).await.unwrap();
             assert!(
                 response.batch_item_failures.is_empty(),
                 "{file}: transform asked for a retry"
             );
         }
+    }
+    check_list(
+        "failures",
+        &file,
+        Some(expect.get("failures").unwrap_or(&Value::Array(vec![]))),
+        &failures,
+    );
+
+    let mut landed = Vec::new();
+    for body in mem.objects.lock().unwrap().values() {
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(body.as_slice())
+            .read_to_string(&mut text)
+            .unwrap();
+        landed.extend(
+            text.lines()
+                .map(|l| serde_json::from_str::<Value>(l).unwrap()),
+        );
+    }
+    // Objects are named by a hash of their records: order the lines by the records' ids.
+    landed.sort_by_key(|l| l["origin"]["id"].as_str().unwrap_or_default().to_owned());
+    check_list("landed lines", &file, expect.get("landed"), &landed);
+    if transform_deps.is_some() {
         let rows: Vec<Value> = mem.rows.lock().unwrap().values().map(ddb_json).collect();
         check_list("typed rows", &file, expect.get("rows"), &rows);
     }
