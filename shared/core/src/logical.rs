@@ -594,4 +594,32 @@ mod tests {
             .unwrap_err()
             .starts_with("schema: not a Kafka Connect struct schema"));
     }
+
+    /// The shortest big-endian two's complement of a number, as Kafka Connect writes it.
+    fn minimal_bytes(x: i128) -> Vec<u8> {
+        let bytes = x.to_be_bytes();
+        let sign = if x < 0 { 0xff } else { 0 };
+        let mut start = 0;
+        while start < 15 && bytes[start] == sign && (bytes[start + 1] & 0x80) == (sign & 0x80) {
+            start += 1;
+        }
+        bytes[start..].to_vec()
+    }
+
+    proptest::proptest! {
+        /// Every unscaled integer DynamoDB can hold reads back exactly, at any scale, with or
+        /// without redundant sign bytes.
+        #[test]
+        fn connect_decimal_bytes_round_trip(
+            x in -(10i128.pow(38) - 1)..10i128.pow(38),
+            scale in -20i32..40,
+            pad in 0usize..3,
+        ) {
+            let mut bytes = vec![if x < 0 { 0xff } else { 0 }; pad];
+            bytes.extend(minimal_bytes(x));
+            let b64 = base64::engine::general_purpose::STANDARD.encode(&bytes);
+            let expect = canonical_decimal(&format!("{x}E{}", -i64::from(scale)));
+            proptest::prop_assert_eq!(decimal_bytes(&b64, scale), expect);
+        }
+    }
 }
