@@ -455,4 +455,24 @@ async fn dynamodb_changes_through_kinesis_converge_to_the_source_table() {
     assert_eq!(n(&typed["k-011"], "version").as_deref(), Some("9"));
     assert_eq!(n(&typed["k-019"], "version").as_deref(), Some("3"));
     assert_eq!(n(&typed["k-025"], "version").as_deref(), Some("0"));
+
+    // The audit reconciles the raw lines and compares the source table with the typed one.
+    let contracts = sluice_pipeline::contracts::ContractSet::from_files([(
+        "k.yaml".to_owned(),
+        contract(&source),
+    )]);
+    let report = sluice_pipeline::audit::audit(&sluice_pipeline::audit::AuditInput {
+        s3: &env.s3,
+        sqs: &env.sqs,
+        ddb: &env.ddb,
+        raw_bucket: &p.ingest.raw_bucket,
+        dlq_url: &p.ingest.dlq_url,
+        contracts: &contracts,
+        typed_table_prefix: &p.names.typed_table_prefix,
+        source_tables: std::slice::from_ref(&source),
+    })
+    .await
+    .unwrap();
+    assert!(report.is_clean(), "{:#?}", report.problems);
+    assert_eq!(report.tables[0].source_keys, Some(source_items.len()));
 }

@@ -263,7 +263,7 @@ pub async fn audit(input: &AuditInput<'_>) -> Result<AuditReport, AwsError> {
             contract.name.clone(),
             lines
                 .iter()
-                .filter(|l| l.format == Format::DdbStream)
+                .filter(|l| matches!(l.format, Format::DdbStream | Format::DdbKinesis))
                 .filter_map(|l| l.row.as_ref().map(TypedRow::key_id))
                 .collect(),
         );
@@ -376,12 +376,9 @@ pub async fn audit(input: &AuditInput<'_>) -> Result<AuditReport, AwsError> {
     // DynamoDB sources against their typed tables.
     for source in input.source_tables {
         let source_items = scan(input.ddb, source).await?;
-        for contract in input
-            .contracts
-            .all()
-            .iter()
-            .filter(|c| c.accepts(source, Format::DdbStream))
-        {
+        for contract in input.contracts.all().iter().filter(|c| {
+            c.accepts(source, Format::DdbStream) || c.accepts(source, Format::DdbKinesis)
+        }) {
             let table = format!("{}{}", input.typed_table_prefix, contract.name);
             let typed = scan(input.ddb, &table).await?;
             let typed: HashMap<String, &HashMap<String, AttributeValue>> = typed
