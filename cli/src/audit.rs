@@ -15,6 +15,10 @@ use crate::pipeline::LocalPipeline;
 pub struct AuditArgs {
     #[command(flatten)]
     local: LocalOpts,
+    /// Also compare this DynamoDB source table with its typed tables (repeatable): for tables
+    /// whose changes arrive another way than a local stream mapping, such as through Kinesis
+    #[arg(long = "source-table", value_name = "TABLE")]
+    source_tables: Vec<String>,
 }
 
 impl AuditArgs {
@@ -22,7 +26,7 @@ impl AuditArgs {
     pub async fn run(self) -> anyhow::Result<()> {
         let sdk = self.local.aws.sdk_config().await;
         let p = self.local.pipeline(&sdk).await?;
-        let report = run_audit(&sdk, &p).await?;
+        let report = run_audit(&sdk, &p, &self.source_tables).await?;
         print(&report);
         if !report.is_clean() {
             anyhow::bail!("the audit found {} problem(s)", report.problems.len());
@@ -31,10 +35,12 @@ impl AuditArgs {
     }
 }
 
-/// Audits the local pipeline `p`.
+/// Audits the local pipeline `p`, comparing the source tables of its stream mappings and
+/// `extra_sources` with their typed tables.
 pub async fn run_audit(
     sdk: &sluice_aws::clients::SdkConfig,
     p: &LocalPipeline,
+    extra_sources: &[String],
 ) -> anyhow::Result<AuditReport> {
     let (s3, sqs) = (s3_client(sdk), sqs_client(sdk));
     let ddb = aws_sdk_dynamodb::Client::new(sdk);
@@ -45,7 +51,7 @@ pub async fn run_audit(
     let contracts = load(&ContractSource::Dir(dir), &s3).await?;
     let mappings = Mappings::load(&p.mappings_path())
         .with_context(|| format!("could not read {}", p.mappings_path().display()))?;
-    let source_tables: Vec<String> = mappings
+    let mut source_tables: Vec<String> = mappings
         .mappings
         .values()
         .filter_map(|m| match &m.source {
@@ -53,6 +59,11 @@ pub async fn run_audit(
             MappingSource::Queue { .. } => None,
         })
         .collect();
+    for table in extra_sources {
+        if !source_tables.contains(table) {
+            source_tables.push(table.clone());
+        }
+    }
     Ok(audit(&AuditInput {
         s3: &s3,
         sqs: &sqs,

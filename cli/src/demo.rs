@@ -249,7 +249,7 @@ impl DemoArgs {
 
         let by_class = dead_letters_by_class(&sqs_client(&sdk), &p.dlq_url).await?;
         summary(&made, &totals, &by_class, elapsed);
-        let report = crate::audit::run_audit(&sdk, &p).await?;
+        let report = crate::audit::run_audit(&sdk, &p, &[]).await?;
         crate::audit::print(&report);
         if !report.is_clean() {
             anyhow::bail!("the audit found {} problem(s)", report.problems.len());
