@@ -453,6 +453,60 @@ pub async fn scan(
     items
 }
 
+/// Every item of a table, by the string value of its `key` attribute.
+pub async fn scan_by(
+    env: &TestEnv,
+    table: &str,
+    key: &str,
+) -> std::collections::BTreeMap<String, HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+    scan(env, table)
+        .await
+        .into_iter()
+        .map(|i| (i[key].as_s().unwrap().clone(), i))
+        .collect()
+}
+
+/// The live keys and the tombstoned keys of typed rows.
+pub fn live_and_tombstones(
+    typed: &std::collections::BTreeMap<
+        String,
+        HashMap<String, aws_sdk_dynamodb::types::AttributeValue>,
+    >,
+) -> (
+    std::collections::BTreeSet<String>,
+    std::collections::BTreeSet<String>,
+) {
+    let tombstone = |i: &HashMap<String, aws_sdk_dynamodb::types::AttributeValue>| {
+        i.get(sluice_core::row::DELETED_ATTR)
+            == Some(&aws_sdk_dynamodb::types::AttributeValue::Bool(true))
+    };
+    let live = typed
+        .iter()
+        .filter(|(_, i)| !tombstone(i))
+        .map(|(k, _)| k.clone())
+        .collect();
+    let dead = typed
+        .iter()
+        .filter(|(_, i)| tombstone(i))
+        .map(|(k, _)| k.clone())
+        .collect();
+    (live, dead)
+}
+
+/// Drains the transform queue and checks that every one of `lines` raw lines was read, nothing
+/// was retried and nothing quarantined (else it panics with the dead letters' errors).
+pub async fn drain_transform_clean(env: &TestEnv, p: &Pipeline, lines: usize) -> TransformStats {
+    let (stats, failed) = drain_transform(env, p, &transform_deps(env, p)).await;
+    assert_eq!(failed, 0);
+    assert_eq!(stats.lines, lines, "every raw line was read");
+    if !stats.quarantined.is_empty() {
+        let letters = dead_letters(env, &p.ingest.dlq_url, 3).await;
+        let errors: Vec<&str> = letters.iter().map(|(e, _)| e.error.as_str()).collect();
+        panic!("{:?}: {errors:#?}", stats.quarantined);
+    }
+    stats
+}
+
 /// Sends bodies to the ingest queue, receives them all, and runs ingest on them as one event
 /// per `batch` messages. Returns the message ids in send order.
 pub async fn ingest_bodies<R, D>(

@@ -155,6 +155,8 @@ async fn a_debezium_postgres_stream_types_exactly_and_keeps_toasted_columns() {
             "balance": decimal_bytes(100), "credit_limit": null,
             "created_at": 0, "bio": "Cy's biography, delivered late."}),
         ),
+        // A truncate: never applied to the rows, a `source_truncated` dead letter instead.
+        event(&source, "t", 2500, serde_json::Value::Null),
     ];
     ingest_bodies(&env, &p, &deps, &second, 10).await;
     let (_, failed) = drain_transform(&env, &p, &transform_deps(&env, &p)).await;
@@ -225,7 +227,9 @@ async fn a_debezium_postgres_stream_types_exactly_and_keeps_toasted_columns() {
     .await
     .unwrap();
     assert!(report.is_clean(), "{:#?}", report.problems);
-    assert_eq!(report.tables[0].raw_lines, 5);
+    assert_eq!(report.tables[0].raw_lines, 6);
     assert_eq!(report.tables[0].typed, 3);
     assert_eq!(report.tables[0].stale, 2);
+    assert_eq!(report.tables[0].quarantined, 1, "the truncate");
+    assert_eq!(report.dead_letters.values().sum::<usize>(), 1);
 }

@@ -11,7 +11,7 @@
 //! the source table.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 
 use aws_sdk_dynamodb::types::AttributeValue as A;
 use base64::Engine;
@@ -402,37 +402,16 @@ async fn dynamodb_changes_through_kinesis_converge_to_the_source_table() {
     assert_eq!(landed_seqs, put_seqs, "every Kinesis record landed");
     assert!(dead_letters(&env, &p.ingest.dlq_url, 1).await.is_empty());
 
-    let transform = transform_deps(&env, &p);
-    let (stats, failed) = drain_transform(&env, &p, &transform).await;
-    assert_eq!(failed, 0);
-    assert_eq!(stats.lines, lines.len(), "every raw line was read");
-    if !stats.quarantined.is_empty() {
-        let letters = dead_letters(&env, &p.ingest.dlq_url, 3).await;
-        let errors: Vec<&str> = letters.iter().map(|(e, _)| e.error.as_str()).collect();
-        panic!("{:?}: {errors:#?}", stats.quarantined);
-    }
+    drain_transform_clean(&env, &p, lines.len()).await;
 
-    let source_items: BTreeMap<String, Item> = scan(&env, &source)
-        .await
-        .into_iter()
-        .map(|i| (s(&i, "pk").unwrap(), i))
-        .collect();
-    let typed: BTreeMap<String, Item> = scan(&env, &p.typed_table("kinesis_typed"))
-        .await
-        .into_iter()
-        .map(|i| (s(&i, "id").unwrap(), i))
-        .collect();
-    let live: BTreeSet<&String> = typed
-        .iter()
-        .filter(|(_, i)| !i.contains_key("_deleted"))
-        .map(|(k, _)| k)
-        .collect();
-    assert_eq!(live, source_items.keys().collect(), "the same keys");
-    let tombstones: BTreeSet<String> = typed
-        .iter()
-        .filter(|(_, i)| i.get("_deleted") == Some(&A::Bool(true)))
-        .map(|(k, _)| k.clone())
-        .collect();
+    let source_items = scan_by(&env, &source, "pk").await;
+    let typed = scan_by(&env, &p.typed_table("kinesis_typed"), "id").await;
+    let (live, tombstones) = live_and_tombstones(&typed);
+    assert_eq!(
+        live,
+        source_items.keys().cloned().collect::<BTreeSet<_>>(),
+        "the same keys"
+    );
     assert_eq!(tombstones, deleted, "deleted items are tombstones");
     for (k, src) in &source_items {
         let row = &typed[k];

@@ -17,13 +17,14 @@
 //! `attribute_exists(_vseq:f) AND _vseq:f < :seq` ([`sluice_core::row::fills`]). So any order of
 //! delivery ends in the same row.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
 
-use std::collections::HashMap;
-
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
-use sluice_core::row::{fills, merge_partial, supersedes, Item, TypedRow, SEQ_ATTR, VERSION_ATTR};
+use sluice_core::row::{
+    fills, merge_partial, stored_guard, supersedes, Item, TypedRow, SEQ_ATTR, VERSION_ATTR,
+};
 use sluice_core::Seq;
 
 use crate::error::AwsError;
@@ -86,17 +87,12 @@ fn from_sdk(item: &HashMap<String, AttributeValue>) -> Item {
         .collect()
 }
 
-/// The stored row's `seq` and contract version, for the guard.
-fn guard_of(item: &Item) -> Option<(Seq, u64)> {
-    let seq = match item.get(SEQ_ATTR) {
-        Some(serde_dynamo::AttributeValue::S(s)) => Seq::from_normalised(s.clone()),
-        _ => return None,
-    };
-    let version = match item.get(VERSION_ATTR) {
-        Some(serde_dynamo::AttributeValue::N(n)) => n.parse().ok()?,
-        _ => return None,
-    };
-    Some((seq, version))
+/// A row's key as SDK attribute values.
+fn sdk_key(row: &TypedRow) -> HashMap<String, AttributeValue> {
+    row.key
+        .iter()
+        .map(|(k, v)| (k.clone(), AttributeValue::from(v.clone())))
+        .collect()
 }
 
 /// The condition of a conditional `PutItem`.
@@ -198,11 +194,7 @@ impl DynamoTypedTables {
 
     /// Reads the stored item of a row's key, strongly consistent.
     async fn get(&self, table: &str, row: &TypedRow) -> Result<Option<Item>, AwsError> {
-        let key: HashMap<String, AttributeValue> = row
-            .key
-            .iter()
-            .map(|(k, v)| (k.clone(), AttributeValue::from(v.clone())))
-            .collect();
+        let key = sdk_key(row);
         self.with_retries(|| {
             let req = self
                 .client
@@ -222,11 +214,7 @@ impl DynamoTypedTables {
 
     /// Fills, from a stale row, the stored fields whose values come from older changes.
     async fn fill(&self, table: &str, stored: &Item, row: &TypedRow) -> Result<(), AwsError> {
-        let key: HashMap<String, AttributeValue> = row
-            .key
-            .iter()
-            .map(|(k, v)| (k.clone(), AttributeValue::from(v.clone())))
-            .collect();
+        let key = sdk_key(row);
         for fill in fills(stored, row) {
             let update = match &fill.value {
                 Some(_) => "SET #f = :v, #vf = :s",
@@ -299,7 +287,7 @@ impl TypedTables for DynamoTypedTables {
         // Read, merge, and put back if nothing changed meanwhile.
         for _ in 0..self.max_attempts {
             let stored = self.get(&table, row).await?;
-            let guard = stored.as_ref().and_then(guard_of);
+            let guard = stored.as_ref().and_then(stored_guard);
             if !supersedes(guard.as_ref().map(|(s, v)| (s, *v)), &row.seq, row.version) {
                 if let Some(stored) = &stored {
                     self.fill(&table, stored, row).await?;

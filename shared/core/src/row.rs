@@ -684,6 +684,38 @@ fn str_of<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
     }
 }
 
+/// The effect of writing `row` over the stored item in `slot` (`None`: no row), as the DynamoDB
+/// adapter's conditional writes have it: a row that supersedes the stored one replaces it
+/// (merged over it when partial); a stale row fills what it can. Returns whether the row was
+/// written. For in-memory stores and tests.
+pub fn apply_write(slot: &mut Option<Item>, row: &TypedRow) -> bool {
+    let guard = slot.as_ref().and_then(stored_guard);
+    if supersedes(guard.as_ref().map(|(s, v)| (s, *v)), &row.seq, row.version) {
+        *slot = Some(if row.is_partial() {
+            merge_partial(slot.as_ref(), row)
+        } else {
+            row.write_item()
+        });
+        return true;
+    }
+    if let Some(stored) = slot {
+        for fill in fills(stored, row) {
+            apply_fill(stored, &fill);
+        }
+    }
+    false
+}
+
+/// A stored item's `seq` and contract version, for [`supersedes`]. `None` when it has none.
+pub fn stored_guard(item: &Item) -> Option<(Seq, u64)> {
+    let seq = str_of(item, SEQ_ATTR)?;
+    let version = match item.get(VERSION_ATTR) {
+        Some(AttributeValue::N(n)) => n.parse().ok()?,
+        _ => return None,
+    };
+    Some((Seq::from_normalised(seq.to_owned()), version))
+}
+
 /// The item stored by a partial row ([`TypedRow::is_partial`]), written over `stored` (the
 /// current item, if any, which the row supersedes).
 ///
@@ -1119,6 +1151,27 @@ fields:
         type_change(&c, &contract(), &meta()).unwrap().unwrap()
     }
 
+    /// A history delivered with some changes again (`dups`) and shuffled deterministically by
+    /// the sampled index.
+    fn delivery<T: Copy>(
+        history: &[T],
+        shuffle: prop::sample::Index,
+        dups: &[prop::sample::Index],
+    ) -> Vec<T> {
+        let mut delivery = history.to_vec();
+        for d in dups {
+            delivery.push(history[d.index(history.len())]);
+        }
+        let mut seed = shuffle.index(usize::MAX / 2) | 1;
+        for i in (1..delivery.len()).rev() {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            delivery.swap(i, seed % (i + 1));
+        }
+        delivery
+    }
+
     /// A table that applies writes through the guard, as the conditional write does.
     fn apply(table: &mut Map<String, TypedRow>, row: TypedRow) {
         let id = row.key_id();
@@ -1142,17 +1195,7 @@ fields:
             for (seq, v) in &history {
                 apply(&mut in_order, row_for(*seq, *v, "k"));
             }
-            let mut delivery: Vec<(u64, Option<u32>)> = history.clone();
-            for d in &dups {
-                delivery.push(history[d.index(history.len())]);
-            }
-            // A deterministic shuffle driven by the sampled index.
-            let n = delivery.len();
-            let mut seed = shuffle.index(usize::MAX / 2) | 1;
-            for i in (1..n).rev() {
-                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                delivery.swap(i, seed % (i + 1));
-            }
+            let delivery = delivery(&history, shuffle, &dups);
             let mut shuffled = Map::new();
             for object in delivery.chunks(chunk) {
                 let (winners, _) = coalesce(object.iter().map(|(s, v)| row_for(*s, *v, "k")));
@@ -1201,27 +1244,13 @@ fields:
         type_change(&c, &contract, &meta()).unwrap().unwrap()
     }
 
-    /// A table that applies writes as the DynamoDB adapter does: whole rows and merged partial
-    /// rows through the guard, and fills from stale rows.
+    /// A table that applies writes as the DynamoDB adapter does.
     fn apply_item(table: &mut Map<String, Item>, row: &TypedRow) {
         let id = row.key_id();
-        let guard = table.get(&id).map(|item| {
-            let Some(AttributeValue::S(seq)) = item.get(SEQ_ATTR) else {
-                panic!("no seq")
-            };
-            (Seq::from_normalised(seq.clone()), row.version)
-        });
-        if supersedes(guard.as_ref().map(|(s, v)| (s, *v)), &row.seq, row.version) {
-            let item = if row.is_partial() {
-                merge_partial(table.get(&id), row)
-            } else {
-                row.write_item()
-            };
+        let mut slot = table.remove(&id);
+        apply_write(&mut slot, row);
+        if let Some(item) = slot {
             table.insert(id, item);
-        } else if let Some(stored) = table.get_mut(&id) {
-            for fill in fills(stored, row) {
-                apply_fill(stored, &fill);
-            }
         }
     }
 
@@ -1266,16 +1295,7 @@ fields:
             for (seq, kind) in &history {
                 apply_item(&mut in_order, &toast_row(*seq, *kind));
             }
-            let mut delivery = history.clone();
-            for d in &dups {
-                delivery.push(history[d.index(history.len())]);
-            }
-            let n = delivery.len();
-            let mut seed = shuffle.index(usize::MAX / 2) | 1;
-            for i in (1..n).rev() {
-                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                delivery.swap(i, seed % (i + 1));
-            }
+            let delivery = delivery(&history, shuffle, &dups);
             let mut shuffled = Map::new();
             for object in delivery.chunks(chunk) {
                 let (winners, _) = coalesce(object.iter().map(|(s, k)| toast_row(*s, *k)));

@@ -186,22 +186,6 @@ pub async fn audit(input: &AuditInput<'_>) -> Result<AuditReport, AwsError> {
                 }
                 continue;
             }
-            if change.route.op == Op::Truncate && !contracts.is_empty() {
-                // A truncate touches no row: it is a `source_truncated` dead letter.
-                for c in &contracts {
-                    per_contract
-                        .entry(c.name.clone())
-                        .or_default()
-                        .push(LineEntry {
-                            counted: true,
-                            raw_ref: raw_ref.clone(),
-                            format: raw.format,
-                            seq: change.route.seq.clone(),
-                            row: None,
-                        });
-                }
-                continue;
-            }
             if contracts.is_empty() {
                 report.uncontracted_lines += 1;
                 if !quarantined_refs.contains(&raw_ref) {
@@ -234,11 +218,13 @@ pub async fn audit(input: &AuditInput<'_>) -> Result<AuditReport, AwsError> {
                         }
                         Some(row)
                     }
-                    Ok(None) => {
+                    Ok(None) if change.route.op != Op::Truncate => {
                         *control.entry(c.name.clone()).or_default() += 1;
                         continue;
                     }
-                    Err(_) => None,
+                    // A truncate touches no row: like a violation, it has a dead letter
+                    // (`source_truncated`).
+                    Ok(None) | Err(_) => None,
                 };
                 per_contract
                     .entry(c.name.clone())

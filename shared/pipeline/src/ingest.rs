@@ -623,20 +623,30 @@ fn stream_response(
     failed: &HashSet<usize>,
 ) -> Result<DynamoDbEventResponse, IngestError> {
     let mut response = DynamoDbEventResponse::default();
-    // The stream is retried from the first failed record on, so only that one is reported.
-    if let Some(first) = (0..slots.len()).find(|i| failed.contains(i)) {
-        let seq = slots[first]
-            .report_id
-            .clone()
-            .ok_or(IngestError::Unreportable {
-                index: first,
-                what: "SequenceNumber",
-            })?;
+    if let Some(seq) = first_failed(slots, failed, "SequenceNumber")? {
         let mut f = DynamoDbBatchItemFailure::default();
         f.item_identifier = Some(seq);
         response.batch_item_failures.push(f);
     }
     Ok(response)
+}
+
+/// The sequence number of the first failed record of a stream or shard batch: it is retried from
+/// that record on, so only that one is reported. `what` names the field, for the error when the
+/// record has none.
+fn first_failed(
+    slots: &[Slot<'_>],
+    failed: &HashSet<usize>,
+    what: &'static str,
+) -> Result<Option<String>, IngestError> {
+    let Some(first) = (0..slots.len()).find(|i| failed.contains(i)) else {
+        return Ok(None);
+    };
+    slots[first]
+        .report_id
+        .clone()
+        .map(Some)
+        .ok_or(IngestError::Unreportable { index: first, what })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -709,22 +719,11 @@ fn kinesis_response(
     failed: &HashSet<usize>,
 ) -> Result<KinesisEventResponse, IngestError> {
     let mut response = KinesisEventResponse::default();
-    // Like a DynamoDB stream, a shard is retried from the first failed record on.
-    if let Some(first) = (0..slots.len()).find(|i| failed.contains(i)) {
-        let seq = slots[first]
-            .report_id
-            .clone()
-            .ok_or(IngestError::Unreportable {
-                index: first,
-                what: "sequenceNumber",
-            })?;
+    if let Some(seq) = first_failed(slots, failed, "sequenceNumber")? {
         response.add_failure(seq);
     }
     Ok(response)
 }
-
-// ---------------------------------------------------------------------------------------------
-// Shared
 
 fn compact_raw(raw: &RawValue) -> Cow<'_, RawValue> {
     match sluice_core::json::compact_raw(raw) {

@@ -31,10 +31,7 @@ use sluice_aws::raw_objects::{ObjectReader, RawObjects};
 use sluice_aws::typed_tables::{TypedTables, WriteOutcome};
 use sluice_aws::{AwsError, DeadLetters, RawStore};
 use sluice_core::envelope::FailureEnvelope;
-use sluice_core::row::{
-    apply_fill, fills, merge_partial, supersedes, TypedRow, SEQ_ATTR, VERSION_ATTR,
-};
-use sluice_core::Seq;
+use sluice_core::row::{apply_write, TypedRow};
 use sluice_pipeline::contracts::{ContractCache, ContractSource};
 use sluice_pipeline::ingest::{self, Ingest};
 use sluice_pipeline::transform::{self, Transform};
@@ -88,32 +85,16 @@ impl TypedTables for &Mem {
     async fn put_row(&self, row: &TypedRow) -> Result<WriteOutcome, AwsError> {
         let mut rows = self.rows.lock().unwrap();
         let id = format!("{}/{}", row.table, row.key_id());
-        let guard = rows.get(&id).and_then(|item| {
-            let seq = match item.get(SEQ_ATTR) {
-                Some(serde_dynamo::AttributeValue::S(s)) => Seq::from_normalised(s.clone()),
-                _ => return None,
-            };
-            let version = match item.get(VERSION_ATTR) {
-                Some(serde_dynamo::AttributeValue::N(n)) => n.parse().ok()?,
-                _ => return None,
-            };
-            Some((seq, version))
-        });
-        if !supersedes(guard.as_ref().map(|(s, v)| (s, *v)), &row.seq, row.version) {
-            if let Some(stored) = rows.get_mut(&id) {
-                for fill in fills(stored, row) {
-                    apply_fill(stored, &fill);
-                }
-            }
-            return Ok(WriteOutcome::Stale);
+        let mut slot = rows.remove(&id);
+        let written = apply_write(&mut slot, row);
+        if let Some(item) = slot {
+            rows.insert(id, item);
         }
-        let item = if row.is_partial() {
-            merge_partial(rows.get(&id), row)
+        Ok(if written {
+            WriteOutcome::Written
         } else {
-            row.write_item()
-        };
-        rows.insert(id, item);
-        Ok(WriteOutcome::Written)
+            WriteOutcome::Stale
+        })
     }
 }
 
