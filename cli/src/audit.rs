@@ -29,7 +29,7 @@ impl AuditArgs {
         let report = run_audit(&sdk, &p, &self.source_tables).await?;
         print(&report);
         if !report.is_clean() {
-            anyhow::bail!("the audit found {} problem(s)", report.problems.len());
+            anyhow::bail!("the audit found {} problem(s)", report.findings());
         }
         Ok(())
     }
@@ -73,6 +73,10 @@ pub async fn run_audit(
         contracts: &contracts,
         typed_table_prefix: &p.names.typed_table_prefix,
         source_tables: &source_tables,
+        queues: &[
+            ("ingest".to_owned(), p.ingest_url.clone()),
+            ("transform".to_owned(), p.transform_url.clone()),
+        ],
     })
     .await?)
 }
@@ -120,12 +124,41 @@ pub fn print(report: &AuditReport) {
             .collect();
         println!("dead letters: {}", letters.join(", "));
     }
+    if report.duplicate_dead_letters > 0 {
+        println!(
+            "duplicate dead letters: {} (copies of a failure_id already counted; harmless)",
+            report.duplicate_dead_letters
+        );
+    }
     if report.is_clean() {
         println!("audit: clean: every change is a typed row, a stale duplicate, or a dead letter");
-    } else {
+        return;
+    }
+    if !report.unprocessed.is_empty() {
+        println!(
+            "unprocessed: {} change(s) on the dead-letter queue without a failure envelope, moved \
+             there by a queue's redrive policy or given up by a stream mapping; nothing says why \
+             they failed. Send each back to its source once the cause is gone:",
+            report.unprocessed.len()
+        );
+        for u in &report.unprocessed {
+            println!("  - {u}");
+        }
+    }
+    for (queue, n) in &report.in_flight {
+        println!(
+            "in flight: {n} message(s) still on the {queue} queue: run `sluice local run \
+             --until-idle` and audit again"
+        );
+    }
+    for u in &report.unread {
+        println!("not checked: {u}");
+    }
+    if !report.problems.is_empty() {
         println!("audit: {} problem(s):", report.problems.len());
         for p in &report.problems {
             println!("  - {p}");
         }
     }
+    println!("audit: not clean: {} finding(s) above", report.findings());
 }

@@ -18,6 +18,7 @@ use aws_sdk_dynamodb::types::{
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use sluice_aws::clients::{sqs_client, SdkConfig};
+use sluice_pipeline::dlq::DlqSnapshot;
 
 use crate::local::{self, LocalOpts};
 use crate::pipeline;
@@ -252,7 +253,7 @@ impl DemoArgs {
         let report = crate::audit::run_audit(&sdk, &p, &[]).await?;
         crate::audit::print(&report);
         if !report.is_clean() {
-            anyhow::bail!("the audit found {} problem(s)", report.problems.len());
+            anyhow::bail!("the audit found {} problem(s)", report.findings());
         }
         Ok(())
     }
@@ -428,20 +429,22 @@ async fn ensure_orders_table(ddb: &aws_sdk_dynamodb::Client) -> anyhow::Result<(
     Ok(())
 }
 
-/// Dead letters on the DLQ by error class.
+/// Dead letters on the DLQ by error class, each `failure_id` once; changes moved there
+/// without an envelope are counted apart.
 pub async fn dead_letters_by_class(
     sqs: &aws_sdk_sqs::Client,
     dlq_url: &str,
 ) -> anyhow::Result<BTreeMap<String, usize>> {
+    let dlq = DlqSnapshot::read(sqs, dlq_url, sluice_pipeline::dlq::READ_BUDGET).await?;
     let mut by_class = BTreeMap::new();
-    for m in sluice_aws::dead_letters::peek_all(sqs, dlq_url).await? {
-        let class = m
-            .message_attributes()
-            .and_then(|a| a.get("error_class"))
-            .and_then(|v| v.string_value())
-            .unwrap_or("on-failure or redriven source message")
-            .to_owned();
-        *by_class.entry(class).or_default() += 1;
+    for env in dlq.envelopes() {
+        *by_class
+            .entry(env.error_class.as_str().to_owned())
+            .or_default() += 1;
+    }
+    let unprocessed = dlq.unprocessed().len();
+    if unprocessed > 0 {
+        by_class.insert("unprocessed (no envelope)".to_owned(), unprocessed);
     }
     Ok(by_class)
 }

@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 
 use anyhow::Context;
 use aws_sdk_cloudwatch::types::{Dimension, Statistic};
-use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
+use aws_sdk_sqs::types::QueueAttributeName;
 use clap::Args;
 use sluice_aws::clients::sqs_client;
+use sluice_pipeline::dlq::DlqSnapshot;
 
 use crate::local::LocalOpts;
 
@@ -50,38 +51,36 @@ impl StatusArgs {
                 get(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
             );
         }
-        let letters = sluice_aws::dead_letters::peek_all(&sqs, &p.dlq_url).await?;
+        let dlq = DlqSnapshot::read(&sqs, &p.dlq_url, sluice_pipeline::dlq::READ_BUDGET).await?;
         let now = chrono::Utc::now().timestamp_millis();
-        let mut by_class: BTreeMap<String, usize> = BTreeMap::new();
-        let mut oldest: Option<i64> = None;
-        for m in &letters {
-            let attr = |k: &str| {
-                m.message_attributes()
-                    .and_then(|a| a.get(k))
-                    .and_then(|v| v.string_value())
-                    .map(str::to_owned)
-            };
-            let class = match (attr("step"), attr("error_class")) {
-                (Some(s), Some(c)) => format!("{s} {c}"),
-                _ => "source message (redrive policy or on-failure record)".into(),
-            };
-            *by_class.entry(class).or_default() += 1;
-            if let Some(sent) = m
-                .attributes()
-                .and_then(|a| a.get(&MessageSystemAttributeName::SentTimestamp))
-                .and_then(|v| v.parse::<i64>().ok())
-            {
-                oldest = Some(oldest.map_or(sent, |o: i64| o.min(sent)));
-            }
+        let mut by_class = dlq.by_class();
+        let unprocessed = dlq.unprocessed().len();
+        if unprocessed > 0 {
+            by_class.insert(
+                "unprocessed (redrive policy or on-failure record)".into(),
+                unprocessed,
+            );
         }
-        println!("dead letters by class");
+        if dlq.other() > 0 {
+            by_class.insert("other (no change in it)".into(), dlq.other());
+        }
+        println!("dead letters by class (each failure_id once)");
         if by_class.is_empty() {
             println!("  (none)");
         }
         for (k, v) in &by_class {
             println!("  {k:<50} {v:>6}");
         }
-        if let Some(o) = oldest {
+        if dlq.duplicates() > 0 {
+            println!(
+                "  duplicate copies (not counted)                     {:>6}",
+                dlq.duplicates()
+            );
+        }
+        if let Some(note) = dlq.incomplete_note() {
+            println!("  {note}");
+        }
+        if let Some(o) = dlq.oldest_sent_ms() {
             println!("  oldest dead letter: {} s old", (now - o) / 1000);
         }
 
@@ -139,7 +138,7 @@ impl StatusArgs {
         let verdict = |bad: bool| if bad { "ALARM" } else { "OK" };
         println!(
             "  dead letters visible > 0          {}",
-            verdict(!letters.is_empty())
+            verdict(!dlq.entries.is_empty())
         );
         println!(
             "  ingest quarantined > 0.1 %        {} ({ingest_rate:.2} %)",

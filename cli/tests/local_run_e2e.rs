@@ -198,9 +198,10 @@ async fn a_poison_record_does_not_block_its_shard() {
         .await
         .unwrap();
     // Peeked, not consumed: the audit reads them too.
-    let letters = sluice_aws::dead_letters::peek_all(&env.sqs, &dlq)
+    let letters = sluice_aws::dead_letters::peek_all(&env.sqs, &dlq, Duration::from_secs(60))
         .await
-        .unwrap();
+        .unwrap()
+        .messages;
     assert_eq!(letters.len(), 1);
     let envelope: sluice_core::envelope::FailureEnvelope =
         serde_json::from_str(letters[0].body().unwrap()).unwrap();

@@ -223,10 +223,11 @@ async fn a_debezium_postgres_stream_types_exactly_and_keeps_toasted_columns() {
         contracts: &contracts,
         typed_table_prefix: &p.names.typed_table_prefix,
         source_tables: &[],
+        queues: &[("transform".to_owned(), p.transform_queue_url.clone())],
     })
     .await
     .unwrap();
-    assert!(report.is_clean(), "{:#?}", report.problems);
+    assert!(report.is_clean(), "{report:#?}");
     assert_eq!(report.tables[0].raw_lines, 6);
     assert_eq!(report.tables[0].typed, 3);
     assert_eq!(report.tables[0].stale, 2);

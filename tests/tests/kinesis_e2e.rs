@@ -449,9 +449,10 @@ async fn dynamodb_changes_through_kinesis_converge_to_the_source_table() {
         contracts: &contracts,
         typed_table_prefix: &p.names.typed_table_prefix,
         source_tables: std::slice::from_ref(&source),
+        queues: &[("transform".to_owned(), p.transform_queue_url.clone())],
     })
     .await
     .unwrap();
-    assert!(report.is_clean(), "{:#?}", report.problems);
+    assert!(report.is_clean(), "{report:#?}");
     assert_eq!(report.tables[0].source_keys, Some(source_items.len()));
 }

@@ -148,23 +148,62 @@ impl DeadLetters for SqsDeadLetters {
     }
 }
 
-/// Reads every message on a queue without consuming it: each is received, then made visible
-/// again at once. For inspection (`sluice status`, `sluice audit`); not for a queue that
-/// consumers are reading at the same time.
+/// What [`peek_all`] read.
+#[derive(Debug, Clone, Default)]
+pub struct Peeked {
+    /// Every message read, once each.
+    pub messages: Vec<aws_sdk_sqs::types::Message>,
+    /// False when the time budget ran out before the queue was read to its end.
+    pub complete: bool,
+    /// The queue's `ApproximateNumberOfMessages` before the read (`None` if unreadable).
+    pub approximate_total: Option<u64>,
+}
+
+/// How long messages stay hidden beyond the read's budget: they must not come back (and be
+/// read again, forever) while the read goes on.
+const PEEK_MARGIN_SECS: u64 = 30;
+
+/// Reads every message on a queue without consuming it: each is received, kept invisible
+/// while the read goes on, and made visible again at the end. For inspection (`sluice status`,
+/// `sluice audit`); not for a queue that consumers are reading at the same time.
+///
+/// The read ends in bounded time on any queue: when a long poll finds nothing more, when a
+/// receive brings back only messages already read, or when `budget` runs out (then
+/// [`Peeked::complete`] is false and the rest was not read).
 pub async fn peek_all(
     sqs: &aws_sdk_sqs::Client,
     queue_url: &str,
-) -> Result<Vec<aws_sdk_sqs::types::Message>, AwsError> {
-    use aws_sdk_sqs::types::MessageSystemAttributeName;
+    budget: std::time::Duration,
+) -> Result<Peeked, AwsError> {
+    use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
+    let started = std::time::Instant::now();
+    let approximate_total = sqs
+        .get_queue_attributes()
+        .queue_url(queue_url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("GetQueueAttributes", queue_url, e))?
+        .attributes()
+        .and_then(|a| a.get(&QueueAttributeName::ApproximateNumberOfMessages))
+        .and_then(|v| v.parse().ok());
+    // Hidden for the whole read, so no message comes back before the read ends.
+    let hide = i32::try_from(budget.as_secs().saturating_add(PEEK_MARGIN_SECS))
+        .unwrap_or(43_200)
+        .min(43_200);
     let mut seen = std::collections::HashSet::new();
     let mut all = Vec::new();
-    loop {
+    let mut complete = false;
+    let mut long_poll = false;
+    while started.elapsed() < budget {
         let out = sqs
             .receive_message()
             .queue_url(queue_url)
             .max_number_of_messages(10)
-            .visibility_timeout(60)
-            .wait_time_seconds(0)
+            .visibility_timeout(hide)
+            // A short poll may miss messages on some of the queue's servers: an empty one is
+            // confirmed by a long poll, which asks them all.
+            .wait_time_seconds(i32::from(long_poll))
             .message_system_attribute_names(MessageSystemAttributeName::All)
             .message_attribute_names("All")
             .send()
@@ -172,12 +211,25 @@ pub async fn peek_all(
             .map_err(|e| AwsError::from_sdk("ReceiveMessage", queue_url, e))?;
         let batch = out.messages.unwrap_or_default();
         if batch.is_empty() {
-            break;
+            if long_poll {
+                complete = true;
+                break;
+            }
+            long_poll = true;
+            continue;
         }
+        long_poll = false;
+        let mut new = 0;
         for m in batch {
             if seen.insert(m.message_id().unwrap_or_default().to_owned()) {
                 all.push(m);
+                new += 1;
             }
+        }
+        if new == 0 {
+            // Only messages already read came back: the read went round the whole queue.
+            complete = true;
+            break;
         }
     }
     let handles: Vec<String> = all
@@ -185,5 +237,9 @@ pub async fn peek_all(
         .filter_map(|m| m.receipt_handle().map(str::to_owned))
         .collect();
     crate::listing::set_visibility(sqs, queue_url, &handles, 0).await?;
-    Ok(all)
+    Ok(Peeked {
+        messages: all,
+        complete,
+        approximate_total,
+    })
 }

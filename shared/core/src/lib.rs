@@ -8,16 +8,20 @@
 //! - [`kinesis`] reads DynamoDB change records delivered through Kinesis Data Streams.
 //! - [`seq`] normalises ordering tokens; [`time`] reads commit times without floating point.
 //! - [`raw`] writes raw lines and objects; [`envelope`] describes dead letters.
+//! - [`dead_letter`] tells apart what reaches the dead-letter queue.
+//! - [`notification`] reads transform messages (S3 notifications and inline raw lines).
 
 pub mod body;
 pub mod change;
 pub mod contract;
 pub mod ddb;
+pub mod dead_letter;
 pub mod envelope;
 pub mod error;
 pub mod json;
 pub mod kinesis;
 pub mod logical;
+pub mod notification;
 pub mod raw;
 pub mod row;
 pub mod seq;

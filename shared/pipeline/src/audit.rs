@@ -1,7 +1,11 @@
 //! Reconciliation: proves that nothing was lost between the sources, raw staging, the typed
 //! tables and the dead-letter queue.
 //!
-//! For every contract:
+//! Every change a source emitted is in one of five states (DESIGN §4): typed, stale,
+//! dead-lettered (a failure envelope says why), in flight (on a queue, not yet past its
+//! retries), or **unprocessed** (moved to the DLQ without an envelope by a queue's redrive
+//! policy, or known only by a stream mapping's on-failure record). The audit is clean only when
+//! nothing is unprocessed, nothing is in flight, and:
 //! - every raw line is accounted for exactly once: **typed** (it is the line the stored row
 //!   came from), **stale** (a newer or equal change of its key is stored), **quarantined** (its
 //!   dead letter is on the DLQ) or **control** (it touches no row). Any other line is lost;
@@ -10,7 +14,9 @@
 //! - for DynamoDB sources, the source table and the typed table hold the same keys and the same
 //!   typed values, and every deleted key is a tombstone.
 //!
-//! Any difference is a problem; a clean audit has none.
+//! A dead letter counts once per `failure_id`, however many copies a retried batch left. What
+//! the audit could not read (a DLQ too large to read within [`crate::dlq::READ_BUDGET`]) is said,
+//! and an audit that could not read everything is not clean.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::Read;
@@ -29,6 +35,7 @@ use sluice_core::typing::canonical_decimal;
 use sluice_core::{Format, Op, Seq};
 
 use crate::contracts::ContractSet;
+use crate::dlq::DlqSnapshot;
 use crate::transform::decode_record;
 
 /// What to audit.
@@ -49,6 +56,8 @@ pub struct AuditInput<'a> {
     pub typed_table_prefix: &'a str,
     /// DynamoDB source tables fed through streams.
     pub source_tables: &'a [String],
+    /// The pipeline's queues (name, URL), whose messages are changes still in flight.
+    pub queues: &'a [(String, String)],
 }
 
 /// The accounting of one contract.
@@ -81,16 +90,34 @@ pub struct AuditReport {
     pub tables: Vec<TableAudit>,
     /// Raw lines of tables no contract takes, and whether each is on the DLQ.
     pub uncontracted_lines: usize,
-    /// Dead letters on the DLQ, by step and class.
+    /// Dead letters on the DLQ, by step and class, each `failure_id` once.
     pub dead_letters: BTreeMap<String, usize>,
+    /// Copies of dead letters beyond the first (a retried batch sent them again): not counted.
+    pub duplicate_dead_letters: usize,
+    /// Changes never processed: messages moved to the DLQ by a queue's redrive policy, and
+    /// stream ranges known only by an on-failure record, one line each.
+    pub unprocessed: Vec<String>,
+    /// Messages still on the pipeline's queues (queue name, visible + in flight + delayed).
+    pub in_flight: Vec<(String, u64)>,
+    /// What the audit could not read, so could not check.
+    pub unread: Vec<String>,
     /// Every difference found. Empty means nothing was lost.
     pub problems: Vec<String>,
 }
 
 impl AuditReport {
-    /// Whether the audit found nothing wrong.
+    /// Whether the audit found nothing wrong: no difference, nothing unprocessed, nothing in
+    /// flight, and everything read.
     pub fn is_clean(&self) -> bool {
         self.problems.is_empty()
+            && self.unprocessed.is_empty()
+            && self.in_flight.is_empty()
+            && self.unread.is_empty()
+    }
+
+    /// How many findings keep the audit from being clean.
+    pub fn findings(&self) -> usize {
+        self.problems.len() + self.unprocessed.len() + self.in_flight.len() + self.unread.len()
     }
 }
 
@@ -109,24 +136,25 @@ struct LineEntry {
 /// Runs the audit.
 pub async fn audit(input: &AuditInput<'_>) -> Result<AuditReport, AwsError> {
     let mut report = AuditReport::default();
-    let dead = sluice_aws::dead_letters::peek_all(input.sqs, input.dlq_url).await?;
-    let mut quarantined_refs: HashSet<String> = HashSet::new();
-    for m in &dead {
-        let Ok(env) = serde_json::from_str::<sluice_core::envelope::FailureEnvelope>(
-            m.body().unwrap_or_default(),
-        ) else {
-            *report
-                .dead_letters
-                .entry("other (not a failure envelope)".into())
-                .or_default() += 1;
-            continue;
-        };
-        *report
+    let dlq = DlqSnapshot::read(input.sqs, input.dlq_url, crate::dlq::READ_BUDGET).await?;
+    report.dead_letters = dlq.by_class();
+    report.duplicate_dead_letters = dlq.duplicates();
+    report.unprocessed = dlq.unprocessed().iter().map(|e| e.describe()).collect();
+    if dlq.other() > 0 {
+        report
             .dead_letters
-            .entry(format!("{} {}", env.step.as_str(), env.error_class))
-            .or_default() += 1;
-        if let Some(r) = env.raw_ref {
-            quarantined_refs.insert(r);
+            .insert("other (no change in it)".into(), dlq.other());
+    }
+    report.unread.extend(dlq.incomplete_note());
+    let quarantined_refs: HashSet<String> = dlq
+        .envelopes()
+        .iter()
+        .filter_map(|env| env.raw_ref.clone())
+        .collect();
+    for (name, url) in input.queues {
+        let depth = queue_depth(input.sqs, url).await?;
+        if depth > 0 {
+            report.in_flight.push((name.clone(), depth));
         }
     }
 
@@ -611,6 +639,24 @@ async fn read_object(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Result
         text = String::from_utf8_lossy(&bytes).into_owned();
     }
     Ok(text)
+}
+
+/// Messages on a queue: visible, in flight and delayed.
+async fn queue_depth(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<u64, AwsError> {
+    use aws_sdk_sqs::types::QueueAttributeName as Q;
+    let out = sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(Q::ApproximateNumberOfMessages)
+        .attribute_names(Q::ApproximateNumberOfMessagesNotVisible)
+        .attribute_names(Q::ApproximateNumberOfMessagesDelayed)
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("GetQueueAttributes", url, e))?;
+    Ok(out
+        .attributes()
+        .map(|a| a.values().filter_map(|v| v.parse::<u64>().ok()).sum())
+        .unwrap_or(0))
 }
 
 /// Every item of a table, as serde_dynamo values.

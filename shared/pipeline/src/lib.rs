@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod config;
 pub mod contracts;
+pub mod dlq;
 pub mod ingest;
 pub mod local;
 mod sqs;

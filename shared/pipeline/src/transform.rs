@@ -30,7 +30,8 @@ use sluice_aws::raw_objects::{ObjectReader, RawObjects, S3RawObjects};
 use sluice_aws::typed_tables::{DynamoTypedTables, TypedTables, WriteOutcome};
 use sluice_aws::{AwsError, DeadLetters};
 use sluice_core::envelope::{FailureEnvelope, Step};
-use sluice_core::json::{read_str, Limits};
+use sluice_core::json::Limits;
+use sluice_core::notification::{self, Work};
 use sluice_core::raw::{OwnedRawLine, TsSource};
 use sluice_core::row::{old_key_tombstone, type_change, RowMeta, TypedRow, Violation};
 use sluice_core::{body, ddb, Change, DecodeError, ErrorClass, Format, Op};
@@ -123,13 +124,6 @@ pub struct TableStats {
     pub latency_ms: Vec<f64>,
 }
 
-/// One unit of work named by a message.
-#[derive(Debug)]
-enum Work {
-    Object { bucket: String, key: String },
-    Inline { line: String, raw_ref: String },
-}
-
 /// Why a message must be retried.
 struct Retry(String);
 
@@ -192,7 +186,7 @@ async fn handle_message<O: RawObjects, T: TypedTables, D: DeadLetters>(
         .body
         .and_then(|b| serde_json::from_str(b.get()).ok())
         .unwrap_or_default();
-    let work = match parse_message(&body, &format!("sqs://{queue}/{message_id}")) {
+    let work = match notification::parse(&body, &format!("sqs://{queue}/{message_id}")) {
         Ok(w) => w,
         Err(err) => {
             let origin = serde_json::json!({"kind": "sqs", "arn": queue, "id": message_id});
@@ -242,134 +236,8 @@ async fn handle_message<O: RawObjects, T: TypedTables, D: DeadLetters>(
     result
 }
 
-// ---------------------------------------------------------------------------------------------
-// Messages
-
-#[derive(Deserialize)]
-struct Probe<'a> {
-    #[serde(rename = "Records", borrow, default)]
-    records: Option<Vec<&'a RawValue>>,
-    #[serde(rename = "Event", borrow, default)]
-    event: Option<std::borrow::Cow<'a, str>>,
-    #[serde(rename = "Type", borrow, default)]
-    sns_type: Option<std::borrow::Cow<'a, str>>,
-    #[serde(rename = "Message", default)]
-    sns_message: Option<String>,
-    #[serde(borrow, default)]
-    v: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    record: Option<&'a RawValue>,
-}
-
-#[derive(Deserialize)]
-struct S3Record {
-    #[serde(rename = "eventSource", default)]
-    event_source: Option<String>,
-    #[serde(rename = "eventName", default)]
-    event_name: Option<String>,
-    s3: Option<S3Entity>,
-}
-
-#[derive(Deserialize)]
-struct S3Entity {
-    bucket: S3Bucket,
-    object: S3Object,
-}
-
-#[derive(Deserialize)]
-struct S3Bucket {
-    name: String,
-}
-
-#[derive(Deserialize)]
-struct S3Object {
-    key: String,
-}
-
 /// A typed row kept for writing, with its source commit time (for latency).
 type Kept = (TypedRow, Option<i64>);
-
-/// What a transform message asks for: objects, an inline raw line, or nothing.
-fn parse_message(body: &str, inline_ref: &str) -> Result<Vec<Work>, DecodeError> {
-    let text = read_str(body, &Limits::default())?;
-    let probe: Probe<'_> = serde_json::from_str(&text).map_err(|_| DecodeError::UnknownShape {
-        detail: "a transform message is a JSON object".into(),
-    })?;
-    if probe.event.as_deref() == Some("s3:TestEvent") {
-        return Ok(Vec::new());
-    }
-    if probe.sns_type.as_deref() == Some("Notification") {
-        if let Some(inner) = probe.sns_message.as_deref() {
-            return parse_message(inner, inline_ref);
-        }
-    }
-    if probe.v.is_some() && probe.record.is_some() {
-        return Ok(vec![Work::Inline {
-            line: text.into_owned(),
-            raw_ref: inline_ref.to_owned(),
-        }]);
-    }
-    if let Some(records) = probe.records {
-        let mut work = Vec::new();
-        for (i, r) in records.iter().enumerate() {
-            let rec: S3Record =
-                serde_json::from_str(r.get()).map_err(|e| DecodeError::InvalidField {
-                    path: format!("Records[{i}]"),
-                    detail: format!("not an S3 event record: {e}"),
-                })?;
-            if rec.event_source.as_deref() != Some("aws:s3") {
-                return Err(DecodeError::InvalidField {
-                    path: format!("Records[{i}].eventSource"),
-                    detail: "expected aws:s3".into(),
-                });
-            }
-            if !rec
-                .event_name
-                .as_deref()
-                .unwrap_or_default()
-                .starts_with("ObjectCreated:")
-            {
-                continue;
-            }
-            let entity = rec.s3.ok_or_else(|| DecodeError::MissingField {
-                path: format!("Records[{i}].s3"),
-            })?;
-            work.push(Work::Object {
-                bucket: entity.bucket.name,
-                key: url_decode_key(&entity.object.key).ok_or_else(|| {
-                    DecodeError::InvalidField {
-                        path: format!("Records[{i}].s3.object.key"),
-                        detail: "not a valid URL-encoded key".into(),
-                    }
-                })?,
-            });
-        }
-        return Ok(work);
-    }
-    Err(DecodeError::UnknownShape {
-        detail: "expected an S3 event notification, an s3:TestEvent or a raw line".into(),
-    })
-}
-
-/// Decodes an S3 notification key: form encoding, where `+` is a space.
-pub fn url_decode_key(key: &str) -> Option<String> {
-    let bytes = key.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = key.get(i + 1..i + 3)?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 2;
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8(out).ok()
-}
 
 // ---------------------------------------------------------------------------------------------
 // One object (or one inline line)
@@ -859,55 +727,6 @@ fn emit_metrics(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn notification_keys_are_form_decoded() {
-        assert_eq!(
-            url_decode_key("raw/my+table/dt%3D2026-11-25/a%2Bb.ndjson.gz").unwrap(),
-            "raw/my table/dt=2026-11-25/a+b.ndjson.gz"
-        );
-        assert_eq!(url_decode_key("raw%2Forders%2Fx").unwrap(), "raw/orders/x");
-        assert!(url_decode_key("bad%2").is_none());
-        assert!(url_decode_key("bad%zz").is_none());
-        assert!(url_decode_key("%ff").is_none(), "not UTF-8");
-    }
-
-    #[test]
-    fn messages_name_objects_lines_or_nothing() {
-        let s3 = r#"{"Records":[{"eventSource":"aws:s3","eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"b"},"object":{"key":"raw/t/x+y.ndjson.gz"}}},{"eventSource":"aws:s3","eventName":"ObjectRemoved:Delete","s3":{"bucket":{"name":"b"},"object":{"key":"gone"}}},{"eventSource":"aws:s3","eventName":"ObjectCreated:CompleteMultipartUpload","s3":{"bucket":{"name":"b"},"object":{"key":"raw/t/z.ndjson.gz"}}}]}"#;
-        let work = parse_message(s3, "x").unwrap();
-        let keys: Vec<String> = work
-            .iter()
-            .filter_map(|w| match w {
-                Work::Object { key, .. } => Some(key.clone()),
-                Work::Inline { .. } => None,
-            })
-            .collect();
-        assert_eq!(keys, ["raw/t/x y.ndjson.gz", "raw/t/z.ndjson.gz"]);
-        assert!(parse_message(
-            r#"{"Service":"Amazon S3","Event":"s3:TestEvent","Bucket":"b"}"#,
-            "x"
-        )
-        .unwrap()
-        .is_empty());
-        let sns = serde_json::json!({"Type": "Notification", "Message": s3}).to_string();
-        assert_eq!(parse_message(&sns, "x").unwrap().len(), 2);
-        let line = r#"{"v":1,"format":"app","table":"t","op":"insert","seq":"1","ts_ms":1,"ts_source":"source","ingested_ms":1,"origin":{},"record":{}}"#;
-        assert!(
-            matches!(parse_message(line, "ref").unwrap().as_slice(), [Work::Inline { raw_ref, .. }] if raw_ref == "ref")
-        );
-        assert_eq!(parse_message("hello", "x").unwrap_err().code(), "not_json");
-        assert_eq!(
-            parse_message(r#"{"a":1}"#, "x").unwrap_err().code(),
-            "unknown_shape"
-        );
-        assert_eq!(
-            parse_message(r#"{"Records":[{"eventSource":"aws:sqs"}]}"#, "x")
-                .unwrap_err()
-                .code(),
-            "invalid_field"
-        );
-    }
 
     #[tokio::test]
     async fn lines_are_capped_and_long_ones_skipped_whole() {

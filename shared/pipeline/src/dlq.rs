@@ -1,0 +1,259 @@
+//! Reading the dead-letter queue: every message once, told apart by kind
+//! ([`sluice_core::dead_letter`]), for `sluice status`, `sluice audit` and the demo.
+//!
+//! A retried batch may send a dead letter twice (it was sent, then the batch failed for
+//! another reason and ran again): the copies share a `failure_id`, and every count here takes
+//! a `failure_id` once.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use aws_sdk_sqs::types::MessageSystemAttributeName;
+use sluice_aws::AwsError;
+use sluice_core::dead_letter::{classify, DeadLetter};
+use sluice_core::envelope::FailureEnvelope;
+use sluice_core::json::Limits;
+
+/// How long a read of the DLQ may take before it stops and says what it did not read.
+pub const READ_BUDGET: Duration = Duration::from_secs(300);
+
+/// One message on the DLQ.
+#[derive(Debug, Clone)]
+pub struct DlqEntry {
+    /// The SQS message id.
+    pub message_id: String,
+    /// When it was sent to the queue it was first sent to (epoch ms).
+    pub sent_ms: Option<i64>,
+    /// How often it has been received, on its source queue and here.
+    pub receive_count: Option<u32>,
+    /// The queue a redrive policy moved it from, when SQS says so (`DeadLetterQueueSourceArn`).
+    pub source_arn: Option<String>,
+    /// What it is.
+    pub letter: DeadLetter,
+}
+
+impl DlqEntry {
+    /// One line for people: which message, where from, and what it holds.
+    pub fn describe(&self) -> String {
+        let from = match (&self.source_arn, self.receive_count) {
+            (Some(arn), Some(n)) => format!(", moved from {arn} after {n} receive(s)"),
+            (Some(arn), None) => format!(", moved from {arn}"),
+            (None, _) => String::new(),
+        };
+        match &self.letter {
+            DeadLetter::Envelope(e) => format!(
+                "message {}: dead letter {} ({} {}): {}",
+                self.message_id,
+                e.failure_id,
+                e.step.as_str(),
+                e.error_class,
+                e.error
+            ),
+            DeadLetter::StreamBatch(b) => format!(
+                "message {}: on-failure record of a stream mapping: {b}; the records are still \
+                 in the stream for its retention and must be read again from it",
+                self.message_id
+            ),
+            DeadLetter::Moved(m) => format!(
+                "message {}{from}, without a failure envelope: {}",
+                self.message_id, m.holds
+            ),
+        }
+    }
+}
+
+/// Everything read from a DLQ.
+#[derive(Debug, Clone, Default)]
+pub struct DlqSnapshot {
+    /// Every message read, once each.
+    pub entries: Vec<DlqEntry>,
+    /// False when the read stopped at its time budget before the end of the queue.
+    pub complete: bool,
+    /// The queue's approximate depth before the read.
+    pub approximate_total: Option<u64>,
+}
+
+impl DlqSnapshot {
+    /// Reads every message on the queue at `url` without consuming any, within `budget`.
+    pub async fn read(
+        sqs: &aws_sdk_sqs::Client,
+        url: &str,
+        budget: Duration,
+    ) -> Result<Self, AwsError> {
+        let peeked = sluice_aws::dead_letters::peek_all(sqs, url, budget).await?;
+        Ok(Self::from_messages(
+            &peeked.messages,
+            peeked.complete,
+            peeked.approximate_total,
+        ))
+    }
+
+    /// Classifies messages already received.
+    pub fn from_messages(
+        messages: &[aws_sdk_sqs::types::Message],
+        complete: bool,
+        approximate_total: Option<u64>,
+    ) -> Self {
+        let limits = Limits::default();
+        let entries = messages
+            .iter()
+            .map(|m| {
+                let attr = |k: MessageSystemAttributeName| {
+                    m.attributes().and_then(|a| a.get(&k)).map(String::as_str)
+                };
+                DlqEntry {
+                    message_id: m.message_id().unwrap_or_default().to_owned(),
+                    sent_ms: attr(MessageSystemAttributeName::SentTimestamp)
+                        .and_then(|v| v.parse().ok()),
+                    receive_count: attr(MessageSystemAttributeName::ApproximateReceiveCount)
+                        .and_then(|v| v.parse().ok()),
+                    source_arn: attr(MessageSystemAttributeName::DeadLetterQueueSourceArn)
+                        .map(str::to_owned),
+                    letter: classify(m.body().unwrap_or_default(), &limits),
+                }
+            })
+            .collect();
+        Self {
+            entries,
+            complete,
+            approximate_total,
+        }
+    }
+
+    /// The failure envelopes, one per `failure_id` (the first copy read).
+    pub fn envelopes(&self) -> Vec<&FailureEnvelope> {
+        let mut ids = HashSet::new();
+        self.entries
+            .iter()
+            .filter_map(|e| match &e.letter {
+                DeadLetter::Envelope(env) => Some(env.as_ref()),
+                _ => None,
+            })
+            .filter(|env| ids.insert(env.failure_id.as_str()))
+            .collect()
+    }
+
+    /// Copies of a failure envelope beyond the first: harmless, and never counted.
+    pub fn duplicates(&self) -> usize {
+        let all = self
+            .entries
+            .iter()
+            .filter(|e| matches!(e.letter, DeadLetter::Envelope(_)))
+            .count();
+        all - self.envelopes().len()
+    }
+
+    /// Dead letters by `"<step> <class>"`, each `failure_id` once.
+    pub fn by_class(&self) -> BTreeMap<String, usize> {
+        let mut counts = BTreeMap::new();
+        for env in self.envelopes() {
+            *counts
+                .entry(format!("{} {}", env.step.as_str(), env.error_class))
+                .or_default() += 1;
+        }
+        counts
+    }
+
+    /// Messages that stand for changes never processed: on-failure records of stream mappings,
+    /// and messages moved here by a queue's redrive policy.
+    pub fn unprocessed(&self) -> Vec<&DlqEntry> {
+        self.entries
+            .iter()
+            .filter(|e| e.letter.is_unprocessed())
+            .collect()
+    }
+
+    /// Messages that are neither envelopes nor unprocessed changes (an `s3:TestEvent`).
+    pub fn other(&self) -> usize {
+        self.entries
+            .iter()
+            .filter(|e| !matches!(e.letter, DeadLetter::Envelope(_)) && !e.letter.is_unprocessed())
+            .count()
+    }
+
+    /// When the oldest message was first sent (epoch ms).
+    pub fn oldest_sent_ms(&self) -> Option<i64> {
+        self.entries.iter().filter_map(|e| e.sent_ms).min()
+    }
+
+    /// Why the read is not the whole queue, for people; `None` when it is.
+    pub fn incomplete_note(&self) -> Option<String> {
+        (!self.complete).then(|| {
+            format!(
+                "the dead-letter queue was read only in part: {} message(s) in {} s, of about {}; \
+                 the rest was not checked",
+                self.entries.len(),
+                READ_BUDGET.as_secs(),
+                self.approximate_total
+                    .map_or_else(|| "?".to_owned(), |n| n.to_string())
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(id: &str, body: &str) -> aws_sdk_sqs::types::Message {
+        aws_sdk_sqs::types::Message::builder()
+            .message_id(id)
+            .body(body)
+            .attributes(MessageSystemAttributeName::ApproximateReceiveCount, "6")
+            .build()
+    }
+
+    fn envelope(failure_id: &str, class: &str) -> String {
+        format!(
+            r#"{{"sluice_failure":1,"failure_id":"{failure_id}","step":"transform","error_class":"{class}","error":"x","origin":{{}},"original_bytes":0,"first_failed_at":"t","failed_at":"t","retry_count":0,"pipeline_version":"0"}}"#
+        )
+    }
+
+    #[test]
+    fn a_failure_id_counts_once_however_many_copies() {
+        let s = DlqSnapshot::from_messages(
+            &[
+                message("m1", &envelope("a", "contract_violation")),
+                message("m2", &envelope("a", "contract_violation")),
+                message("m3", &envelope("a", "contract_violation")),
+                message("m4", &envelope("b", "no_contract")),
+            ],
+            true,
+            Some(4),
+        );
+        assert_eq!(s.envelopes().len(), 2);
+        assert_eq!(s.duplicates(), 2);
+        assert_eq!(
+            s.by_class(),
+            BTreeMap::from([
+                ("transform contract_violation".to_owned(), 1),
+                ("transform no_contract".to_owned(), 1)
+            ])
+        );
+        assert!(s.unprocessed().is_empty());
+        assert!(s.incomplete_note().is_none());
+    }
+
+    #[test]
+    fn moved_messages_are_unprocessed_and_described() {
+        let s = DlqSnapshot::from_messages(
+            &[
+                message(
+                    "m1",
+                    r#"{"table":"customers","op":"update","key":{"id":7},"after":{"id":7},"seq":42}"#,
+                ),
+                message("m2", r#"{"Service":"Amazon S3","Event":"s3:TestEvent"}"#),
+            ],
+            false,
+            Some(9),
+        );
+        let u = s.unprocessed();
+        assert_eq!(u.len(), 1);
+        assert_eq!(s.other(), 1);
+        let text = u[0].describe();
+        assert!(text.starts_with("message m1, without a failure envelope: a change to table \"customers\" (app update"), "{text}");
+        assert!(s
+            .incomplete_note()
+            .is_some_and(|n| n.contains("2 message(s)") && n.contains("of about 9")));
+    }
+}
