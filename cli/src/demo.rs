@@ -19,6 +19,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use sluice_aws::clients::{sqs_client, SdkConfig};
 use sluice_pipeline::dlq::DlqSnapshot;
+use sluice_pipeline::local::Backoff;
 
 use crate::local::{self, LocalOpts};
 use crate::pipeline;
@@ -218,7 +219,7 @@ impl DemoArgs {
         } else {
             let (sdk, p) = (sdk.clone(), p.clone());
             Some(tokio::spawn(async move {
-                pipeline::run(&sdk, &p, false, stop_rx, Duration::from_secs(1)).await
+                pipeline::run(&sdk, &p, false, stop_rx, demo_backoff()).await
             }))
         };
         let made = self.generate(&sdk, &ddb, &p.ingest_url).await?;
@@ -237,7 +238,7 @@ impl DemoArgs {
             &p,
             true,
             tokio::sync::watch::channel(false).1,
-            Duration::from_secs(1),
+            demo_backoff(),
         )
         .await?;
         spinner.finish_and_clear();
@@ -427,6 +428,15 @@ async fn ensure_orders_table(ddb: &aws_sdk_dynamodb::Client) -> anyhow::Result<(
         .await
         .context("could not create the orders source table")?;
     Ok(())
+}
+
+/// The demo's retries: quick first tries, and still over a minute of outage ridden
+/// out before a queue's redrive policy moves a message.
+fn demo_backoff() -> Backoff {
+    Backoff {
+        base: Duration::from_secs(1),
+        cap: Duration::from_secs(60),
+    }
 }
 
 /// Dead letters on the DLQ by error class, each `failure_id` once; changes moved there

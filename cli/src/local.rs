@@ -10,7 +10,7 @@ use sluice_aws::provision::{
     ensure_ingest, ensure_transform, ensure_typed_table, queue_arn, Names,
 };
 use sluice_pipeline::contracts::{load, ContractSource};
-use sluice_pipeline::local::{mappings_path, FunctionKind, Mapping, Mappings};
+use sluice_pipeline::local::{mappings_path, Backoff, FunctionKind, Mapping, Mappings};
 
 use crate::aws_opts::AwsOpts;
 use crate::pipeline::{self, LocalPipeline};
@@ -90,9 +90,14 @@ enum LocalCommand {
         /// Exit once every stream and queue is drained.
         #[arg(long)]
         until_idle: bool,
-        /// Seconds before a failed message is delivered again.
+        /// Seconds before a failed message or stream batch is tried again the first time; each
+        /// further failure waits four times longer, up to --max-retry-delay-secs
         #[arg(long, default_value_t = 2)]
         retry_delay_secs: u64,
+        /// The longest wait between two tries. With the defaults, the five receives a local
+        /// queue allows ride out an outage of over two minutes
+        #[arg(long, default_value_t = 120)]
+        max_retry_delay_secs: u64,
     },
     /// Delete the local pipeline: queues, bucket, typed tables and local state.
     Down {
@@ -125,6 +130,7 @@ impl LocalArgs {
             LocalCommand::Run {
                 until_idle,
                 retry_delay_secs,
+                max_retry_delay_secs,
             } => {
                 let p = self.common.pipeline(&sdk).await?;
                 let shutdown = pipeline::shutdown_on_signals();
@@ -133,7 +139,10 @@ impl LocalArgs {
                     &p,
                     until_idle,
                     shutdown,
-                    Duration::from_secs(retry_delay_secs),
+                    Backoff {
+                        base: Duration::from_secs(retry_delay_secs),
+                        cap: Duration::from_secs(max_retry_delay_secs.max(retry_delay_secs)),
+                    },
                 )
                 .await?;
                 eprintln!(

@@ -12,7 +12,8 @@ use sluice_aws::metrics::{put_metric_data, Collector, MetricSet, Sink};
 use sluice_aws::provision::{queue_url, Names};
 use sluice_pipeline::ingest::Ingest;
 use sluice_pipeline::local::{
-    checkpoints_path, mappings_path, LocalFunctions, Mappings, RunOptions, RunReport, Runner,
+    checkpoints_path, mappings_path, Backoff, LocalFunctions, Mappings, RunOptions, RunReport,
+    Runner,
 };
 use sluice_pipeline::transform::Transform;
 use sluice_pipeline::{IngestConfig, TransformConfig};
@@ -163,7 +164,7 @@ pub async fn run(
     p: &LocalPipeline,
     until_idle: bool,
     shutdown: watch::Receiver<bool>,
-    retry_delay: Duration,
+    backoff: Backoff,
 ) -> anyhow::Result<(RunReport, Totals)> {
     let mappings = Mappings::load(&p.mappings_path())
         .with_context(|| format!("could not read {}", p.mappings_path().display()))?;
@@ -212,7 +213,7 @@ pub async fn run(
         .run(RunOptions {
             until_idle,
             shutdown,
-            retry_delay,
+            backoff,
             poll_interval: Duration::from_millis(250),
         })
         .await?;

@@ -217,7 +217,9 @@ async fn a_poison_record_does_not_block_its_shard() {
 #[tokio::test]
 async fn a_retriable_failure_is_retried_until_the_fault_is_gone() {
     use sluice_aws::metrics::Sink;
-    use sluice_pipeline::local::{FunctionKind, LocalFunctions, Mapping, RunOptions, Runner};
+    use sluice_pipeline::local::{
+        Backoff, FunctionKind, LocalFunctions, Mapping, RunOptions, Runner,
+    };
 
     let env = env().await;
     let source = unique("outage-src");
@@ -284,7 +286,10 @@ async fn a_retriable_failure_is_retried_until_the_fault_is_gone() {
     let run = tokio::spawn(runner.run(RunOptions {
         until_idle: true,
         shutdown: rx,
-        retry_delay: Duration::from_millis(200),
+        backoff: Backoff {
+            base: Duration::from_millis(200),
+            cap: Duration::from_secs(2),
+        },
         poll_interval: Duration::from_millis(100),
     }));
     tokio::time::sleep(Duration::from_secs(3)).await;

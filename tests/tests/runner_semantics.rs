@@ -9,7 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue as A;
-use sluice_pipeline::local::{Checkpoints, FunctionKind, Functions, Mapping, RunOptions, Runner};
+use sluice_pipeline::local::{
+    Backoff, Checkpoints, FunctionKind, Functions, Mapping, RunOptions, Runner,
+};
 use sluice_tests::*;
 
 /// A handler that records the batch sizes it sees, and fails as told.
@@ -49,7 +51,10 @@ fn options(until_idle: bool) -> RunOptions {
     RunOptions {
         until_idle,
         shutdown: tokio::sync::watch::channel(false).1,
-        retry_delay: Duration::from_millis(100),
+        backoff: Backoff {
+            base: Duration::from_millis(100),
+            cap: Duration::from_secs(1),
+        },
         poll_interval: Duration::from_millis(100),
     }
 }

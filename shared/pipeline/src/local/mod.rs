@@ -11,7 +11,8 @@
 //! - **Queues:** batch size and batching window; the visibility timeout is extended while a batch
 //!   runs; on a partial failure only the successes are deleted; the queue's redrive policy moves a
 //!   message to the DLQ after `maxReceiveCount`. Unlike Lambda, a failed message is made visible
-//!   again after a short backoff instead of the whole visibility timeout, so local retries are quick.
+//!   again after an exponential backoff ([`Backoff`]) instead of the whole visibility timeout, so
+//!   local retries are quick after a blip and still ride out an outage of minutes.
 //! - **Concurrency:** at most `max_concurrency` batches of a mapping run at once.
 //! - **Shutdown:** on Ctrl-C, no new batch starts, in-flight batches finish, checkpoints are saved,
 //!   and nothing unfinished is acknowledged. `until_idle` stops once every source is drained.
@@ -21,7 +22,7 @@ mod runner;
 mod state;
 mod streams;
 
-pub use runner::{Functions, LocalFunctions, RunOptions, RunReport, Runner};
+pub use runner::{Backoff, Functions, LocalFunctions, RunOptions, RunReport, Runner};
 pub use state::{
     checkpoints_path, mappings_path, Checkpoints, FunctionKind, Mapping, MappingSource, Mappings,
     StartingPosition,

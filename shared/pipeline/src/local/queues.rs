@@ -1,6 +1,6 @@
 //! SQS queue polling with the semantics of a Lambda event source mapping.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,7 +28,15 @@ pub(crate) async fn run<F: Functions>(
     else {
         return;
     };
-    let visibility = visibility_timeout(&ctx, &queue_url).await;
+    let (visibility, max_receives) = queue_settings(&ctx, &queue_url).await;
+    if let Some(n) = max_receives {
+        tracing::info!(
+            mapping = %m.name,
+            max_receive_count = n,
+            rides_out_secs = ctx.backoff.rides_out(n).as_secs(),
+            "A failing message is retried with backoff; the queue's redrive policy moves it to the dead-letter queue after an outage longer than this."
+        );
+    }
     let permits = Arc::new(Semaphore::new(m.max_concurrency.max(1)));
     let in_flight = Arc::new(AtomicUsize::new(0));
     let m = Arc::new(m);
@@ -78,22 +86,33 @@ pub(crate) async fn run<F: Functions>(
         .await;
 }
 
-async fn visibility_timeout<F>(ctx: &Ctx<F>, url: &str) -> Duration {
-    let secs = ctx
+/// The queue's visibility timeout, and the `maxReceiveCount` of its redrive policy.
+async fn queue_settings<F>(ctx: &Ctx<F>, url: &str) -> (Duration, Option<u32>) {
+    let attrs = ctx
         .sqs
         .get_queue_attributes()
         .queue_url(url)
         .attribute_names(QueueAttributeName::VisibilityTimeout)
+        .attribute_names(QueueAttributeName::RedrivePolicy)
         .send()
         .await
         .ok()
-        .and_then(|o| {
-            o.attributes()
-                .and_then(|a| a.get(&QueueAttributeName::VisibilityTimeout))
-                .and_then(|v| v.parse().ok())
-        })
+        .and_then(|o| o.attributes().cloned())
+        .unwrap_or_default();
+    let secs = attrs
+        .get(&QueueAttributeName::VisibilityTimeout)
+        .and_then(|v| v.parse().ok())
         .unwrap_or(30u64);
-    Duration::from_secs(secs.max(1))
+    let max_receives = attrs
+        .get(&QueueAttributeName::RedrivePolicy)
+        .and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok())
+        .and_then(|p| match &p["maxReceiveCount"] {
+            serde_json::Value::Number(n) => n.as_u64(),
+            serde_json::Value::String(s) => s.parse().ok(),
+            _ => None,
+        })
+        .and_then(|n| u32::try_from(n).ok());
+    (Duration::from_secs(secs.max(1)), max_receives)
 }
 
 /// Receives up to `batch_size` messages within the batching window.
@@ -210,11 +229,22 @@ async fn process<F: Functions>(
         .iter()
         .partition(|msg| !failed.contains(msg.message_id().unwrap_or_default()));
     delete(&ctx.sqs, url, &done).await;
-    let handles: Vec<String> = retry
-        .iter()
-        .filter_map(|m| m.receipt_handle().map(str::to_owned))
-        .collect();
-    change_visibility(&ctx.sqs, url, &handles, ctx.retry_delay).await;
+    // Each failed message waits according to how often it has failed so far: its receive count.
+    let mut waits: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+    for msg in retry {
+        let receives = msg
+            .attributes()
+            .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+            .and_then(|v| v.parse::<u32>().ok())
+            .unwrap_or(1);
+        if let Some(h) = msg.receipt_handle() {
+            let wait = ctx.backoff.delay(receives).as_secs();
+            waits.entry(wait).or_default().push(h.to_owned());
+        }
+    }
+    for (secs, handles) in waits {
+        change_visibility(&ctx.sqs, url, &handles, Duration::from_secs(secs)).await;
+    }
 }
 
 async fn delete(sqs: &aws_sdk_sqs::Client, url: &str, done: &[&Message]) {

@@ -356,7 +356,9 @@ async fn deliver<F: Functions>(
                     .await;
                 break;
             }
-            let backoff = Duration::from_millis((200u64 << attempts.clamp(0, 5)).min(5_000));
+            let backoff = ctx
+                .backoff
+                .delay(u32::try_from(attempts).unwrap_or(u32::MAX));
             if sleep_or_stop(backoff, &mut stop).await {
                 return false;
             }
