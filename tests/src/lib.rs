@@ -5,6 +5,8 @@
 //! instead. Every test names its resources uniquely, so tests run in parallel.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod faults;
+
 use std::collections::HashMap;
 use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -82,13 +84,18 @@ async fn endpoint() -> String {
 /// Clients on the test endpoint, with test credentials unless some are configured.
 pub async fn env() -> TestEnv {
     let endpoint = endpoint().await;
+    env_at(&endpoint).await
+}
+
+/// Clients on `endpoint`: the test endpoint, or a [`faults::FaultProxy`] in front of it.
+pub async fn env_at(endpoint: &str) -> TestEnv {
     if std::env::var("AWS_ACCESS_KEY_ID").is_err() {
         // The emulator accepts any credentials; tests must not pick up a real profile.
         std::env::set_var("AWS_ACCESS_KEY_ID", "test");
         std::env::set_var("AWS_SECRET_ACCESS_KEY", "test");
     }
     let sdk = load_sdk_config_with(&Overrides {
-        endpoint_url: Some(endpoint.clone()),
+        endpoint_url: Some(endpoint.to_owned()),
         region: Some("us-east-1".into()),
         profile: None,
     })
@@ -99,7 +106,7 @@ pub async fn env() -> TestEnv {
         ddb: aws_sdk_dynamodb::Client::new(&sdk),
         streams: aws_sdk_dynamodbstreams::Client::new(&sdk),
         sdk,
-        endpoint,
+        endpoint: endpoint.to_owned(),
     }
 }
 

@@ -23,7 +23,30 @@ const TRANSIENT_CODES: &[&str] = &[
     "RequestTimeout",
     "RequestTimeoutException",
     "KMS.ThrottlingException",
+    // S3: a conflicting operation on the same bucket or key is in progress.
+    "OperationAborted",
+    // Credentials that expired between signing and arrival; refreshed credentials succeed.
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "RequestExpired",
+    "RequestTimeTooSkewed",
+    "IDPCommunicationError",
+    "EC2ThrottledException",
+    "BandwidthLimitExceeded",
+    "PriorRequestNotComplete",
+    "TransactionInProgressException",
+    "LimitExceededException",
 ];
+
+/// Whether a service error is worth retrying: throttling and transient trouble by its code,
+/// any 5xx, 429 and 408. Every other 4xx (access denied, no such bucket, a key too long, a
+/// validation error) fails the same way again.
+pub fn is_transient(status: u16, code: Option<&str>) -> bool {
+    status >= 500
+        || status == 429
+        || status == 408
+        || code.is_some_and(|c| TRANSIENT_CODES.contains(&c))
+}
 
 /// A failed call to an AWS service.
 #[derive(Debug, thiserror::Error)]
@@ -76,11 +99,7 @@ impl AwsError {
             SdkError::ServiceError(s) => {
                 let status = s.raw().status().as_u16();
                 let code = s.err().code().map(str::to_owned);
-                let transient = status >= 500
-                    || status == 429
-                    || code
-                        .as_deref()
-                        .is_some_and(|c| TRANSIENT_CODES.contains(&c));
+                let transient = is_transient(status, code.as_deref());
                 let msg = s.err().message().unwrap_or("no message").to_owned();
                 (
                     transient,
@@ -123,5 +142,36 @@ impl AwsError {
     /// Whether delivering the record again may succeed.
     pub fn is_retriable(&self) -> bool {
         self.retriable
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_throttling_and_transient_trouble_are_retried() {
+        assert!(is_transient(503, Some("SlowDown")));
+        assert!(is_transient(500, Some("InternalError")));
+        assert!(is_transient(400, Some("ThrottlingException")));
+        assert!(is_transient(
+            400,
+            Some("ProvisionedThroughputExceededException")
+        ));
+        assert!(is_transient(409, Some("OperationAborted")));
+        assert!(is_transient(400, Some("ExpiredToken")));
+        assert!(is_transient(429, None));
+        assert!(is_transient(408, None));
+        for (status, code) in [
+            (400, "KeyTooLongError"),
+            (403, "AccessDenied"),
+            (404, "NoSuchBucket"),
+            (400, "InvalidArgument"),
+            (400, "ValidationException"),
+            (400, "ConditionalCheckFailedException"),
+            (400, "InvalidMessageContents"),
+        ] {
+            assert!(!is_transient(status, Some(code)), "{code}");
+        }
     }
 }

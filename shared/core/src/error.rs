@@ -144,6 +144,20 @@ pub enum DecodeError {
         /// The decoder's message.
         detail: String,
     },
+    /// The table name cannot make a raw staging key: S3 keys are at most 1,024 bytes.
+    #[error(
+        "table name {table:?} is {encoded} bytes once percent-encoded for its raw staging key, \
+         over the {limit} that a 1,024-byte S3 key leaves for it (bytes other than letters, \
+         digits, `_`, `-` and `.` take three)"
+    )]
+    TableNameTooLong {
+        /// The table name, shortened.
+        table: String,
+        /// Its length in the key, in bytes.
+        encoded: usize,
+        /// The most the key allows.
+        limit: usize,
+    },
     /// A message that belongs to another queue, such as an S3 event notification.
     #[error("{what} reached the ingest queue; {hint}")]
     Misrouted {
@@ -172,6 +186,7 @@ impl DecodeError {
             Self::MissingSeq { .. } => "missing_seq",
             Self::InvalidField { .. } => "invalid_field",
             Self::InvalidBase64 { .. } => "invalid_base64",
+            Self::TableNameTooLong { .. } => "table_name_too_long",
             Self::Misrouted { .. } => "misrouted",
         }
     }
@@ -278,6 +293,11 @@ mod tests {
             DecodeError::Misrouted {
                 what: String::new(),
                 hint: String::new(),
+            },
+            DecodeError::TableNameTooLong {
+                table: String::new(),
+                encoded: 0,
+                limit: 0,
             },
         ];
         let codes: std::collections::HashSet<_> = all.iter().map(DecodeError::code).collect();

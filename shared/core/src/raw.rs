@@ -16,6 +16,7 @@ use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
 use crate::change::{Format, Op, Route};
+use crate::error::DecodeError;
 use crate::seq::Seq;
 use crate::time::partition;
 
@@ -175,6 +176,35 @@ impl Partition {
             self.hr
         )
     }
+}
+
+/// The longest object key S3 takes, in bytes.
+pub const MAX_KEY_BYTES: usize = 1024;
+
+/// The length of a batch id in hex digits (128 bits).
+pub const BATCH_ID_LEN: usize = 32;
+
+/// Refuses a table name that cannot make a raw staging key: an S3 key is at most 1,024 bytes,
+/// and each byte of the name outside `[A-Za-z0-9_.-]` takes three once percent-encoded, so a
+/// long non-ASCII name fails sooner than its length suggests. S3 would refuse such a key on
+/// every try (`KeyTooLongError`); refused here, the record is a precise dead letter instead.
+pub fn check_table(table: &str) -> Result<(), DecodeError> {
+    let fixed = Partition {
+        table: String::new(),
+        dt: "0000-00-00".into(),
+        hr: "00".into(),
+    }
+    .key(&"0".repeat(BATCH_ID_LEN))
+    .len();
+    let name = key_segment(table).len();
+    if fixed + name <= MAX_KEY_BYTES {
+        return Ok(());
+    }
+    Err(DecodeError::TableNameTooLong {
+        table: crate::seq::truncate(table),
+        encoded: name,
+        limit: MAX_KEY_BYTES - fixed,
+    })
 }
 
 /// Makes a table name safe as one key segment: bytes outside `[A-Za-z0-9_.-]` are %-encoded,
@@ -384,5 +414,25 @@ mod tests {
         assert_eq!(line.ts_source, TsSource::Arrival);
         assert_eq!(line.ts_ms, 1_000);
         assert_eq!(line.seq, Seq::decimal("7", "").unwrap());
+    }
+
+    #[test]
+    fn a_table_name_that_cannot_make_a_key_is_refused() {
+        // The fixed part of a key is 67 bytes, so 957 remain for the encoded name.
+        assert!(check_table(&"a".repeat(957)).is_ok());
+        let err = check_table(&"a".repeat(958)).unwrap_err();
+        assert_eq!(err.code(), "table_name_too_long");
+        assert!(err.to_string().contains("958 bytes"), "{err}");
+        // A non-ASCII name triples once percent-encoded: 160 two-byte letters are 960 bytes.
+        assert!(check_table(&"é".repeat(159)).is_ok());
+        let err = check_table(&"é".repeat(160)).unwrap_err();
+        assert!(err.to_string().contains("960 bytes"), "{err}");
+        let key = Partition {
+            table: "a".repeat(957),
+            dt: "2026-11-30".into(),
+            hr: "23".into(),
+        }
+        .key(&batch_id(std::iter::empty()));
+        assert_eq!(key.len(), MAX_KEY_BYTES, "the limit is exact");
     }
 }

@@ -31,8 +31,10 @@ use sluice_aws::raw_store::S3RawStore;
 use sluice_aws::{AwsError, DeadLetters, RawStore};
 use sluice_core::envelope::{FailureEnvelope, Step};
 use sluice_core::json::read_str;
-use sluice_core::raw::{batch_id, Landable, ObjectWriter, Origin, OriginKind, Partition};
-use sluice_core::{body, ddb, kinesis, DecodeError, Format};
+use sluice_core::raw::{
+    batch_id, check_table, Landable, ObjectWriter, Origin, OriginKind, Partition,
+};
+use sluice_core::{body, ddb, kinesis, DecodeError, ErrorClass, Format};
 
 use crate::config::IngestConfig;
 use crate::sqs::SqsRecordView;
@@ -214,6 +216,8 @@ struct Slot<'a> {
     report_id: Option<String>,
     /// The FIFO message group.
     group: Option<String>,
+    /// How often the record was delivered before (SQS's receive count less one).
+    retry_count: u32,
     outcome: Outcome<'a>,
 }
 
@@ -343,6 +347,7 @@ async fn deliver<R: RawStore, D: DeadLetters>(
     let (puts, dead) = tokio::join!(puts, dead);
 
     let mut failed = HashSet::new();
+    let mut rejected = Vec::new();
     for (members, result) in puts {
         match result {
             Ok(bytes) => {
@@ -350,9 +355,20 @@ async fn deliver<R: RawStore, D: DeadLetters>(
                 stats.objects += 1;
                 stats.bytes += bytes;
             }
-            Err(e) => {
+            Err(e) if e.is_retriable() => {
                 tracing::warn!(error = %e, records = members.len(), "Raw object not written; its records will be retried.");
                 failed.extend(members);
+            }
+            Err(e) => {
+                // S3 will refuse it again (access denied, no such bucket…): retrying would only
+                // move the records to the DLQ bare after the queue's retries. Each becomes a
+                // dead letter that says why, to redrive once the cause is fixed.
+                tracing::error!(error = %e, records = members.len(), "Raw object refused by S3; its records are dead-lettered.");
+                for i in members {
+                    if let Outcome::Land(l) = &slots[i].outcome {
+                        rejected.push((i, rejected_envelope(l, slots[i].retry_count, &e, now_ms)));
+                    }
+                }
             }
         }
     }
@@ -365,7 +381,49 @@ async fn deliver<R: RawStore, D: DeadLetters>(
             }
         }
     }
+    let sent = stream::iter(rejected)
+        .map(|(i, env)| async move { (i, deps.dead_letters.send(env).await) })
+        .buffer_unordered(concurrency)
+        .collect::<Vec<_>>()
+        .await;
+    for (i, result) in sent {
+        match result {
+            Ok(()) => stats.quarantined += 1,
+            Err(e) => {
+                tracing::error!(error = %e, index = i, "Dead letter not sent; the record will be retried.");
+                failed.insert(i);
+            }
+        }
+    }
     failed
+}
+
+/// The dead letter of a record whose raw object S3 refused for good.
+fn rejected_envelope(
+    l: &Landable<'_>,
+    retry_count: u32,
+    err: &AwsError,
+    now_ms: i64,
+) -> FailureEnvelope {
+    let origin = serde_json::value::to_raw_value(&l.origin).unwrap_or_default();
+    let mut env = FailureEnvelope::new(
+        Step::Ingest,
+        ErrorClass::Internal,
+        "raw_write_rejected",
+        format!(
+            "the raw object for this record was refused and would be refused again: {err}; \
+             fix the cause (the bucket, its policy, the function's role), then redrive this \
+             dead letter"
+        ),
+        (&l.origin.arn, &l.origin.id),
+        origin,
+        now_ms,
+    )
+    .with_original(l.record.get().to_owned());
+    env.table = Some(l.route.table.clone());
+    env.format = Some(l.route.format);
+    env.retry_count = retry_count;
+    env
 }
 
 async fn write_group<R: RawStore, D: DeadLetters>(
@@ -438,6 +496,7 @@ fn sqs_slot<'a, R, D>(
             return Slot {
                 report_id: None,
                 group: None,
+                retry_count: 0,
                 outcome: dead(err, None, &origin, raw.get().to_owned(), 0, now_ms),
             };
         }
@@ -467,6 +526,7 @@ fn sqs_slot<'a, R, D>(
     Slot {
         report_id,
         group,
+        retry_count,
         outcome,
     }
 }
@@ -502,6 +562,7 @@ fn sqs_body(
     })?;
     let compact = read_str(&text, &config.limits).map_err(|e| (e, None, text.to_string()))?;
     let route = body::route(&compact, &config.limits).map_err(|e| (e, None, text.to_string()))?;
+    check_table(&route.table).map_err(|e| (e, Some(route.format), text.to_string()))?;
     let record = RawValue::from_string(compact.into_owned()).map_err(|e| {
         (
             DecodeError::NotJson {
@@ -554,6 +615,7 @@ fn stream_slot<'a, R, D>(
             return Slot {
                 report_id: None,
                 group: None,
+                retry_count: 0,
                 outcome: dead(e, None, &origin, raw.get().to_owned(), 0, now_ms),
             };
         }
@@ -577,7 +639,9 @@ fn stream_slot<'a, R, D>(
         ),
         Err(_) => (None, fallback_origin(OriginKind::Ddb, index)),
     };
-    let routed = parsed.and_then(|r| r.route());
+    let routed = parsed
+        .and_then(|r| r.route())
+        .and_then(|route| check_table(&route.table).map(|()| route));
     let outcome = match routed {
         Ok(route) => {
             let record = match text {
@@ -614,6 +678,7 @@ fn stream_slot<'a, R, D>(
     Slot {
         report_id,
         group: None,
+        retry_count: 0,
         outcome,
     }
 }
@@ -665,6 +730,7 @@ fn kinesis_slot<'a, R, D>(
             return Slot {
                 report_id: None,
                 group: None,
+                retry_count: 0,
                 outcome: dead(e, None, &origin, raw.get().to_owned(), 0, now_ms),
             };
         }
@@ -682,6 +748,7 @@ fn kinesis_slot<'a, R, D>(
     Slot {
         report_id: view.sequence_number().map(str::to_owned),
         group: None,
+        retry_count: 0,
         outcome,
     }
 }
@@ -703,6 +770,7 @@ fn kinesis_change(
         )
     })?;
     let route = change.route(seq).map_err(|e| (e, format))?;
+    check_table(&route.table).map_err(|e| (e, format))?;
     let record = RawValue::from_string(data).map_err(|e| {
         (
             DecodeError::NotJson {
@@ -778,7 +846,10 @@ mod tests {
     #[derive(Default)]
     struct MemStore {
         objects: Mutex<Vec<(String, usize)>>,
+        /// Keys that fail as S3 fails under throttling or an outage: retriable.
         fail_keys_containing: Option<&'static str>,
+        /// Keys that S3 refuses for good (access denied, say).
+        refuse_keys_containing: Option<&'static str>,
     }
 
     impl RawStore for MemStore {
@@ -787,7 +858,12 @@ mod tests {
         }
         async fn put_raw(&self, key: &str, _body: Vec<u8>, lines: usize) -> Result<(), AwsError> {
             if self.fail_keys_containing.is_some_and(|n| key.contains(n)) {
-                return Err(AwsError::local("PutObject", key, "injected"));
+                let mut e = AwsError::local("PutObject", key, "injected outage");
+                e.retriable = true;
+                return Err(e);
+            }
+            if self.refuse_keys_containing.is_some_and(|n| key.contains(n)) {
+                return Err(AwsError::local("PutObject", key, "injected refusal"));
             }
             self.objects.lock().unwrap().push((key.to_owned(), lines));
             Ok(())
@@ -882,6 +958,39 @@ mod tests {
             1,
             "the good table's object is written"
         );
+    }
+
+    #[tokio::test]
+    async fn a_raw_object_refused_for_good_dead_letters_its_records_instead_of_retrying() {
+        let d = deps(
+            MemStore {
+                refuse_keys_containing: Some("/bad/"),
+                ..MemStore::default()
+            },
+            MemDlq::default(),
+        );
+        let e = event(&[
+            stream_record("100", "good"),
+            stream_record("101", "bad"),
+            stream_record("102", "bad"),
+        ]);
+        let r = handle(&e, &d).await.unwrap();
+        assert!(r.failed_ids().is_empty(), "nothing is retried: {r:?}");
+        let sent = d.dead_letters.sent.lock().unwrap();
+        assert_eq!(sent.len(), 2);
+        for env in sent.iter() {
+            assert_eq!(env.error_code.as_deref(), Some("raw_write_rejected"));
+            assert_eq!(env.error_class, ErrorClass::Internal);
+            assert_eq!(env.table.as_deref(), Some("bad"));
+            assert!(env.error.contains("injected refusal"), "{}", env.error);
+            let original: serde_json::Value =
+                serde_json::from_str(env.original.as_deref().unwrap()).unwrap();
+            assert_eq!(
+                original["eventSourceARN"], "arn:aws:dynamodb:us-east-1:1:table/bad/stream/x",
+                "the record, whole"
+            );
+        }
+        assert_eq!(d.store.objects.lock().unwrap().len(), 1);
     }
 
     #[tokio::test]

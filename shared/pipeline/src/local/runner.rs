@@ -287,6 +287,17 @@ impl<F: Functions> Runner<F> {
     }
 }
 
+/// Sleeps for `d`, or less if a stop is requested. Returns whether a stop was requested.
+pub(crate) async fn sleep_or_stop(d: Duration, stop: &mut watch::Receiver<bool>) -> bool {
+    if *stop.borrow() {
+        return true;
+    }
+    tokio::select! {
+        _ = stop.changed() => true,
+        () = tokio::time::sleep(d) => *stop.borrow(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -319,16 +330,5 @@ mod tests {
         assert!(ride > Duration::from_secs(120), "{ride:?}");
         assert!(ride < Duration::from_secs(180), "{ride:?}");
         assert_eq!(Backoff::default().rides_out(1), Duration::ZERO);
-    }
-}
-
-/// Sleeps for `d`, or less if a stop is requested. Returns whether a stop was requested.
-pub(crate) async fn sleep_or_stop(d: Duration, stop: &mut watch::Receiver<bool>) -> bool {
-    if *stop.borrow() {
-        return true;
-    }
-    tokio::select! {
-        _ = stop.changed() => true,
-        () = tokio::time::sleep(d) => *stop.borrow(),
     }
 }

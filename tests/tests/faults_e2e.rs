@@ -1,0 +1,145 @@
+//! End to end with faults: a fault-injecting proxy ([`sluice_tests::faults`]) between the
+//! handlers and the endpoint gives the answers AWS gives under trouble, and the tests check
+//! that every change still ends as a typed row or as a dead letter that says why.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use sluice_aws::events::sqs_event;
+use sluice_core::ErrorClass;
+use sluice_pipeline::ingest::handle;
+use sluice_tests::faults::{Fault, FaultProxy, Rule};
+use sluice_tests::*;
+
+fn app_body(table: &str, id: u64) -> String {
+    serde_json::json!({"table": table, "op": "insert", "key": {"id": id},
+                       "after": {"id": id, "name": format!("n{id}")}, "seq": 1})
+    .to_string()
+}
+
+/// Sends `bodies` to the ingest queue and receives them as one SQS event.
+async fn sqs_batch(env: &TestEnv, queue_url: &str, bodies: &[String]) -> String {
+    for body in bodies {
+        env.sqs
+            .send_message()
+            .queue_url(queue_url)
+            .message_body(body)
+            .send()
+            .await
+            .unwrap();
+    }
+    let messages = receive(env, queue_url, bodies.len()).await;
+    assert_eq!(messages.len(), bodies.len());
+    sqs_event(&queue_arn(env, queue_url).await, "us-east-1", &messages)
+}
+
+/// GIVEN S3 answering a raw write with AWS's `KeyTooLongError` (400)
+/// WHEN ingest lands a batch
+/// THEN the write is tried once, not retried, and every record of it becomes a dead letter
+/// that names the refusal; the batch reports nothing for retry.
+#[tokio::test]
+async fn a_permanent_s3_error_is_a_dead_letter_and_never_retried() {
+    let env = env().await;
+    let resources = ingest_resources(&env, false).await;
+    let proxy = FaultProxy::start(&env.endpoint);
+    proxy.add(
+        Rule::new("s3", "PutObject", Fault::key_too_long())
+            .path(format!("/{}/raw/", resources.raw_bucket)),
+    );
+    let via = env_at(&proxy.url).await;
+    let deps = ingest_deps_with_s3(&env, &resources, via.s3.clone());
+    let bodies: Vec<String> = (1..=3).map(|i| app_body("orders", i)).collect();
+    let event = sqs_batch(&env, &resources.ingest_queue_url, &bodies).await;
+
+    let response = handle(&event, &deps).await.unwrap();
+
+    assert!(response.failed_ids().is_empty(), "{response:?}");
+    assert_eq!(proxy.count("s3", "PutObject"), 1, "{:?}", proxy.calls());
+    let letters = dead_letters(&env, &resources.dlq_url, 3).await;
+    assert_eq!(letters.len(), 3);
+    for (env, attrs) in &letters {
+        assert_eq!(env.error_code.as_deref(), Some("raw_write_rejected"));
+        assert_eq!(env.error_class, ErrorClass::Internal);
+        assert_eq!(env.table.as_deref(), Some("orders"));
+        assert!(
+            env.error.contains("KeyTooLongError") && env.error.contains("not retriable"),
+            "{}",
+            env.error
+        );
+        assert!(bodies.contains(env.original.as_ref().unwrap()));
+        assert_eq!(attrs["error_code"], "raw_write_rejected");
+    }
+    assert!(list_keys(&env, &resources.raw_bucket, "raw/")
+        .await
+        .is_empty());
+}
+
+/// GIVEN an application event whose table name, percent-encoded, cannot fit an S3 key
+/// WHEN ingest takes it
+/// THEN it is refused before any write, as a dead letter naming the table; the other record
+/// of the batch lands.
+#[tokio::test]
+async fn a_table_name_too_long_for_a_raw_key_is_refused_before_any_write() {
+    let env = env().await;
+    let resources = ingest_resources(&env, false).await;
+    let proxy = FaultProxy::start(&env.endpoint);
+    let via = env_at(&proxy.url).await;
+    let deps = ingest_deps_with_s3(&env, &resources, via.s3.clone());
+    // 400 two-byte letters: 800 bytes, 2,400 once percent-encoded.
+    let long = "é".repeat(400);
+    let bodies = [app_body(&long, 1), app_body("orders", 2)];
+    let event = sqs_batch(&env, &resources.ingest_queue_url, &bodies).await;
+
+    let response = handle(&event, &deps).await.unwrap();
+
+    assert!(response.failed_ids().is_empty(), "{response:?}");
+    let puts: Vec<String> = proxy
+        .calls()
+        .into_iter()
+        .filter(|c| c.operation == "PutObject")
+        .map(|c| c.path)
+        .collect();
+    assert_eq!(puts.len(), 1, "only the good record's object: {puts:?}");
+    assert!(puts[0].contains("/raw/orders/"), "{puts:?}");
+    let letters = dead_letters(&env, &resources.dlq_url, 1).await;
+    assert_eq!(letters.len(), 1);
+    let (letter, _) = &letters[0];
+    assert_eq!(letter.error_code.as_deref(), Some("table_name_too_long"));
+    assert_eq!(letter.error_class, ErrorClass::BadFormat);
+    assert!(
+        letter.error.contains("éééé") && letter.error.contains("2400 bytes"),
+        "{}",
+        letter.error
+    );
+    assert_eq!(letter.original.as_deref(), Some(bodies[0].as_str()));
+}
+
+/// GIVEN S3 throttling raw writes (503 SlowDown)
+/// WHEN ingest lands a batch
+/// THEN the records are reported for retry, never dead-lettered; once S3 recovers, the same
+/// batch delivered again lands.
+#[tokio::test]
+async fn s3_throttling_is_retried_not_dead_lettered() {
+    let env = env().await;
+    let resources = ingest_resources(&env, false).await;
+    let proxy = FaultProxy::start(&env.endpoint);
+    let rule = Rule::new("s3", "PutObject", Fault::slow_down())
+        .path(format!("/{}/raw/", resources.raw_bucket));
+    let throttling = rule.active.clone();
+    proxy.add(rule);
+    let via = env_at(&proxy.url).await;
+    let deps = ingest_deps_with_s3(&env, &resources, via.s3.clone());
+    let bodies: Vec<String> = (1..=2).map(|i| app_body("orders", i)).collect();
+    let event = sqs_batch(&env, &resources.ingest_queue_url, &bodies).await;
+
+    let response = handle(&event, &deps).await.unwrap();
+    assert_eq!(response.failed_ids().len(), 2, "{response:?}");
+    assert!(
+        proxy.count("s3", "PutObject") > 1,
+        "the SDK retried the throttled write"
+    );
+    assert!(dead_letters(&env, &resources.dlq_url, 1).await.is_empty());
+
+    throttling.store(false, std::sync::atomic::Ordering::SeqCst);
+    let response = handle(&event, &deps).await.unwrap();
+    assert!(response.failed_ids().is_empty(), "{response:?}");
+    assert_eq!(raw_lines(&env, &resources.raw_bucket).await.len(), 2);
+}
