@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::AttributeValue as A;
+use sluice_tests::faults::{Fault, FaultProxy, Rule};
 use sluice_tests::{env, scan, unique, TestEnv};
 
 /// One isolated local pipeline: its prefix, contracts, state directory and source table.
@@ -25,6 +26,11 @@ const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
 impl Local {
     fn command(&self, args: &[&str]) -> Command {
+        self.command_via(&self.endpoint, args)
+    }
+
+    /// A command whose AWS calls go to `endpoint` (a fault-injecting proxy, say).
+    fn command_via(&self, endpoint: &str, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_sluice"));
         c.current_dir(REPO)
             .args(args)
@@ -36,7 +42,7 @@ impl Local {
                 "--state-dir",
                 self.state.to_str().unwrap(),
             ])
-            .env("AWS_ENDPOINT_URL", &self.endpoint)
+            .env("AWS_ENDPOINT_URL", endpoint)
             .env("AWS_REGION", "us-east-1")
             .env("AWS_ACCESS_KEY_ID", "test")
             .env("AWS_SECRET_ACCESS_KEY", "test")
@@ -422,6 +428,152 @@ async fn the_audit_detects_a_lost_row_and_a_lost_raw_object() {
     let audit = local.run(&["audit"]);
     assert!(!audit.status.success());
     assert!(text(&audit).contains("is missing"), "{}", text(&audit));
+}
+
+/// A local pipeline fed only over SQS: a `customers` contract for application events.
+async fn sqs_only(env: &TestEnv) -> (Local, String) {
+    let contracts = std::env::temp_dir().join(unique("contracts"));
+    std::fs::create_dir_all(&contracts).unwrap();
+    std::fs::write(
+        contracts.join("customers.yaml"),
+        "name: customers\nversion: 1\nsources: [{table: customers, formats: [app]}]\nprimary_key: [id]\nfields:\n  - {name: id, type: int}\n  - {name: name, type: string}\n",
+    )
+    .unwrap();
+    let local = Local {
+        prefix: unique("out"),
+        contracts,
+        state: std::env::temp_dir().join(unique("state")),
+        source: String::new(),
+        endpoint: env.endpoint.clone(),
+    };
+    let out = local.run(&["local", "up"]);
+    assert!(out.status.success(), "local up: {}", text(&out));
+    let url = sluice_aws::provision::queue_url(&env.sqs, &local.ingest_queue())
+        .await
+        .unwrap();
+    (local, url)
+}
+
+async fn send_customer(env: &TestEnv, url: &str, id: u64, name: &str, seq: u64) -> String {
+    let body = serde_json::json!({"table": "customers", "op": "update", "key": {"id": id},
+        "after": {"id": id, "name": name}, "seq": seq});
+    env.sqs
+        .send_message()
+        .queue_url(url)
+        .message_body(body.to_string())
+        .send()
+        .await
+        .unwrap()
+        .message_id
+        .unwrap()
+}
+
+/// GIVEN an S3 outage longer than the local queue's retries ride out
+/// WHEN `sluice local run` retries a valid change until the ingest queue's redrive policy moves
+/// it to the DLQ as a bare message
+/// THEN `sluice audit` exits 1 and names the stranded change as unprocessed, although every raw
+/// line it knows of is accounted for.
+#[tokio::test]
+async fn a_change_stranded_on_the_dlq_by_an_outage_fails_the_audit() {
+    let env = env().await;
+    let (local, url) = sqs_only(&env).await;
+    send_customer(&env, &url, 1, "before", 1).await;
+    assert!(local
+        .run(&["local", "run", "--until-idle"])
+        .status
+        .success());
+    assert!(local.run(&["audit"]).status.success());
+
+    let proxy = FaultProxy::start(&env.endpoint);
+    proxy.add(
+        Rule::new("s3", "PutObject", Fault::Refuse).path(format!("/{}-raw/raw/", local.prefix)),
+    );
+    let stranded = send_customer(&env, &url, 1, "after", 2).await;
+    let out = local
+        .command_via(
+            &proxy.url,
+            &[
+                "local",
+                "run",
+                "--until-idle",
+                "--retry-delay-secs",
+                "1",
+                "--max-retry-delay-secs",
+                "1",
+            ],
+        )
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        proxy.count("s3", "PutObject") >= 5,
+        "every receive was tried: {}",
+        proxy.count("s3", "PutObject")
+    );
+
+    let audit = local.run(&["audit"]);
+    let t = text(&audit);
+    assert_eq!(audit.status.code(), Some(1), "{t}");
+    assert!(
+        t.contains("unprocessed: 1 change(s) on the dead-letter queue without a failure envelope"),
+        "{t}"
+    );
+    assert!(t.contains(&format!("message {stranded}")), "{t}");
+    assert!(
+        t.contains("a change to table \"customers\" (app update, seq 0000000000000000000000000000000000000002)"),
+        "{t}"
+    );
+    assert!(!t.contains("audit: clean"), "{t}");
+    let row = &scan(&env, &format!("{}-customers", local.prefix)).await[0];
+    assert_eq!(
+        row["name"].as_s().unwrap(),
+        "before",
+        "the change never reached the table"
+    );
+    println!("{t}");
+}
+
+/// GIVEN an S3 outage shorter than what the local queue's retries ride out
+/// WHEN `sluice local run` backs off and retries
+/// THEN nothing is stranded: the change is typed and the audit is clean.
+#[tokio::test]
+async fn a_short_outage_is_ridden_out_by_backing_off() {
+    let env = env().await;
+    let (local, url) = sqs_only(&env).await;
+    let proxy = FaultProxy::start(&env.endpoint);
+    let rule =
+        Rule::new("s3", "PutObject", Fault::Refuse).path(format!("/{}-raw/raw/", local.prefix));
+    let outage = rule.active.clone();
+    proxy.add(rule);
+    send_customer(&env, &url, 7, "kept", 1).await;
+    // Waits of about 1, 4, 4 and 4 s between the five receives: about 12 s ridden out.
+    let mut runner = local
+        .command_via(
+            &proxy.url,
+            &[
+                "local",
+                "run",
+                "--until-idle",
+                "--retry-delay-secs",
+                "1",
+                "--max-retry-delay-secs",
+                "4",
+            ],
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(proxy.count("s3", "PutObject") >= 2, "the outage was met");
+    outage.store(false, std::sync::atomic::Ordering::SeqCst);
+    let status = wait_with_timeout(&mut runner, Duration::from_secs(60));
+    assert!(status.success());
+    let audit = local.run(&["audit"]);
+    assert!(audit.status.success(), "{}", text(&audit));
+    let rows = scan(&env, &format!("{}-customers", local.prefix)).await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["name"].as_s().unwrap(), "kept");
 }
 
 /// GIVEN a fresh endpoint
