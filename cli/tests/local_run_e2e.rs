@@ -576,6 +576,66 @@ async fn a_short_outage_is_ridden_out_by_backing_off() {
     assert_eq!(rows[0]["name"].as_s().unwrap(), "kept");
 }
 
+/// GIVEN dead-letter sends whose responses are lost 30 % of the time (the message is sent, the
+/// sender cannot tell, and sends it again), so the DLQ holds copies of dead letters
+/// WHEN the pipeline drains
+/// THEN `sluice audit` and `sluice status` count each failure_id once: exactly one dead letter
+/// per bad record, and the audit is clean.
+#[tokio::test]
+async fn duplicate_dead_letters_are_counted_once() {
+    let env = env().await;
+    let (local, url) = sqs_only(&env).await;
+    for i in 0..40u64 {
+        // Every other change names a customer with a number: a contract violation.
+        let body = if i % 2 == 0 {
+            serde_json::json!({"table": "customers", "op": "insert", "key": {"id": i},
+                "after": {"id": i, "name": 5}, "seq": 1})
+        } else {
+            serde_json::json!({"table": "customers", "op": "insert", "key": {"id": i},
+                "after": {"id": i, "name": "ok"}, "seq": 1})
+        };
+        env.sqs
+            .send_message()
+            .queue_url(&url)
+            .message_body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+    }
+    let proxy = FaultProxy::start(&env.endpoint);
+    proxy.add(Rule::new("sqs", "SendMessage", Fault::Ambiguous).probability(0.3));
+    let out = local
+        .command_via(
+            &proxy.url,
+            &["local", "run", "--until-idle", "--retry-delay-secs", "1"],
+        )
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let lost = proxy
+        .calls()
+        .iter()
+        .filter(|c| c.operation == "SendMessage" && c.fault.is_some())
+        .count();
+    assert!(lost > 0, "some responses were lost");
+
+    let audit = local.run(&["audit"]);
+    let t = text(&audit);
+    assert!(audit.status.success(), "{t}");
+    assert!(
+        t.contains("dead letters: transform contract_violation 20"),
+        "{t}"
+    );
+    assert!(t.contains("duplicate dead letters: "), "{t}");
+    let status = text(&local.run(&["status"]));
+    assert!(
+        status
+            .lines()
+            .any(|l| l.contains("transform contract_violation") && l.trim_end().ends_with(" 20")),
+        "{status}"
+    );
+}
+
 /// GIVEN a fresh endpoint
 /// WHEN `sluice demo --count N` runs
 /// THEN it prints its summary, its audit is clean, and it exits 0.

@@ -143,3 +143,57 @@ async fn s3_throttling_is_retried_not_dead_lettered() {
     assert!(response.failed_ids().is_empty(), "{response:?}");
     assert_eq!(raw_lines(&env, &resources.raw_bucket).await.len(), 2);
 }
+
+/// GIVEN a DLQ of 40 messages that is slow to read (every receive delayed)
+/// WHEN it is read with a budget too short to read it all, and then with enough
+/// THEN the first read stops at its budget and says so; the second reads every message once,
+/// ends, and leaves them all on the queue.
+#[tokio::test]
+async fn reading_a_slow_dlq_ends_in_bounded_time_and_says_what_it_missed() {
+    use sluice_pipeline::dlq::DlqSnapshot;
+    use std::time::{Duration, Instant};
+
+    let env = env().await;
+    let resources = ingest_resources(&env, false).await;
+    for i in 0..40 {
+        env.sqs
+            .send_message()
+            .queue_url(&resources.dlq_url)
+            .message_body(app_body("orders", i))
+            .send()
+            .await
+            .unwrap();
+    }
+    let proxy = FaultProxy::start(&env.endpoint);
+    proxy.add(Rule::new(
+        "sqs",
+        "ReceiveMessage",
+        Fault::Delay(Duration::from_millis(400)),
+    ));
+    let via = env_at(&proxy.url).await;
+
+    let started = Instant::now();
+    let partial = DlqSnapshot::read(&via.sqs, &resources.dlq_url, Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(10), "bounded");
+    assert!(!partial.complete);
+    assert!(partial.entries.len() < 40, "{}", partial.entries.len());
+    let note = partial.incomplete_note().unwrap();
+    assert!(note.contains("of about 40"), "{note}");
+
+    let whole = DlqSnapshot::read(&via.sqs, &resources.dlq_url, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert!(whole.complete);
+    assert_eq!(whole.entries.len(), 40);
+    assert_eq!(
+        whole.unprocessed().len(),
+        40,
+        "bare changes are unprocessed"
+    );
+    let again = DlqSnapshot::read(&env.sqs, &resources.dlq_url, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(again.entries.len(), 40, "peeked, not consumed");
+}
