@@ -492,9 +492,15 @@ fn summary(
         totals.sum("ingest", "BytesWritten") / 1024.0,
         totals.sum("ingest", "RecordsLanded")
     );
+    let again = totals.sum("transform", "RowsAlreadyWritten");
     println!(
-        "  typed rows       {} written",
-        totals.sum("transform", "RowsWritten")
+        "  typed rows       {} written{}",
+        totals.sum("transform", "RowsWritten"),
+        if again > 0.0 {
+            format!(" ({again} found already written by an earlier try)")
+        } else {
+            String::new()
+        }
     );
     println!(
         "  stale writes     {} skipped",

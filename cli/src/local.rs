@@ -146,13 +146,14 @@ impl LocalArgs {
                 )
                 .await?;
                 eprintln!(
-                    "{} invocations, {} records, {} failed invocations, {} on-failure records; landed {}, typed {}, stale {}, quarantined {}{}",
+                    "{} invocations, {} records, {} failed invocations, {} on-failure records; landed {}, typed {} (and {} found already written), stale {}, quarantined {}{}",
                     report.invocations,
                     report.records,
                     report.failed_invocations,
                     report.on_failure_records,
                     totals.sum("ingest", "RecordsLanded"),
                     totals.sum("transform", "RowsWritten"),
+                    totals.sum("transform", "RowsAlreadyWritten"),
                     totals.sum("transform", "RowsStale"),
                     totals.sum("ingest", "RecordsQuarantined") + totals.sum("transform", "RecordsQuarantined"),
                     if report.drained { "; drained" } else { "" }

@@ -45,6 +45,13 @@ pub enum Fault {
     Ambiguous,
     /// The request waits this long, then goes through.
     Delay(Duration),
+    /// This answer, whatever the request: a body no AWS SDK can read, say.
+    Respond {
+        /// The HTTP status.
+        status: u16,
+        /// The body.
+        body: &'static str,
+    },
 }
 
 impl Fault {
@@ -281,6 +288,16 @@ async fn handle(
             message,
         }) => return Ok(error_response(&call.service, status, code, message)),
         Some(Fault::Delay(d)) => tokio::time::sleep(d).await,
+        Some(Fault::Respond { status, body }) => {
+            let mut response = Response::new(Full::new(Bytes::from(body)));
+            *response.status_mut() =
+                hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::OK);
+            response.headers_mut().insert(
+                "content-type",
+                hyper::header::HeaderValue::from_static("application/x-amz-json-1.0"),
+            );
+            return Ok(response);
+        }
         Some(Fault::Ambiguous) | None => {}
     }
     let uri = format!("{}{}", shared.upstream, call.path);

@@ -355,6 +355,12 @@ pub type TransformOnAws = Transform<
     SqsDeadLetters,
 >;
 
+/// The transform handler's dependencies for `p`, with every call made through `via` (a
+/// [`faults::FaultProxy`] in front of the endpoint, say).
+pub fn transform_deps_via(via: &TestEnv, p: &Pipeline) -> TransformOnAws {
+    transform_deps_with(via, p, &p.contracts_dir.display().to_string())
+}
+
 /// The transform handler's dependencies for `p`, reading contracts from `contracts`.
 pub fn transform_deps_with(env: &TestEnv, p: &Pipeline, contracts: &str) -> TransformOnAws {
     let config = TransformConfig::from_lookup(|name| match name {
@@ -429,6 +435,7 @@ fn merge(total: &mut TransformStats, s: TransformStats) {
     for (k, v) in s.tables {
         let t = total.tables.entry(k).or_default();
         t.written += v.written;
+        t.already_written += v.already_written;
         t.stale += v.stale;
         t.quarantined += v.quarantined;
     }

@@ -197,3 +197,71 @@ async fn reading_a_slow_dlq_ends_in_bounded_time_and_says_what_it_missed() {
         .unwrap();
     assert_eq!(again.entries.len(), 40, "peeked, not consumed");
 }
+
+/// GIVEN an endpoint that answers a Scan with HTTP 200 and an item the SDK cannot read (as the
+/// local emulator does for a map with an empty attribute name)
+/// WHEN the audit scans the table
+/// THEN the error says that the answer could not be read, and why, and is not retriable.
+#[tokio::test]
+async fn an_unreadable_answer_is_an_error_a_person_can_act_on() {
+    let env = env().await;
+    let proxy = FaultProxy::start(&env.endpoint);
+    proxy.add(Rule::new(
+        "dynamodb",
+        "Scan",
+        Fault::Respond {
+            status: 200,
+            body: r#"{"Items":[{"pk":{"S":"a"},"_extra":{"M":{"S":"x"}}}],"Count":1,"ScannedCount":1}"#,
+        },
+    ));
+    let via = env_at(&proxy.url).await;
+    let err = sluice_pipeline::audit::scan(&via.ddb, "any-table")
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(!err.is_retriable(), "{text}");
+    assert!(
+        text.contains("HTTP 200, but the answer could not be read as a Scan response"),
+        "{text}"
+    );
+    assert!(!text.contains("no message"), "{text}");
+    println!("{text}");
+}
+
+/// GIVEN typed writes whose answers are lost 25 % of the time (DynamoDB applied the write, the
+/// caller cannot tell, and writes again)
+/// WHEN transform types 20 changes to 20 keys
+/// THEN every row is written once, and the counts say so: each row is written or found already
+/// written from the same line, and none is called stale.
+#[tokio::test]
+async fn a_write_whose_answer_was_lost_is_counted_as_already_written_not_stale() {
+    let env = env().await;
+    let p = pipeline(
+        &env,
+        &[(
+            "people.yaml",
+            "name: people\nversion: 1\nsources: [{table: people}]\nprimary_key: [id]\nfields:\n  - {name: id, type: int}\n  - {name: name, type: string}\n".to_owned(),
+        )],
+    )
+    .await;
+    let bodies: Vec<String> = (1..=20).map(|i| app_body("people", i)).collect();
+    ingest_bodies(&env, &p, &ingest_deps(&env, &p.ingest), &bodies, 10).await;
+    let proxy = FaultProxy::start(&env.endpoint);
+    proxy.add(Rule::new("dynamodb", "PutItem", Fault::Ambiguous).probability(0.25));
+    let via = env_at(&proxy.url).await;
+
+    let (stats, failed) = drain_transform(&env, &p, &transform_deps_via(&via, &p)).await;
+
+    assert_eq!(failed, 0);
+    let lost = proxy
+        .calls()
+        .iter()
+        .filter(|c| c.operation == "PutItem" && c.fault.is_some())
+        .count();
+    assert!(lost > 0, "some answers were lost");
+    let t = &stats.tables["people"];
+    assert_eq!(t.stale, 0, "{t:?}");
+    assert_eq!(t.written + t.already_written, 20, "{t:?}");
+    assert!(t.already_written > 0, "{t:?}");
+    assert_eq!(scan(&env, &p.typed_table("people")).await.len(), 20);
+}

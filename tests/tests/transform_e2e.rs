@@ -569,11 +569,13 @@ async fn a_contract_change_rewrites_rows_on_reprocessing() {
         assert_eq!(item["_contract_version"], A::N("2".into()));
         assert_eq!(s(item, "name"), s(item, "first_name"));
     }
-    // And processing it once more under the same version changes nothing: every write is stale.
+    // And processing it once more under the same version changes nothing: every row is found
+    // already written from the same lines, neither written again nor counted stale.
     renotify(&env, &p).await;
     let (stats, _) = drain_transform(&env, &p, &transform).await;
     assert_eq!(stats.tables["evolving_typed"].written, 0);
-    assert_eq!(stats.tables["evolving_typed"].stale, 3);
+    assert_eq!(stats.tables["evolving_typed"].already_written, 3);
+    assert_eq!(stats.tables["evolving_typed"].stale, 0);
 }
 
 /// GIVEN contracts stored under an S3 prefix, one of them broken
@@ -687,4 +689,99 @@ async fn a_dms_update_that_changes_the_key_moves_the_row() {
     );
     assert!(!typed["45"].contains_key("_deleted"));
     assert_eq!(s(&typed["45"], "email").as_deref(), Some("a@example.com"));
+}
+
+/// GIVEN hostile changes: keys that disagree with their images (an application event, and a
+/// hand-made DynamoDB stream record), an escaped lone surrogate in a body and in a raw line
+/// written to raw staging by other means, and unknown columns DynamoDB cannot hold as they are
+/// (a number of 39 digits, a map with an empty key)
+/// WHEN they go through ingest and transform
+/// THEN each disagreement is a `key_mismatch` dead letter naming both paths, each lone
+/// surrogate an `invalid_utf8` one, and the unknown columns are kept under `_extra` as their
+/// JSON text, in a table that scans back.
+#[tokio::test]
+async fn hostile_keys_surrogates_and_unstorable_columns_end_precisely() {
+    let env = env().await;
+    let p = pipeline(
+        &env,
+        &[(
+            "people.yaml",
+            "name: people\nversion: 1\nsources: [{table: people}]\nprimary_key: [id]\nunknown_fields: keep\nfields:\n  - {name: id, type: int}\n  - {name: name, type: string}\n".to_owned(),
+        )],
+    )
+    .await;
+    let ingest = ingest_deps(&env, &p.ingest);
+    let digits = "9".repeat(39);
+    let bodies = [
+        r#"{"table":"people","op":"update","key":{"id":135},"after":{"id":136,"name":"x"},"seq":1}"#.to_owned(),
+        r#"{"table":"people","op":"insert","key":{"id":2},"after":{"id":2,"name":"\ud800"},"seq":1}"#.to_owned(),
+        format!(r#"{{"table":"people","op":"insert","key":{{"id":1}},"after":{{"id":1,"name":"ok","digits":{digits},"m":{{"":1,"a":2}}}},"seq":1}}"#),
+    ];
+    ingest_bodies(&env, &p, &ingest, &bodies, 10).await;
+    // DynamoDB never sends a record whose Keys and NewImage disagree; a hand-made one can.
+    let stream = r#"{"Records":[{"eventID":"e1","eventName":"INSERT","eventSource":"aws:dynamodb","eventSourceARN":"arn:aws:dynamodb:us-east-1:1:table/people/stream/x","dynamodb":{"ApproximateCreationDateTime":1795520000,"Keys":{"id":{"N":"7"}},"NewImage":{"id":{"N":"8"},"name":{"S":"y"}},"SequenceNumber":"100","StreamViewType":"NEW_IMAGE"}}]}"#;
+    let response = sluice_pipeline::ingest::handle(stream, &ingest)
+        .await
+        .unwrap();
+    assert!(response.failed_ids().is_empty());
+    // A raw line with a lone surrogate, written to raw staging by other means.
+    let line = r#"{"v":1,"format":"app","table":"people","op":"insert","seq":"0000000000000000000000000000000000000001","ts_ms":1795520000000,"ts_source":"source","ingested_ms":1795520000000,"origin":{"kind":"sqs","arn":"a","id":"m9"},"record":{"table":"people","op":"insert","key":{"id":9},"after":{"id":9,"name":"\udc00"},"seq":1}}"#;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, format!("{line}\n").as_bytes()).unwrap();
+    env.s3
+        .put_object()
+        .bucket(&p.ingest.raw_bucket)
+        .key("raw/people/dt=2026-11-25/hr=00/by-hand.ndjson.gz")
+        .body(gz.finish().unwrap().into())
+        .send()
+        .await
+        .unwrap();
+
+    let (_, failed) = drain_transform(&env, &p, &transform_deps(&env, &p)).await;
+    assert_eq!(failed, 0);
+
+    let letters = dead_letters(&env, &p.ingest.dlq_url, 4).await;
+    let mut seen: Vec<(String, String, String)> = letters
+        .iter()
+        .map(|(e, _)| {
+            (
+                e.step.as_str().to_owned(),
+                e.error_code.clone().unwrap(),
+                e.error.clone(),
+            )
+        })
+        .collect();
+    seen.sort();
+    let codes: Vec<(&str, &str)> = seen
+        .iter()
+        .map(|(s, c, _)| (s.as_str(), c.as_str()))
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            ("ingest", "invalid_utf8"),
+            ("ingest", "key_mismatch"),
+            ("transform", "invalid_utf8"),
+            ("transform", "key_mismatch"),
+        ],
+        "{seen:#?}"
+    );
+    assert!(
+        seen[1].2.contains("`key.id` and `after.id` disagree"),
+        "{seen:#?}"
+    );
+    assert!(
+        seen[3]
+            .2
+            .contains("`dynamodb.Keys.id` and `dynamodb.NewImage.id` disagree"),
+        "{seen:#?}"
+    );
+    assert!(seen[0].2.contains("lone surrogate \\ud800"), "{seen:#?}");
+    assert!(seen[2].2.contains("lone surrogate \\udc00"), "{seen:#?}");
+
+    let rows = scan(&env, &p.typed_table("people")).await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let extra = rows[0]["_extra"].as_m().unwrap();
+    assert_eq!(extra["digits"], A::S(digits));
+    assert_eq!(extra["m"], A::S(r#"{"":1,"a":2}"#.into()));
 }

@@ -48,6 +48,16 @@ pub fn is_transient(status: u16, code: Option<&str>) -> bool {
         || code.is_some_and(|c| TRANSIENT_CODES.contains(&c))
 }
 
+/// The innermost cause of an error: what actually went wrong, without the wrappers (and
+/// without the response dump some wrappers print).
+fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = err;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
+}
+
 /// A failed call to an AWS service.
 #[derive(Debug, thiserror::Error)]
 #[error("{operation} on {target} failed ({}): {message}", if *.retriable { "retriable" } else { "not retriable" })]
@@ -94,7 +104,24 @@ impl AwsError {
             SdkError::ResponseError(r) => (
                 true,
                 None,
-                format!("unreadable response (HTTP {})", r.raw().status().as_u16()),
+                format!(
+                    "unreadable response (HTTP {}): {}",
+                    r.raw().status().as_u16(),
+                    root_cause(&err)
+                ),
+            ),
+            // A success status whose body the SDK could not read: the endpoint answered with
+            // something that is not the service's format (an emulator that cannot represent
+            // the stored data, say). Asking again gets the same answer.
+            SdkError::ServiceError(s) if s.raw().status().is_success() => (
+                false,
+                None,
+                format!(
+                    "HTTP {}, but the answer could not be read as a {operation} response: {}; \
+                     the endpoint returned data the SDK cannot parse",
+                    s.raw().status().as_u16(),
+                    root_cause(&err)
+                ),
             ),
             SdkError::ServiceError(s) => {
                 let status = s.raw().status().as_u16();

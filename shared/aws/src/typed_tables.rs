@@ -3,7 +3,8 @@
 //! A whole row is a `PutItem` conditional on
 //! `attribute_not_exists(<partition key>) OR _seq < :seq OR (_seq = :seq AND _contract_version < :v)`,
 //! the same rule as [`sluice_core::row::supersedes`]. A failed condition means the write was
-//! stale or a duplicate; it is counted, not an error. Throttling is retried with exponential
+//! stale, or already done (the stored row came from this very line: an earlier try whose
+//! answer was lost, or the object processed again); each is counted, not an error. Throttling is retried with exponential
 //! backoff beyond the SDK's own retries.
 //!
 //! A row that leaves fields unchanged (Debezium's TOAST placeholder, [`TypedRow::unchanged`]) is
@@ -23,20 +24,14 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use sluice_core::row::{
-    fills, merge_partial, stored_guard, supersedes, Item, TypedRow, SEQ_ATTR, VERSION_ATTR,
+    fills, is_stored, merge_partial, stored_guard, supersedes, Item, TypedRow, SEQ_ATTR,
+    VERSION_ATTR,
 };
 use sluice_core::Seq;
 
 use crate::error::AwsError;
 
-/// What a conditional write did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WriteOutcome {
-    /// The row was written.
-    Written,
-    /// A row with a higher `seq` (or the same `seq` and contract version) was already there.
-    Stale,
-}
+pub use sluice_core::row::WriteOutcome;
 
 /// Where typed rows are written.
 pub trait TypedTables: Send + Sync {
@@ -276,6 +271,9 @@ impl TypedTables for DynamoTypedTables {
                 .await?
             {
                 Put::Written => Ok(WriteOutcome::Written),
+                Put::Refused(Some(stored)) if is_stored(&stored, row) => {
+                    Ok(WriteOutcome::AlreadyWritten)
+                }
                 Put::Refused(stored) => {
                     if let Some(stored) = stored {
                         self.fill(&table, &stored, row).await?;
@@ -290,6 +288,9 @@ impl TypedTables for DynamoTypedTables {
             let guard = stored.as_ref().and_then(stored_guard);
             if !supersedes(guard.as_ref().map(|(s, v)| (s, *v)), &row.seq, row.version) {
                 if let Some(stored) = &stored {
+                    if is_stored(stored, row) {
+                        return Ok(WriteOutcome::AlreadyWritten);
+                    }
                     self.fill(&table, stored, row).await?;
                 }
                 return Ok(WriteOutcome::Stale);

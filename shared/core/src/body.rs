@@ -340,6 +340,20 @@ fn app(text: &str) -> Result<Change, DecodeError> {
             path: "after".into(),
         });
     }
+    let before = opt_image(e.before, "before")?;
+    // The key names the row the change is about: the new image's row for an upsert (an update
+    // may move a row, so the old image may hold another key), the old one's for a delete.
+    let (image, image_path) = if op == Op::Delete {
+        (before.as_ref(), "before")
+    } else {
+        (after.as_ref(), "after")
+    };
+    if let Some(column) = image.and_then(|i| i.disagrees_with(&key)) {
+        return Err(DecodeError::KeyMismatch {
+            key: format!("key.{column}"),
+            image: format!("{image_path}.{column}"),
+        });
+    }
     Ok(Change {
         route: Route {
             format: Format::App,
@@ -350,7 +364,7 @@ fn app(text: &str) -> Result<Change, DecodeError> {
         },
         ttl_delete: false,
         key: Some(key),
-        before: opt_image(e.before, "before")?,
+        before,
         after,
         logical: BTreeMap::new(),
         unreadable: BTreeMap::new(),

@@ -123,6 +123,65 @@ impl Image {
             Self::Json(m) => m.contains_key(name),
         }
     }
+
+    /// The first column of `key` that this image holds with another value: a key that names
+    /// one row and an image of another. Columns the image lacks agree. Numbers compare by
+    /// value (`135` and `1.35E2` agree); a string never equals a number.
+    pub fn disagrees_with(&self, key: &Image) -> Option<String> {
+        match (key, self) {
+            (Self::Ddb(key), Self::Ddb(image)) => ddb_disagreement(key, image),
+            (Self::Json(key), Self::Json(image)) => key
+                .iter()
+                .find(|(name, k)| image.get(*name).is_some_and(|v| !same_json(k, v)))
+                .map(|(name, _)| name.clone()),
+            // Sources never mix the two; a key of one kind cannot be checked against the other.
+            _ => None,
+        }
+    }
+}
+
+/// [`Image::disagrees_with`] for DynamoDB attribute maps.
+pub fn ddb_disagreement(
+    key: &BTreeMap<String, serde_dynamo::AttributeValue>,
+    image: &BTreeMap<String, serde_dynamo::AttributeValue>,
+) -> Option<String> {
+    key.iter()
+        .find(|(name, k)| image.get(*name).is_some_and(|v| !same_ddb(k, v)))
+        .map(|(name, _)| name.clone())
+}
+
+fn same_ddb(a: &serde_dynamo::AttributeValue, b: &serde_dynamo::AttributeValue) -> bool {
+    use serde_dynamo::AttributeValue as A;
+    match (a, b) {
+        (A::N(x), A::N(y)) => same_number(x, y),
+        _ => a == b,
+    }
+}
+
+fn same_json(a: &RawValue, b: &RawValue) -> bool {
+    let (x, y) = (a.get().trim(), b.get().trim());
+    let numeric = |t: &str| t.starts_with(|c: char| c == '-' || c.is_ascii_digit());
+    if numeric(x) && numeric(y) {
+        return same_number(x, y);
+    }
+    match (
+        serde_json::from_str::<serde_json::Value>(x),
+        serde_json::from_str::<serde_json::Value>(y),
+    ) {
+        (Ok(p), Ok(q)) => p == q,
+        _ => x == y,
+    }
+}
+
+/// Two decimal texts of the same value, compared exactly.
+fn same_number(x: &str, y: &str) -> bool {
+    match (
+        crate::typing::canonical_decimal(x),
+        crate::typing::canonical_decimal(y),
+    ) {
+        (Ok(p), Ok(q)) => p == q,
+        _ => x == y,
+    }
 }
 
 /// A decoded change, ready for a contract to type it.
@@ -145,4 +204,72 @@ pub struct Change {
     /// not base64, say), with why. They land verbatim; a contract that reads one quarantines
     /// the change, naming the field.
     pub unreadable: BTreeMap<String, String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json(text: &str) -> Image {
+        Image::Json(serde_json::from_str(text).unwrap())
+    }
+
+    #[test]
+    fn a_key_and_an_image_of_another_row_disagree() {
+        let key = json(r#"{"id":135}"#);
+        assert_eq!(
+            json(r#"{"id":136,"name":"x"}"#).disagrees_with(&key),
+            Some("id".into())
+        );
+        assert_eq!(json(r#"{"id":135,"name":"x"}"#).disagrees_with(&key), None);
+        assert_eq!(
+            json(r#"{"id":1.35E2}"#).disagrees_with(&key),
+            None,
+            "by value"
+        );
+        assert_eq!(
+            json(r#"{"name":"x"}"#).disagrees_with(&key),
+            None,
+            "absent agrees"
+        );
+        assert_eq!(
+            json(r#"{"id":"135"}"#).disagrees_with(&key),
+            Some("id".into())
+        );
+        assert_eq!(
+            json(r#"{"id":null}"#).disagrees_with(&key),
+            Some("id".into())
+        );
+        let composite = json(r#"{"a":"x","b":"\u0079"}"#);
+        assert_eq!(
+            json(r#"{"a":"x","b":"y"}"#).disagrees_with(&composite),
+            None
+        );
+        assert_eq!(
+            json(r#"{"a":"x","b":"z"}"#).disagrees_with(&composite),
+            Some("b".into())
+        );
+        use serde_dynamo::AttributeValue as A;
+        let ddb = |pairs: &[(&str, A)]| {
+            Image::Ddb(
+                pairs
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                    .collect(),
+            )
+        };
+        let key = ddb(&[("pk", A::N("10".into()))]);
+        assert_eq!(
+            ddb(&[("pk", A::N("1E1".into()))]).disagrees_with(&key),
+            None
+        );
+        assert_eq!(
+            ddb(&[("pk", A::N("11".into()))]).disagrees_with(&key),
+            Some("pk".into())
+        );
+        assert_eq!(
+            ddb(&[("pk", A::S("10".into()))]).disagrees_with(&key),
+            Some("pk".into())
+        );
+    }
 }

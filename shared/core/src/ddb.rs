@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::change::{Change, Format, Image, Op, Route};
+use crate::change::{ddb_disagreement, Change, Format, Image, Op, Route};
 use crate::error::DecodeError;
 use crate::seq::{truncate, Seq};
 use crate::time::epoch_text_to_ms;
@@ -204,6 +204,15 @@ impl<'a> StreamRecord<'a> {
             .transpose()
             .map_err(|e| e.within("dynamodb.OldImage"))?
             .map(|(image, _)| image);
+        // DynamoDB never changes an item's key: both images must hold the key's values.
+        for (image, path) in [(&after, "NewImage"), (&before, "OldImage")] {
+            if let Some(column) = image.as_ref().and_then(|i| ddb_disagreement(&key, i)) {
+                return Err(DecodeError::KeyMismatch {
+                    key: format!("dynamodb.Keys.{column}"),
+                    image: format!("dynamodb.{path}.{column}"),
+                });
+            }
+        }
         Ok(Change {
             route,
             ttl_delete: self.is_ttl_delete(),

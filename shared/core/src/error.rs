@@ -144,6 +144,17 @@ pub enum DecodeError {
         /// The decoder's message.
         detail: String,
     },
+    /// The change's key names one row and its image another.
+    #[error(
+        "`{key}` and `{image}` disagree: the key names one row and the image another; \
+         a change must name its row once"
+    )]
+    KeyMismatch {
+        /// The key column's path (`key.id`, `dynamodb.Keys.pk`).
+        key: String,
+        /// The image column's path (`after.id`, `dynamodb.NewImage.pk`).
+        image: String,
+    },
     /// The table name cannot make a raw staging key: S3 keys are at most 1,024 bytes.
     #[error(
         "table name {table:?} is {encoded} bytes once percent-encoded for its raw staging key, \
@@ -187,6 +198,7 @@ impl DecodeError {
             Self::InvalidField { .. } => "invalid_field",
             Self::InvalidBase64 { .. } => "invalid_base64",
             Self::TableNameTooLong { .. } => "table_name_too_long",
+            Self::KeyMismatch { .. } => "key_mismatch",
             Self::Misrouted { .. } => "misrouted",
         }
     }
@@ -298,6 +310,10 @@ mod tests {
                 table: String::new(),
                 encoded: 0,
                 limit: 0,
+            },
+            DecodeError::KeyMismatch {
+                key: String::new(),
+                image: String::new(),
             },
         ];
         let codes: std::collections::HashSet<_> = all.iter().map(DecodeError::code).collect();

@@ -74,10 +74,55 @@ pub fn read_str<'a>(text: &'a str, limits: &Limits) -> Result<Cow<'a, str>, Deco
         Some(line) => DecodeError::CommentLines { line },
         None => DecodeError::from_json(&e),
     })?;
+    check_surrogates(text)?;
     if scan.has_whitespace {
         Ok(Cow::Owned(compact(text)))
     } else {
         Ok(Cow::Borrowed(text))
+    }
+}
+
+/// Refuses an escaped lone surrogate (`"\ud800"` with no low half after it, or a low half
+/// alone): valid JSON syntax, but no Unicode text, so no string field, DynamoDB string or
+/// reader of raw staging in another language can hold it. `text` must be valid JSON, where a
+/// backslash only ever starts an escape inside a string.
+pub fn check_surrogates(text: &str) -> Result<(), DecodeError> {
+    let bytes = text.as_bytes();
+    let unit = |at: usize| -> Option<u16> {
+        if bytes.get(at) != Some(&b'\\') || bytes.get(at + 1) != Some(&b'u') {
+            return None;
+        }
+        let hex = text.get(at + 2..at + 6)?;
+        u16::from_str_radix(hex, 16).ok()
+    };
+    let mut i = 0;
+    while let Some(offset) = bytes[i..].iter().position(|&b| b == b'\\') {
+        let at = i + offset;
+        match unit(at) {
+            Some(high @ 0xD800..=0xDBFF) => {
+                if !matches!(unit(at + 6), Some(0xDC00..=0xDFFF)) {
+                    return Err(lone(high, at));
+                }
+                i = at + 12;
+            }
+            Some(low @ 0xDC00..=0xDFFF) => return Err(lone(low, at)),
+            Some(_) => i = at + 6,
+            // Any other escape is two bytes (`\\`, `\"`, `\n`…).
+            None => i = at + 2,
+        }
+        if i >= bytes.len() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+fn lone(unit: u16, at: usize) -> DecodeError {
+    DecodeError::InvalidUtf8 {
+        detail: format!(
+            "an escaped lone surrogate \\u{unit:04x} at byte {at}: half of a UTF-16 pair with no \
+             other half is not text"
+        ),
     }
 }
 
@@ -242,5 +287,30 @@ mod tests {
         };
         let err = read_str(r#"{"a":"123456789"}"#, &limits).unwrap_err();
         assert_eq!(err, DecodeError::TooLarge { size: 17, limit: 8 });
+    }
+
+    #[test]
+    fn lone_surrogates_are_invalid_text_and_pairs_are_fine() {
+        let l = Limits::default();
+        for bad in [
+            r#"{"a":"\ud800"}"#,
+            r#"{"a":"x\uDBFFy"}"#,
+            r#"{"a":"\udc00"}"#,
+            r#"{"a":"\ud800\u0041"}"#,
+            r#"{"\ud83d":1}"#,
+            r#"{"a":["ok","\ud800"]}"#,
+        ] {
+            let e = read_str(bad, &l).unwrap_err();
+            assert_eq!(e.code(), "invalid_utf8", "{bad}");
+            assert!(e.to_string().contains("lone surrogate"), "{e}");
+        }
+        for good in [
+            r#"{"a":"\ud83d\ude00"}"#,
+            r#"{"a":"\\ud800"}"#,
+            r#"{"a":"\\\\","b":"\u00e9\n"}"#,
+            r#"{"a":"😀"}"#,
+        ] {
+            assert!(read_str(good, &l).is_ok(), "{good}");
+        }
     }
 }

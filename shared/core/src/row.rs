@@ -357,7 +357,7 @@ pub fn type_change(
             }
         }
         if contract.unknown_fields == UnknownFields::Keep {
-            let extra = extra_columns(primary, contract);
+            let extra = extra_columns(primary, contract)?;
             if !extra.is_empty() {
                 item.insert(EXTRA_ATTR.to_owned(), AttributeValue::M(extra));
             }
@@ -465,55 +465,96 @@ pub fn old_key_tombstone(
 }
 
 /// The source columns that no field reads, as they came.
-fn extra_columns(image: &Image, contract: &Contract) -> HashMap<String, AttributeValue> {
+fn extra_columns(
+    image: &Image,
+    contract: &Contract,
+) -> Result<HashMap<String, AttributeValue>, Violation> {
     let read = |name: &str| {
         contract
             .fields
             .iter()
             .any(|f| f.from.first().is_some_and(|s| s == name))
     };
+    let unnamed = || Violation::Unreadable {
+        field: EXTRA_ATTR.to_owned(),
+        from: String::new(),
+        detail: "a column with an empty name cannot be kept under `_extra`: DynamoDB attribute \
+                 names are at least one character; name it at the source, or set \
+                 `unknown_fields: ignore`"
+            .into(),
+    };
     match image {
         Image::Ddb(m) => m
             .iter()
             .filter(|(k, _)| !read(k))
-            .map(|(k, v)| (k.clone(), v.clone()))
+            .map(|(k, v)| {
+                if k.is_empty() {
+                    return Err(unnamed());
+                }
+                Ok((k.clone(), storable(v)))
+            })
             .collect(),
         Image::Json(m) => m
             .iter()
             .filter(|(k, v)| !read(k) && !is_unavailable(SrcRef::Json(v)))
-            .map(|(k, v)| (k.clone(), json_to_attribute(v)))
+            .map(|(k, v)| {
+                if k.is_empty() {
+                    return Err(unnamed());
+                }
+                Ok((k.clone(), json_to_attribute(v)))
+            })
             .collect(),
     }
 }
 
-/// A JSON value as a DynamoDB value: numbers DynamoDB can hold become `N`, others keep their
-/// literal text as `S`, so nothing is rounded.
+/// A DynamoDB value as DynamoDB can store it: a map with an empty attribute name anywhere in it
+/// (which a hand-made stream record can hold, and DynamoDB refuses) keeps its JSON text as `S`.
+fn storable(v: &AttributeValue) -> AttributeValue {
+    fn has_unnamed(v: &AttributeValue) -> bool {
+        match v {
+            AttributeValue::M(m) => m.iter().any(|(k, v)| k.is_empty() || has_unnamed(v)),
+            AttributeValue::L(l) => l.iter().any(has_unnamed),
+            _ => false,
+        }
+    }
+    if !has_unnamed(v) {
+        return v.clone();
+    }
+    let mut text = String::new();
+    match crate::typing::write_json(SrcRef::Ddb(v), &mut text) {
+        Ok(()) => AttributeValue::S(text),
+        Err(_) => v.clone(),
+    }
+}
+
+/// A JSON value as a DynamoDB value: what DynamoDB can hold becomes `N`, `M`, `L`…; what it
+/// cannot keeps its literal JSON text as `S`, so nothing is rounded or lost: a number of more
+/// than 38 significant digits (or out of DynamoDB's range), and an object with an empty key
+/// (DynamoDB attribute names are at least one character).
 pub fn json_to_attribute(raw: &RawValue) -> AttributeValue {
     let text = raw.get();
+    let literal = || AttributeValue::S(text.to_owned());
     match text.as_bytes().first() {
         Some(b'n') => AttributeValue::Null(true),
         Some(b't') => AttributeValue::Bool(true),
         Some(b'f') => AttributeValue::Bool(false),
-        Some(b'"') => {
-            AttributeValue::S(serde_json::from_str(text).unwrap_or_else(|_| text.to_owned()))
-        }
-        Some(b'[') => AttributeValue::L(
-            serde_json::from_str::<Vec<&RawValue>>(text)
-                .map(|v| v.into_iter().map(json_to_attribute).collect())
-                .unwrap_or_default(),
+        Some(b'"') => serde_json::from_str(text).map_or_else(|_| literal(), AttributeValue::S),
+        Some(b'[') => serde_json::from_str::<Vec<&RawValue>>(text).map_or_else(
+            |_| literal(),
+            |v| AttributeValue::L(v.into_iter().map(json_to_attribute).collect()),
         ),
-        Some(b'{') => AttributeValue::M(
-            serde_json::from_str::<BTreeMap<String, &RawValue>>(text)
-                .map(|m| {
-                    m.into_iter()
-                        .map(|(k, v)| (k, json_to_attribute(v)))
-                        .collect()
-                })
-                .unwrap_or_default(),
-        ),
+        Some(b'{') => match serde_json::from_str::<BTreeMap<String, &RawValue>>(text) {
+            Ok(m) if m.keys().any(String::is_empty) => literal(),
+            Ok(m) => AttributeValue::M(
+                m.into_iter()
+                    .map(|(k, v)| (k, json_to_attribute(v)))
+                    .collect(),
+            ),
+            Err(_) => literal(),
+        },
         _ => match canonical_decimal(text) {
             Ok(n) => AttributeValue::N(n),
-            Err(_) => AttributeValue::S(text.to_owned()),
+            Err(_) => literal(),
         },
     }
 }
@@ -684,11 +725,37 @@ fn str_of<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
     }
 }
 
+/// What a conditional write of a typed row did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteOutcome {
+    /// The row was written.
+    Written,
+    /// The stored row already is this very change (the same raw line, `seq` and contract
+    /// version): an earlier write of it whose acknowledgement was lost and was sent again, or
+    /// the same raw object processed again. Nothing changed.
+    AlreadyWritten,
+    /// A newer change (a higher `seq`, or the same `seq` under a newer or equal contract
+    /// version, from another line) is stored. Nothing changed but the fills of unchanged
+    /// fields.
+    Stale,
+}
+
+/// Whether `stored` was written from this very row: the same raw line (`_raw`), `seq` and
+/// contract version.
+pub fn is_stored(stored: &Item, row: &TypedRow) -> bool {
+    let raw = match row.item.get(RAW_ATTR) {
+        Some(AttributeValue::S(r)) => r.as_str(),
+        _ => return false,
+    };
+    str_of(stored, RAW_ATTR) == Some(raw)
+        && stored_guard(stored).is_some_and(|(seq, v)| seq == row.seq && v == row.version)
+}
+
 /// The effect of writing `row` over the stored item in `slot` (`None`: no row), as the DynamoDB
 /// adapter's conditional writes have it: a row that supersedes the stored one replaces it
-/// (merged over it when partial); a stale row fills what it can. Returns whether the row was
-/// written. For in-memory stores and tests.
-pub fn apply_write(slot: &mut Option<Item>, row: &TypedRow) -> bool {
+/// (merged over it when partial); a stale row fills what it can. For in-memory stores and
+/// tests.
+pub fn apply_write(slot: &mut Option<Item>, row: &TypedRow) -> WriteOutcome {
     let guard = slot.as_ref().and_then(stored_guard);
     if supersedes(guard.as_ref().map(|(s, v)| (s, *v)), &row.seq, row.version) {
         *slot = Some(if row.is_partial() {
@@ -696,14 +763,17 @@ pub fn apply_write(slot: &mut Option<Item>, row: &TypedRow) -> bool {
         } else {
             row.write_item()
         });
-        return true;
+        return WriteOutcome::Written;
     }
     if let Some(stored) = slot {
+        if is_stored(stored, row) {
+            return WriteOutcome::AlreadyWritten;
+        }
         for fill in fills(stored, row) {
             apply_fill(stored, &fill);
         }
     }
-    false
+    WriteOutcome::Stale
 }
 
 /// A stored item's `seq` and contract version, for [`supersedes`]. `None` when it has none.
@@ -928,6 +998,67 @@ fields:
         );
         assert!(!row.item.contains_key(DELETED_ATTR));
         assert!(!row.item.contains_key(EXTRA_ATTR), "every column was read");
+    }
+
+    #[test]
+    fn what_dynamodb_cannot_hold_is_kept_as_its_json_text_under_extra() {
+        let after = format!(
+            r#"{{"order_id":"o-1","customer_id":"c","digits":{},"m":{{"":1,"a":2}},"deep":{{"x":{{"":true}}}},"fine":{{"k":[1,"v"]}}}}"#,
+            "9".repeat(39)
+        );
+        let row = type_change(
+            &change(Op::Update, 1, Some(&after), None),
+            &contract(),
+            &meta(),
+        )
+        .unwrap()
+        .unwrap();
+        let AttributeValue::M(extra) = &row.item[EXTRA_ATTR] else {
+            panic!("no _extra")
+        };
+        assert_eq!(
+            extra["digits"],
+            AttributeValue::S("9".repeat(39)),
+            "39 digits"
+        );
+        assert_eq!(extra["m"], AttributeValue::S(r#"{"":1,"a":2}"#.into()));
+        let AttributeValue::M(deep) = &extra["deep"] else {
+            panic!("{:?}", extra["deep"])
+        };
+        assert_eq!(deep["x"], AttributeValue::S(r#"{"":true}"#.into()));
+        assert!(
+            matches!(&extra["fine"], AttributeValue::M(m) if matches!(&m["k"], AttributeValue::L(l) if l.len() == 2))
+        );
+
+        // A top-level column without a name cannot be kept: the change is refused, not cut.
+        let unnamed = r#"{"order_id":"o-1","customer_id":"c","":"lost?"}"#;
+        let err = type_change(
+            &change(Op::Update, 1, Some(unnamed), None),
+            &contract(),
+            &meta(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("empty name"), "{err}");
+
+        // A stream image map with an empty attribute name (hand-made; DynamoDB refuses one).
+        let image = Image::Ddb(BTreeMap::from([
+            ("order_id".to_owned(), AttributeValue::S("o-1".into())),
+            ("customer_id".to_owned(), AttributeValue::S("c".into())),
+            (
+                "m".to_owned(),
+                AttributeValue::M(HashMap::from([(
+                    String::new(),
+                    AttributeValue::S("x".into()),
+                )])),
+            ),
+        ]));
+        let mut c = change(Op::Update, 1, None, None);
+        c.after = Some(image);
+        let row = type_change(&c, &contract(), &meta()).unwrap().unwrap();
+        let AttributeValue::M(extra) = &row.item[EXTRA_ATTR] else {
+            panic!("no _extra")
+        };
+        assert_eq!(extra["m"], AttributeValue::S(r#"{"":"x"}"#.into()));
     }
 
     #[test]

@@ -86,15 +86,11 @@ impl TypedTables for &Mem {
         let mut rows = self.rows.lock().unwrap();
         let id = format!("{}/{}", row.table, row.key_id());
         let mut slot = rows.remove(&id);
-        let written = apply_write(&mut slot, row);
+        let outcome = apply_write(&mut slot, row);
         if let Some(item) = slot {
             rows.insert(id, item);
         }
-        Ok(if written {
-            WriteOutcome::Written
-        } else {
-            WriteOutcome::Stale
-        })
+        Ok(outcome)
     }
 }
 
