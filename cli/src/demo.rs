@@ -439,8 +439,8 @@ fn demo_backoff() -> Backoff {
     }
 }
 
-/// Dead letters on the DLQ by error class, each `failure_id` once; changes moved there
-/// without an envelope are counted apart.
+/// Dead letters on the DLQ by error class, each `failure_id` once. Changes moved there without
+/// an envelope are not dead letters: the audit that follows reports them as unprocessed.
 pub async fn dead_letters_by_class(
     sqs: &aws_sdk_sqs::Client,
     dlq_url: &str,
@@ -451,10 +451,6 @@ pub async fn dead_letters_by_class(
         *by_class
             .entry(env.error_class.as_str().to_owned())
             .or_default() += 1;
-    }
-    let unprocessed = dlq.unprocessed().len();
-    if unprocessed > 0 {
-        by_class.insert("unprocessed (no envelope)".to_owned(), unprocessed);
     }
     Ok(by_class)
 }

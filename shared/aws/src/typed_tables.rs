@@ -271,14 +271,16 @@ impl TypedTables for DynamoTypedTables {
                 .await?
             {
                 Put::Written => Ok(WriteOutcome::Written),
-                Put::Refused(Some(stored)) if is_stored(&stored, row) => {
-                    Ok(WriteOutcome::AlreadyWritten)
-                }
-                Put::Refused(stored) => {
-                    if let Some(stored) = stored {
-                        self.fill(&table, &stored, row).await?;
-                    }
-                    Ok(WriteOutcome::Stale)
+                Put::Refused(None) => Ok(WriteOutcome::Stale),
+                // The same line may come again with more fills (coalesced with other changes
+                // of its key in another delivery): fills apply either way.
+                Put::Refused(Some(stored)) => {
+                    self.fill(&table, &stored, row).await?;
+                    Ok(if is_stored(&stored, row) {
+                        WriteOutcome::AlreadyWritten
+                    } else {
+                        WriteOutcome::Stale
+                    })
                 }
             };
         }
@@ -287,13 +289,15 @@ impl TypedTables for DynamoTypedTables {
             let stored = self.get(&table, row).await?;
             let guard = stored.as_ref().and_then(stored_guard);
             if !supersedes(guard.as_ref().map(|(s, v)| (s, *v)), &row.seq, row.version) {
-                if let Some(stored) = &stored {
-                    if is_stored(stored, row) {
-                        return Ok(WriteOutcome::AlreadyWritten);
-                    }
-                    self.fill(&table, stored, row).await?;
-                }
-                return Ok(WriteOutcome::Stale);
+                let Some(stored) = &stored else {
+                    return Ok(WriteOutcome::Stale);
+                };
+                self.fill(&table, stored, row).await?;
+                return Ok(if is_stored(stored, row) {
+                    WriteOutcome::AlreadyWritten
+                } else {
+                    WriteOutcome::Stale
+                });
             }
             let item = merge_partial(stored.as_ref(), row);
             let condition = match &guard {

@@ -765,15 +765,20 @@ pub fn apply_write(slot: &mut Option<Item>, row: &TypedRow) -> WriteOutcome {
         });
         return WriteOutcome::Written;
     }
-    if let Some(stored) = slot {
-        if is_stored(stored, row) {
-            return WriteOutcome::AlreadyWritten;
-        }
-        for fill in fills(stored, row) {
-            apply_fill(stored, &fill);
-        }
+    let Some(stored) = slot else {
+        return WriteOutcome::Stale;
+    };
+    // The same line may come again with more fills (coalesced with other changes of its key in
+    // another delivery): fills apply whether or not the stored row is this one.
+    let outcome = if is_stored(stored, row) {
+        WriteOutcome::AlreadyWritten
+    } else {
+        WriteOutcome::Stale
+    };
+    for fill in fills(stored, row) {
+        apply_fill(stored, &fill);
     }
-    WriteOutcome::Stale
+    outcome
 }
 
 /// A stored item's `seq` and contract version, for [`supersedes`]. `None` when it has none.
