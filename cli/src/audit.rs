@@ -3,9 +3,9 @@
 use anyhow::Context;
 use clap::Args;
 use sluice_aws::clients::{s3_client, sqs_client};
-use sluice_pipeline::audit::{audit, AuditInput, AuditReport};
+use sluice_local::audit::{audit, AuditInput, AuditReport};
+use sluice_local::mappings::{MappingSource, Mappings};
 use sluice_pipeline::contracts::{load, ContractSource};
-use sluice_pipeline::local::{MappingSource, Mappings};
 
 use crate::local::LocalOpts;
 use crate::pipeline::LocalPipeline;

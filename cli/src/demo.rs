@@ -18,8 +18,8 @@ use aws_sdk_dynamodb::types::{
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use sluice_aws::clients::{sqs_client, SdkConfig};
+use sluice_local::mappings::Backoff;
 use sluice_pipeline::dlq::DlqSnapshot;
-use sluice_pipeline::local::Backoff;
 
 use crate::local::{self, LocalOpts};
 use crate::pipeline;

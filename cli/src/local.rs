@@ -6,11 +6,11 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use sluice_aws::clients::{s3_client, sqs_client, SdkConfig};
-use sluice_aws::provision::{
+use sluice_local::mappings::{mappings_path, Backoff, FunctionKind, Mapping, Mappings};
+use sluice_local::provision::{
     ensure_ingest, ensure_transform, ensure_typed_table, queue_arn, Names,
 };
 use sluice_pipeline::contracts::{load, ContractSource};
-use sluice_pipeline::local::{mappings_path, Backoff, FunctionKind, Mapping, Mappings};
 
 use crate::aws_opts::AwsOpts;
 use crate::pipeline::{self, LocalPipeline};
@@ -190,7 +190,7 @@ pub async fn up(
     let transform_url = ensure_transform(&s3, &sqs, &names, &r.dlq_url)
         .await
         .with_context(hint)?;
-    sluice_aws::provision::ensure_alarms(
+    sluice_local::provision::ensure_alarms(
         &aws_sdk_cloudwatch::Client::new(sdk),
         &names,
         &opts.prefix,
@@ -277,7 +277,7 @@ pub async fn down(
     let ddb = aws_sdk_dynamodb::Client::new(sdk);
     let names = Names::new(&opts.prefix);
     for q in [&names.ingest_queue, &names.transform_queue, &names.dlq] {
-        if let Ok(url) = sluice_aws::provision::queue_url(&sqs, q).await {
+        if let Ok(url) = sluice_local::provision::queue_url(&sqs, q).await {
             sqs.delete_queue()
                 .queue_url(url)
                 .send()

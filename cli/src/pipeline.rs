@@ -8,13 +8,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 use sluice_aws::clients::{s3_client, sqs_client, SdkConfig};
-use sluice_aws::metrics::{put_metric_data, Collector, MetricSet, Sink};
-use sluice_aws::provision::{queue_url, Names};
-use sluice_pipeline::ingest::Ingest;
-use sluice_pipeline::local::{
+use sluice_aws::metrics::{Collector, MetricSet, Sink};
+use sluice_local::cloudwatch::put_metric_data;
+use sluice_local::mappings::{
     checkpoints_path, mappings_path, Backoff, LocalFunctions, Mappings, RunOptions, RunReport,
     Runner,
 };
+use sluice_local::provision::{queue_url, Names};
+use sluice_pipeline::ingest::Ingest;
 use sluice_pipeline::transform::Transform;
 use sluice_pipeline::{IngestConfig, TransformConfig};
 use tokio::sync::watch;

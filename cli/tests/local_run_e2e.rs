@@ -143,7 +143,7 @@ async fn workload(env: &TestEnv, local: &Local, n: u64) {
                 .unwrap();
         }
     }
-    let url = sluice_aws::provision::queue_url(&env.sqs, &local.ingest_queue())
+    let url = sluice_local::provision::queue_url(&env.sqs, &local.ingest_queue())
         .await
         .unwrap();
     for i in 0..n {
@@ -200,7 +200,7 @@ async fn a_poison_record_does_not_block_its_shard() {
         typed.iter().any(|i| i["pk"].as_s().unwrap() == "k-19"),
         "records after the poison got through"
     );
-    let dlq = sluice_aws::provision::queue_url(&env.sqs, &format!("{}-dlq", local.prefix))
+    let dlq = sluice_local::provision::queue_url(&env.sqs, &format!("{}-dlq", local.prefix))
         .await
         .unwrap();
     // Peeked, not consumed: the audit reads them too.
@@ -223,7 +223,7 @@ async fn a_poison_record_does_not_block_its_shard() {
 #[tokio::test]
 async fn a_retriable_failure_is_retried_until_the_fault_is_gone() {
     use sluice_aws::metrics::Sink;
-    use sluice_pipeline::local::{
+    use sluice_local::mappings::{
         Backoff, FunctionKind, LocalFunctions, Mapping, RunOptions, Runner,
     };
 
@@ -448,7 +448,7 @@ async fn sqs_only(env: &TestEnv) -> (Local, String) {
     };
     let out = local.run(&["local", "up"]);
     assert!(out.status.success(), "local up: {}", text(&out));
-    let url = sluice_aws::provision::queue_url(&env.sqs, &local.ingest_queue())
+    let url = sluice_local::provision::queue_url(&env.sqs, &local.ingest_queue())
         .await
         .unwrap();
     (local, url)

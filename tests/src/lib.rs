@@ -20,10 +20,10 @@ use aws_smithy_types::config_bag::ConfigBag;
 use sluice_aws::clients::{load_sdk_config_with, s3_client, sqs_client, Overrides};
 use sluice_aws::dead_letters::SqsDeadLetters;
 use sluice_aws::metrics::Sink;
-use sluice_aws::provision::{ensure_ingest, IngestResources, Names};
 use sluice_aws::raw_store::S3RawStore;
 use sluice_core::envelope::FailureEnvelope;
 use sluice_core::raw::OwnedRawLine;
+use sluice_local::provision::{ensure_ingest, IngestResources, Names};
 use sluice_pipeline::ingest::Ingest;
 use sluice_pipeline::transform::{Transform, TransformStats};
 use sluice_pipeline::{IngestConfig, TransformConfig};
@@ -256,7 +256,7 @@ pub async fn dead_letters(
 
 /// The ARN of a queue.
 pub async fn queue_arn(env: &TestEnv, url: &str) -> String {
-    sluice_aws::provision::queue_arn(&env.sqs, url)
+    sluice_local::provision::queue_arn(&env.sqs, url)
         .await
         .unwrap()
 }
@@ -309,7 +309,7 @@ impl Pipeline {
     pub async fn put_contract(&self, env: &TestEnv, file: &str, text: &str) {
         std::fs::write(self.contracts_dir.join(file), text).unwrap();
         let contract = sluice_core::contract::parse(file, text).unwrap();
-        sluice_aws::provision::ensure_typed_table(
+        sluice_local::provision::ensure_typed_table(
             &env.ddb,
             &self.typed_table(&contract.name),
             &contract.key_schema(),
@@ -326,7 +326,7 @@ pub async fn pipeline(env: &TestEnv, contracts: &[(&str, String)]) -> Pipeline {
         .await
         .unwrap();
     let transform_queue_url =
-        sluice_aws::provision::ensure_transform(&env.s3, &env.sqs, &names, &ingest.dlq_url)
+        sluice_local::provision::ensure_transform(&env.s3, &env.sqs, &names, &ingest.dlq_url)
             .await
             .unwrap();
     let contracts_dir = std::env::temp_dir().join(unique("contracts"));
@@ -396,7 +396,7 @@ where
         if batch.is_empty() {
             break;
         }
-        let event = sluice_aws::events::sqs_event(&arn, "us-east-1", &batch);
+        let event = sluice_local::events::sqs_event(&arn, "us-east-1", &batch);
         let (response, stats) = sluice_pipeline::transform::handle(&event, deps)
             .await
             .unwrap();
@@ -559,7 +559,7 @@ where
         got += messages.len();
         for chunk in messages.chunks(batch) {
             let response = sluice_pipeline::ingest::handle(
-                &sluice_aws::events::sqs_event(&arn, "us-east-1", chunk),
+                &sluice_local::events::sqs_event(&arn, "us-east-1", chunk),
                 deps,
             )
             .await

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use aws_sdk_dynamodb::types::AttributeValue as A;
 use base64::Engine;
-use sluice_pipeline::audit::{audit, AuditInput};
+use sluice_local::audit::{audit, AuditInput};
 use sluice_pipeline::contracts::ContractSet;
 use sluice_tests::*;
 

@@ -3,8 +3,8 @@
 //! that every change still ends as a typed row or as a dead letter that says why.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use sluice_aws::events::sqs_event;
 use sluice_core::ErrorClass;
+use sluice_local::events::sqs_event;
 use sluice_pipeline::ingest::handle;
 use sluice_tests::faults::{Fault, FaultProxy, Rule};
 use sluice_tests::*;
@@ -215,7 +215,7 @@ async fn an_unreadable_answer_is_an_error_a_person_can_act_on() {
         },
     ));
     let via = env_at(&proxy.url).await;
-    let err = sluice_pipeline::audit::scan(&via.ddb, "any-table")
+    let err = sluice_local::audit::scan(&via.ddb, "any-table")
         .await
         .unwrap_err();
     let text = err.to_string();

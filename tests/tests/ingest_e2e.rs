@@ -8,9 +8,9 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use aws_sdk_dynamodb::types::AttributeValue as A;
-use sluice_aws::events::{sqs_event, stream_event, stream_record_json};
 use sluice_core::json::{compact, read_str, Limits};
 use sluice_core::ErrorClass;
+use sluice_local::events::{sqs_event, stream_event, stream_record_json};
 use sluice_pipeline::ingest::{handle, IngestResponse};
 use sluice_tests::*;
 
@@ -460,11 +460,11 @@ async fn fixture_events_land_or_dead_letter_every_record() {
 #[tokio::test]
 async fn creating_the_ingest_resources_twice_is_harmless() {
     let env = env().await;
-    let names = sluice_aws::provision::Names::new(&unique("twice"));
-    let first = sluice_aws::provision::ensure_ingest(&env.s3, &env.sqs, &names, false)
+    let names = sluice_local::provision::Names::new(&unique("twice"));
+    let first = sluice_local::provision::ensure_ingest(&env.s3, &env.sqs, &names, false)
         .await
         .unwrap();
-    let second = sluice_aws::provision::ensure_ingest(&env.s3, &env.sqs, &names, false)
+    let second = sluice_local::provision::ensure_ingest(&env.s3, &env.sqs, &names, false)
         .await
         .unwrap();
     assert_eq!(first, second);

@@ -104,7 +104,7 @@ fn change_record(
     created_us: u64,
 ) -> String {
     let stream: serde_json::Value = serde_json::from_str(
-        &sluice_aws::events::stream_record_json(stream_arn, REGION, r).unwrap(),
+        &sluice_local::events::stream_record_json(stream_arn, REGION, r).unwrap(),
     )
     .unwrap();
     let d = &stream["dynamodb"];
@@ -440,7 +440,7 @@ async fn dynamodb_changes_through_kinesis_converge_to_the_source_table() {
         "k.yaml".to_owned(),
         contract(&source),
     )]);
-    let report = sluice_pipeline::audit::audit(&sluice_pipeline::audit::AuditInput {
+    let report = sluice_local::audit::audit(&sluice_local::audit::AuditInput {
         s3: &env.s3,
         sqs: &env.sqs,
         ddb: &env.ddb,

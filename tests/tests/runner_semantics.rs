@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue as A;
-use sluice_pipeline::local::{
+use sluice_local::mappings::{
     Backoff, Checkpoints, FunctionKind, Functions, Mapping, RunOptions, Runner,
 };
 use sluice_tests::*;
@@ -179,7 +179,7 @@ async fn a_failing_message_is_left_to_the_redrive_policy_and_the_rest_are_delete
     assert!(report.drained);
     let calls = double.calls.load(Ordering::SeqCst);
     assert!(
-        calls >= u64::from(sluice_aws::provision::MAX_RECEIVE_COUNT),
+        calls >= u64::from(sluice_local::provision::MAX_RECEIVE_COUNT),
         "delivered {calls} times"
     );
     let letters = receive(&env, &res.dlq_url, 2).await;

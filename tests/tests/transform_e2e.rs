@@ -157,7 +157,7 @@ async fn dynamodb_source_table_and_typed_table_agree() {
     let ingest = ingest_deps(&env, &p.ingest);
     for batch in records.chunks(100) {
         let r = sluice_pipeline::ingest::handle(
-            &sluice_aws::events::stream_event(&stream_arn, "us-east-1", batch),
+            &sluice_local::events::stream_event(&stream_arn, "us-east-1", batch),
             &ingest,
         )
         .await
@@ -587,7 +587,7 @@ async fn contracts_load_from_s3() {
     let source = unique("s3contracts");
     let p = pipeline(&env, &[]).await;
     let contract = customers_contract("from_s3_typed", &source, 1, "");
-    sluice_aws::provision::ensure_typed_table(
+    sluice_local::provision::ensure_typed_table(
         &env.ddb,
         &p.typed_table("from_s3_typed"),
         &[("id".to_owned(), "N")],

@@ -5,11 +5,9 @@
 pub mod clients;
 pub mod dead_letters;
 pub mod error;
-pub mod events;
 pub mod listing;
 pub mod metrics;
 pub mod ports;
-pub mod provision;
 pub mod raw_objects;
 pub mod raw_store;
 pub mod typed_tables;

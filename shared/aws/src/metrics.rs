@@ -166,43 +166,6 @@ impl MetricSet {
     }
 }
 
-/// Publishes collected metric sets with `PutMetricData`, for endpoints where EMF log lines are
-/// not turned into metrics.
-pub async fn put_metric_data(
-    cw: &aws_sdk_cloudwatch::Client,
-    sets: &[(i64, MetricSet)],
-) -> Result<(), crate::AwsError> {
-    use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
-    let mut data = Vec::new();
-    for (at, set) in sets {
-        let dims: Vec<Dimension> = set
-            .dimensions()
-            .iter()
-            .map(|(k, v)| Dimension::builder().name(*k).value(v).build())
-            .collect();
-        let ts = aws_smithy_types::DateTime::from_millis(*at);
-        for (name, unit, values) in set.values() {
-            let datum = MetricDatum::builder()
-                .metric_name(name)
-                .set_dimensions(Some(dims.clone()))
-                .unit(StandardUnit::from(unit.as_str()))
-                .timestamp(ts)
-                .set_values(Some(values.to_vec()))
-                .build();
-            data.push(datum);
-        }
-    }
-    for chunk in data.chunks(500) {
-        cw.put_metric_data()
-            .namespace(NAMESPACE)
-            .set_metric_data(Some(chunk.to_vec()))
-            .send()
-            .await
-            .map_err(|e| crate::AwsError::from_sdk("PutMetricData", NAMESPACE, e))?;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,12 +2,10 @@
 //! and the `sluice` CLI both call into this crate, so a handler behaves the same deployed and
 //! invoked locally.
 
-pub mod audit;
 pub mod config;
 pub mod contracts;
 pub mod dlq;
 pub mod ingest;
-pub mod local;
 mod sqs;
 pub mod transform;
 

@@ -5,9 +5,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::events::stream_event;
 use aws_sdk_dynamodbstreams::types::{Record, Shard, ShardIteratorType};
 use futures::stream::{self, StreamExt};
-use sluice_aws::events::stream_event;
 use sluice_aws::AwsError;
 use tokio::sync::{watch, Mutex};
 

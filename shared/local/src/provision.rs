@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use aws_sdk_sqs::types::QueueAttributeName;
 
-use crate::error::AwsError;
+use sluice_aws::AwsError;
 
 /// How often the ingest queue delivers a message before its redrive policy moves it to the DLQ.
 pub const MAX_RECEIVE_COUNT: u32 = 5;
@@ -377,7 +377,7 @@ pub async fn ensure_alarms(
                     MetricStat::builder()
                         .metric(
                             Metric::builder()
-                                .namespace(crate::metrics::NAMESPACE)
+                                .namespace(sluice_aws::metrics::NAMESPACE)
                                 .metric_name(metric)
                                 .dimensions(
                                     Dimension::builder()

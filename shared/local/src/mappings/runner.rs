@@ -9,11 +9,11 @@ use std::time::Duration;
 use tokio::sync::{watch, Mutex};
 
 use super::state::{Checkpoints, FunctionKind, Mapping, MappingSource};
-use crate::ingest::{self, Ingest};
-use crate::transform::{self, Transform};
 use sluice_aws::raw_objects::RawObjects;
 use sluice_aws::typed_tables::TypedTables;
 use sluice_aws::{DeadLetters, RawStore};
+use sluice_pipeline::ingest::{self, Ingest};
+use sluice_pipeline::transform::{self, Transform};
 
 /// The handlers a runner invokes.
 pub trait Functions: Send + Sync + 'static {

@@ -15,7 +15,7 @@
 //!   typed values, and every deleted key is a tombstone.
 //!
 //! A dead letter counts once per `failure_id`, however many copies a retried batch left. What
-//! the audit could not read (a DLQ too large to read within [`crate::dlq::READ_BUDGET`]) is said,
+//! the audit could not read (a DLQ too large to read within [`sluice_pipeline::dlq::READ_BUDGET`]) is said,
 //! and an audit that could not read everything is not clean.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -34,9 +34,9 @@ use sluice_core::row::{
 use sluice_core::typing::canonical_decimal;
 use sluice_core::{Format, Op, Seq};
 
-use crate::contracts::ContractSet;
-use crate::dlq::DlqSnapshot;
-use crate::transform::decode_record;
+use sluice_pipeline::contracts::ContractSet;
+use sluice_pipeline::dlq::DlqSnapshot;
+use sluice_pipeline::transform::decode_record;
 
 /// What to audit.
 pub struct AuditInput<'a> {
@@ -136,7 +136,8 @@ struct LineEntry {
 /// Runs the audit.
 pub async fn audit(input: &AuditInput<'_>) -> Result<AuditReport, AwsError> {
     let mut report = AuditReport::default();
-    let dlq = DlqSnapshot::read(input.sqs, input.dlq_url, crate::dlq::READ_BUDGET).await?;
+    let dlq =
+        DlqSnapshot::read(input.sqs, input.dlq_url, sluice_pipeline::dlq::READ_BUDGET).await?;
     report.dead_letters = dlq.by_class();
     report.duplicate_dead_letters = dlq.duplicates();
     report.unprocessed = dlq.unprocessed().iter().map(|e| e.describe()).collect();
