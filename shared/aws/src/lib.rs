@@ -6,6 +6,8 @@ pub mod clients;
 pub mod dead_letters;
 pub mod error;
 pub mod listing;
+#[cfg(feature = "test-util")]
+pub mod memory;
 pub mod metrics;
 pub mod ports;
 pub mod raw_objects;
@@ -13,4 +15,4 @@ pub mod raw_store;
 pub mod typed_tables;
 
 pub use error::AwsError;
-pub use ports::{DeadLetters, RawStore};
+pub use ports::{DeadLetters, ObjectReader, RawObjects, RawStore, TypedTables};

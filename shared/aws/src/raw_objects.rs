@@ -1,25 +1,11 @@
 //! Reading raw objects back from S3, streamed: nothing holds a whole object in memory.
 
-use std::future::Future;
-use std::pin::Pin;
-
 use async_compression::tokio::bufread::GzipDecoder;
-use tokio::io::{AsyncBufRead, BufReader};
+use tokio::io::BufReader;
 
 use crate::error::AwsError;
 
-/// A readable, decompressed stream of an object's bytes.
-pub type ObjectReader = Pin<Box<dyn AsyncBufRead + Send>>;
-
-/// Where raw objects are read from.
-pub trait RawObjects: Send + Sync {
-    /// Opens an object for streaming. `.gz` objects are decompressed on the fly.
-    fn open(
-        &self,
-        bucket: &str,
-        key: &str,
-    ) -> impl Future<Output = Result<ObjectReader, AwsError>> + Send;
-}
+pub use crate::ports::{ObjectReader, RawObjects};
 
 /// Raw objects in S3.
 #[derive(Debug, Clone)]

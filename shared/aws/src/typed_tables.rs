@@ -31,16 +31,8 @@ use sluice_core::Seq;
 
 use crate::error::AwsError;
 
+pub use crate::ports::TypedTables;
 pub use sluice_core::row::WriteOutcome;
-
-/// Where typed rows are written.
-pub trait TypedTables: Send + Sync {
-    /// Writes a row if it supersedes what is stored.
-    fn put_row(
-        &self,
-        row: &TypedRow,
-    ) -> impl Future<Output = Result<WriteOutcome, AwsError>> + Send;
-}
 
 /// Typed tables in DynamoDB, named `<prefix><contract name>`.
 #[derive(Debug, Clone)]

@@ -839,54 +839,11 @@ fn dead<'a>(
 mod tests {
     //! Orchestration only: the ports are in-memory doubles. Behaviour against AWS is tested end
     //! to end in the `sluice-tests` crate.
-    use std::sync::Mutex;
+    use sluice_aws::memory::{Faults, Memory};
 
     use super::*;
 
-    #[derive(Default)]
-    struct MemStore {
-        objects: Mutex<Vec<(String, usize)>>,
-        /// Keys that fail as S3 fails under throttling or an outage: retriable.
-        fail_keys_containing: Option<&'static str>,
-        /// Keys that S3 refuses for good (access denied, say).
-        refuse_keys_containing: Option<&'static str>,
-    }
-
-    impl RawStore for MemStore {
-        fn bucket(&self) -> &str {
-            "mem"
-        }
-        async fn put_raw(&self, key: &str, _body: Vec<u8>, lines: usize) -> Result<(), AwsError> {
-            if self.fail_keys_containing.is_some_and(|n| key.contains(n)) {
-                let mut e = AwsError::local("PutObject", key, "injected outage");
-                e.retriable = true;
-                return Err(e);
-            }
-            if self.refuse_keys_containing.is_some_and(|n| key.contains(n)) {
-                return Err(AwsError::local("PutObject", key, "injected refusal"));
-            }
-            self.objects.lock().unwrap().push((key.to_owned(), lines));
-            Ok(())
-        }
-    }
-
-    #[derive(Default)]
-    struct MemDlq {
-        sent: Mutex<Vec<FailureEnvelope>>,
-        fail: bool,
-    }
-
-    impl DeadLetters for MemDlq {
-        async fn send(&self, envelope: FailureEnvelope) -> Result<(), AwsError> {
-            if self.fail {
-                return Err(AwsError::local("SendMessage", "q", "injected"));
-            }
-            self.sent.lock().unwrap().push(envelope);
-            Ok(())
-        }
-    }
-
-    fn deps(store: MemStore, dlq: MemDlq) -> Ingest<MemStore, MemDlq> {
+    fn deps(store: Memory, dlq: Memory) -> Ingest<Memory, Memory> {
         Ingest {
             config: IngestConfig::from_lookup(|n| match n {
                 "SLUICE_RAW_BUCKET" => Some("mem".into()),
@@ -939,11 +896,11 @@ mod tests {
     #[tokio::test]
     async fn stream_reports_the_first_failed_sequence_number() {
         let d = deps(
-            MemStore {
-                fail_keys_containing: Some("/bad/"),
-                ..MemStore::default()
-            },
-            MemDlq::default(),
+            Memory::new().with_faults(Faults {
+                raw_puts_failing: Some("/bad/".into()),
+                ..Faults::default()
+            }),
+            Memory::new(),
         );
         let e = event(&[
             stream_record("100", "good"),
@@ -954,7 +911,7 @@ mod tests {
         let r = handle(&e, &d).await.unwrap();
         assert_eq!(r.failed_ids(), vec!["9000000000000000003".to_owned()]);
         assert_eq!(
-            d.store.objects.lock().unwrap().len(),
+            d.store.object_lines().len(),
             1,
             "the good table's object is written"
         );
@@ -963,11 +920,11 @@ mod tests {
     #[tokio::test]
     async fn a_raw_object_refused_for_good_dead_letters_its_records_instead_of_retrying() {
         let d = deps(
-            MemStore {
-                refuse_keys_containing: Some("/bad/"),
-                ..MemStore::default()
-            },
-            MemDlq::default(),
+            Memory::new().with_faults(Faults {
+                raw_puts_refused: Some("/bad/".into()),
+                ..Faults::default()
+            }),
+            Memory::new(),
         );
         let e = event(&[
             stream_record("100", "good"),
@@ -976,7 +933,7 @@ mod tests {
         ]);
         let r = handle(&e, &d).await.unwrap();
         assert!(r.failed_ids().is_empty(), "nothing is retried: {r:?}");
-        let sent = d.dead_letters.sent.lock().unwrap();
+        let sent = d.dead_letters.dead_letters();
         assert_eq!(sent.len(), 2);
         for env in sent.iter() {
             assert_eq!(env.error_code.as_deref(), Some("raw_write_rejected"));
@@ -990,18 +947,18 @@ mod tests {
                 "the record, whole"
             );
         }
-        assert_eq!(d.store.objects.lock().unwrap().len(), 1);
+        assert_eq!(d.store.object_lines().len(), 1);
     }
 
     #[tokio::test]
     async fn stream_record_without_sequence_number_is_dead_lettered_not_retried() {
-        let d = deps(MemStore::default(), MemDlq::default());
+        let d = deps(Memory::new(), Memory::new());
         let no_seq = stream_record("1", "t").replace(r#","SequenceNumber":"1""#, "");
         let r = handle(&event(&[no_seq, stream_record("2", "t")]), &d)
             .await
             .unwrap();
         assert!(r.failed_ids().is_empty());
-        let sent = d.dead_letters.sent.lock().unwrap();
+        let sent = d.dead_letters.dead_letters();
         assert_eq!(sent.len(), 1);
         assert_eq!(sent[0].error_code.as_deref(), Some("missing_seq"));
     }
@@ -1009,11 +966,11 @@ mod tests {
     #[tokio::test]
     async fn a_dead_letter_that_cannot_be_sent_is_retried() {
         let d = deps(
-            MemStore::default(),
-            MemDlq {
-                fail: true,
-                ..MemDlq::default()
-            },
+            Memory::new(),
+            Memory::new().with_faults(Faults {
+                dead_letters_failing: true,
+                ..Faults::default()
+            }),
         );
         let app = r#"{"table":"t","op":"insert","key":{"id":1},"after":{"id":1},"seq":1}"#;
         let r = handle(
@@ -1027,10 +984,10 @@ mod tests {
 
     #[tokio::test]
     async fn envelope_carries_the_retry_count_and_the_body_verbatim() {
-        let d = deps(MemStore::default(), MemDlq::default());
+        let d = deps(Memory::new(), Memory::new());
         let body = "  not json at all\n";
         handle(&event(&[sqs_record("m1", body)]), &d).await.unwrap();
-        let sent = d.dead_letters.sent.lock().unwrap();
+        let sent = d.dead_letters.dead_letters();
         assert_eq!(sent[0].original.as_deref(), Some(body));
         assert_eq!(
             sent[0].retry_count, 2,
@@ -1041,19 +998,19 @@ mod tests {
 
     #[tokio::test]
     async fn a_record_that_is_not_an_sqs_message_is_dead_lettered() {
-        let d = deps(MemStore::default(), MemDlq::default());
+        let d = deps(Memory::new(), Memory::new());
         let odd = r#"{"eventSource":"aws:sqs","messageId":42}"#.to_owned();
         let r = handle(&event(&[odd]), &d).await.unwrap();
         assert_eq!(r.failed_ids(), Vec::<String>::new());
         assert_eq!(
-            d.dead_letters.sent.lock().unwrap()[0].error_code.as_deref(),
+            d.dead_letters.dead_letters()[0].error_code.as_deref(),
             Some("unknown_shape")
         );
     }
 
     #[tokio::test]
     async fn a_tumbling_window_invocation_gets_its_state_back_with_the_failures() {
-        let d = deps(MemStore::default(), MemDlq::default());
+        let d = deps(Memory::new(), Memory::new());
         let event = format!(
             r#"{{"Records":[{}],"window":{{"start":"2026-11-25T07:00:00Z","end":"2026-11-25T07:05:00Z"}},"state":{{"count":3}},"shardId":"s-1","eventSourceARN":"stream-ARN","isFinalInvokeForWindow":false,"isWindowTerminatedEarly":false}}"#,
             stream_record("7", "t")
@@ -1076,7 +1033,7 @@ mod tests {
 
     #[tokio::test]
     async fn kinesis_lands_each_change_under_its_table() {
-        let d = deps(MemStore::default(), MemDlq::default());
+        let d = deps(Memory::new(), Memory::new());
         let e = event(&[
             kinesis_record(LONG_A, "orders", 1_795_520_000_000_001),
             kinesis_record(LONG_B, "orders", 1_795_520_000_000_002),
@@ -1085,24 +1042,24 @@ mod tests {
         let r = handle(&e, &d).await.unwrap();
         assert!(matches!(r, IngestResponse::Kinesis(_)));
         assert_eq!(r.to_json(), serde_json::json!({"batchItemFailures": []}));
-        let mut objects = d.store.objects.lock().unwrap().clone();
+        let mut objects = d.store.object_lines();
         objects.sort();
         assert_eq!(objects.len(), 2);
         assert!(objects[0]
             .0
             .starts_with("raw/customers/dt=2026-11-24/hr=11/"));
         assert_eq!(objects[1].1, 2, "both orders changes in one object");
-        assert!(d.dead_letters.sent.lock().unwrap().is_empty());
+        assert!(d.dead_letters.dead_letters().is_empty());
     }
 
     #[tokio::test]
     async fn kinesis_reports_the_first_failed_sequence_number() {
         let d = deps(
-            MemStore {
-                fail_keys_containing: Some("/bad/"),
-                ..MemStore::default()
-            },
-            MemDlq::default(),
+            Memory::new().with_faults(Faults {
+                raw_puts_failing: Some("/bad/".into()),
+                ..Faults::default()
+            }),
+            Memory::new(),
         );
         let e = event(&[
             kinesis_record(LONG_A, "good", 1),
@@ -1115,12 +1072,12 @@ mod tests {
             r.to_json(),
             serde_json::json!({"batchItemFailures": [{"itemIdentifier": LONG_B}]})
         );
-        assert_eq!(d.store.objects.lock().unwrap().len(), 1);
+        assert_eq!(d.store.object_lines().len(), 1);
     }
 
     #[tokio::test]
     async fn malformed_kinesis_records_are_dead_lettered_with_their_code_and_kept_whole() {
-        let d = deps(MemStore::default(), MemDlq::default());
+        let d = deps(Memory::new(), Memory::new());
         let not_a_change = base64_of(br#"{"device":"foo","temperature":42.42}"#);
         let no_table = base64_of(
             br#"{"eventName":"INSERT","eventSource":"aws:dynamodb","dynamodb":{"ApproximateCreationDateTime":1,"Keys":{"pk":{"S":"a"}}}}"#,
@@ -1149,8 +1106,8 @@ mod tests {
         let records: Vec<String> = cases.iter().map(|(r, _)| r.clone()).collect();
         let r = handle(&event(&records), &d).await.unwrap();
         assert!(r.failed_ids().is_empty(), "dead letters are not retried");
-        assert!(d.store.objects.lock().unwrap().is_empty());
-        let sent = d.dead_letters.sent.lock().unwrap();
+        assert!(d.store.object_lines().is_empty());
+        let sent = d.dead_letters.dead_letters();
         assert_eq!(sent.len(), cases.len());
         for (record, code) in &cases {
             let env = sent
@@ -1180,11 +1137,11 @@ mod tests {
     #[tokio::test]
     async fn a_kinesis_dead_letter_that_cannot_be_sent_is_retried_from_there() {
         let d = deps(
-            MemStore::default(),
-            MemDlq {
-                fail: true,
-                ..MemDlq::default()
-            },
+            Memory::new(),
+            Memory::new().with_faults(Faults {
+                dead_letters_failing: true,
+                ..Faults::default()
+            }),
         );
         let e = event(&[
             kinesis_record("1", "t", 1),
@@ -1204,7 +1161,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_kinesis_tumbling_window_gets_its_state_back() {
-        let d = deps(MemStore::default(), MemDlq::default());
+        let d = deps(Memory::new(), Memory::new());
         let e = format!(
             r#"{{"Records":[{}],"window":{{"start":"a","end":"b"}},"state":{{"n":1}},"shardId":"shardId-000000000000","eventSourceARN":"arn:aws:kinesis:us-east-1:1:stream/s","isFinalInvokeForWindow":false,"isWindowTerminatedEarly":false}}"#,
             kinesis_record("9", "t", 9)
@@ -1219,7 +1176,7 @@ mod tests {
 
     #[tokio::test]
     async fn events_that_are_not_batches_are_refused_whole() {
-        let d = deps(MemStore::default(), MemDlq::default());
+        let d = deps(Memory::new(), Memory::new());
         for bad in [
             r#"{"foo":1}"#,
             "[]",

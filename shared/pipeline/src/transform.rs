@@ -762,83 +762,27 @@ mod orchestration_tests {
     //! Orchestration with in-memory ports: hostile objects and failing dependencies. Behaviour
     //! against AWS is tested end to end in the `sluice-tests` crate.
     use std::io::Write;
-    use std::sync::Mutex;
 
-    use sluice_core::row::supersedes;
+    use sluice_aws::memory::{Faults, Memory};
 
     use super::*;
 
-    #[derive(Default)]
-    struct MemObjects(HashMap<String, Vec<u8>>);
-
-    impl RawObjects for MemObjects {
-        async fn open(&self, _bucket: &str, key: &str) -> Result<ObjectReader, AwsError> {
-            let bytes = self
-                .0
-                .get(key)
-                .cloned()
-                .ok_or_else(|| AwsError::local("GetObject", key, "NoSuchKey"))?;
-            let cursor = tokio::io::BufReader::new(std::io::Cursor::new(bytes));
-            Ok(if key.ends_with(".gz") {
-                Box::pin(tokio::io::BufReader::new(
-                    async_compression::tokio::bufread::GzipDecoder::new(cursor),
-                ))
-            } else {
-                Box::pin(cursor)
-            })
+    /// Raw staging holding these objects.
+    fn objects(objects: &[(&str, Vec<u8>)]) -> Memory {
+        let m = Memory::new();
+        for (key, bytes) in objects {
+            m.put_object(*key, bytes.clone());
         }
+        m
     }
 
-    #[derive(Default)]
-    struct MemTables {
-        rows: Mutex<HashMap<String, TypedRow>>,
-        fail_retriably: bool,
-    }
-
-    impl TypedTables for MemTables {
-        async fn put_row(&self, row: &TypedRow) -> Result<WriteOutcome, AwsError> {
-            if self.fail_retriably {
-                let mut e = AwsError::local("PutItem", &row.table, "throttled");
-                e.retriable = true;
-                return Err(e);
-            }
-            let mut rows = self.rows.lock().unwrap();
-            let id = format!("{}/{}", row.table, row.key_id());
-            let stored = rows.get(&id).map(|r| (&r.seq, r.version));
-            if supersedes(stored, &row.seq, row.version) {
-                rows.insert(id, row.clone());
-                Ok(WriteOutcome::Written)
-            } else {
-                Ok(WriteOutcome::Stale)
-            }
-        }
-    }
-
-    #[derive(Default)]
-    struct MemDlq {
-        sent: Mutex<Vec<FailureEnvelope>>,
-        fail: bool,
-    }
-
-    impl DeadLetters for MemDlq {
-        async fn send(&self, envelope: FailureEnvelope) -> Result<(), AwsError> {
-            if self.fail {
-                let mut e = AwsError::local("SendMessage", "dlq", "down");
-                e.retriable = true;
-                return Err(e);
-            }
-            self.sent.lock().unwrap().push(envelope);
-            Ok(())
-        }
+    fn failing(faults: Faults) -> Memory {
+        Memory::new().with_faults(faults)
     }
 
     const CONTRACT: &str = "name: people\nversion: 1\nsources: [{table: people}]\nprimary_key: [id]\nfields:\n  - {name: id, type: int}\n  - {name: email, type: string, required: true}\n";
 
-    fn deps(
-        objects: MemObjects,
-        tables: MemTables,
-        dlq: MemDlq,
-    ) -> Transform<MemObjects, MemTables, MemDlq> {
+    fn deps(objects: Memory, tables: Memory, dlq: Memory) -> Transform<Memory, Memory, Memory> {
         let dir = std::env::temp_dir().join(format!(
             "sluice-contracts-{}-{}",
             std::process::id(),
@@ -931,20 +875,15 @@ mod orchestration_tests {
             text.extend_from_slice(l);
             text.push(b'\n');
         }
-        let objects = MemObjects(HashMap::from([(
-            "raw/people/o.ndjson.gz".to_owned(),
-            gzip(&text),
-        )]));
-        let d = deps(objects, MemTables::default(), MemDlq::default());
+        let objects = objects(&[("raw/people/o.ndjson.gz", gzip(&text))]);
+        let d = deps(objects, Memory::new(), Memory::new());
         let (response, stats) = handle(&notification(&["raw/people/o.ndjson.gz"]), &d)
             .await
             .unwrap();
         assert!(response.batch_item_failures.is_empty());
         let codes: Vec<(String, String)> = d
             .dead_letters
-            .sent
-            .lock()
-            .unwrap()
+            .dead_letters()
             .iter()
             .map(|e| {
                 (
@@ -976,11 +915,11 @@ mod orchestration_tests {
             codes_sorted,
             expect.map(|(a, b)| (a.to_owned(), b.to_owned()))
         );
-        let rows = d.tables.rows.lock().unwrap();
+        let rows = d.tables.rows();
         assert_eq!(rows.len(), 1, "one good key");
         let row = rows.values().next().unwrap();
         assert_eq!(
-            row.item["email"],
+            row["email"],
             serde_dynamo::AttributeValue::S("a2@x".into()),
             "the later seq won in the object"
         );
@@ -990,11 +929,8 @@ mod orchestration_tests {
 
     #[tokio::test]
     async fn a_corrupt_or_missing_object_is_dead_lettered_not_retried() {
-        let objects = MemObjects(HashMap::from([(
-            "raw/p/bad.ndjson.gz".to_owned(),
-            b"this is not gzip".to_vec(),
-        )]));
-        let d = deps(objects, MemTables::default(), MemDlq::default());
+        let objects = objects(&[("raw/p/bad.ndjson.gz", b"this is not gzip".to_vec())]);
+        let d = deps(objects, Memory::new(), Memory::new());
         let (response, _) = handle(
             &notification(&["raw/p/bad.ndjson.gz", "raw/p/missing.ndjson.gz"]),
             &d,
@@ -1002,7 +938,7 @@ mod orchestration_tests {
         .await
         .unwrap();
         assert!(response.batch_item_failures.is_empty());
-        let sent = d.dead_letters.sent.lock().unwrap();
+        let sent = d.dead_letters.dead_letters();
         let codes: Vec<&str> = sent
             .iter()
             .map(|e| e.error_code.as_deref().unwrap())
@@ -1020,31 +956,26 @@ mod orchestration_tests {
             "{}\nnot json\n",
             line("people", 1, 1, r#"{"id":1,"email":"a@x"}"#)
         );
-        let objects = || {
-            MemObjects(HashMap::from([(
-                "raw/p/o.ndjson".to_owned(),
-                text.clone().into_bytes(),
-            )]))
-        };
+        let raw = || objects(&[("raw/p/o.ndjson", text.clone().into_bytes())]);
         let throttled = deps(
-            objects(),
-            MemTables {
-                fail_retriably: true,
-                ..MemTables::default()
-            },
-            MemDlq::default(),
+            raw(),
+            failing(Faults {
+                writes_failing: true,
+                ..Faults::default()
+            }),
+            Memory::new(),
         );
         let (response, _) = handle(&notification(&["raw/p/o.ndjson"]), &throttled)
             .await
             .unwrap();
         assert_eq!(response.batch_item_failures.len(), 1);
         let dlq_down = deps(
-            objects(),
-            MemTables::default(),
-            MemDlq {
-                fail: true,
-                ..MemDlq::default()
-            },
+            raw(),
+            Memory::new(),
+            failing(Faults {
+                dead_letters_failing: true,
+                ..Faults::default()
+            }),
         );
         let (response, _) = handle(&notification(&["raw/p/o.ndjson"]), &dlq_down)
             .await
@@ -1054,11 +985,7 @@ mod orchestration_tests {
 
     #[tokio::test]
     async fn test_events_and_unknown_messages() {
-        let d = deps(
-            MemObjects::default(),
-            MemTables::default(),
-            MemDlq::default(),
-        );
+        let d = deps(Memory::new(), Memory::new(), Memory::new());
         let event = |body: &str| {
             serde_json::json!({"Records": [{"messageId": "m", "body": body, "eventSource": "aws:sqs", "eventSourceARN": "q"}]}).to_string()
         };
@@ -1070,13 +997,13 @@ mod orchestration_tests {
         .unwrap();
         assert!(r.batch_item_failures.is_empty());
         assert!(
-            d.dead_letters.sent.lock().unwrap().is_empty(),
+            d.dead_letters.dead_letters().is_empty(),
             "a test event is ignored"
         );
         let (r, _) = handle(&event("garbage"), &d).await.unwrap();
         assert!(r.batch_item_failures.is_empty());
         assert_eq!(
-            d.dead_letters.sent.lock().unwrap()[0].error_code.as_deref(),
+            d.dead_letters.dead_letters()[0].error_code.as_deref(),
             Some("not_json")
         );
         assert!(handle("[]", &d).await.is_err());

@@ -21,78 +21,18 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::Duration;
 
 use serde_json::value::RawValue;
 use serde_json::Value;
+use sluice_aws::memory::Memory;
 use sluice_aws::metrics::Sink;
-use sluice_aws::raw_objects::{ObjectReader, RawObjects};
-use sluice_aws::typed_tables::{TypedTables, WriteOutcome};
-use sluice_aws::{AwsError, DeadLetters, RawStore};
-use sluice_core::envelope::FailureEnvelope;
-use sluice_core::row::{apply_write, TypedRow};
 use sluice_pipeline::contracts::{ContractCache, ContractSource};
 use sluice_pipeline::ingest::{self, Ingest};
 use sluice_pipeline::transform::{self, Transform};
 use sluice_pipeline::{IngestConfig, TransformConfig};
 
 type Item = HashMap<String, serde_dynamo::AttributeValue>;
-
-#[derive(Default)]
-struct Mem {
-    objects: Mutex<BTreeMap<String, Vec<u8>>>,
-    dead: Mutex<Vec<FailureEnvelope>>,
-    rows: Mutex<BTreeMap<String, Item>>,
-}
-
-impl RawStore for &Mem {
-    fn bucket(&self) -> &str {
-        "raw"
-    }
-    async fn put_raw(&self, key: &str, body: Vec<u8>, _lines: usize) -> Result<(), AwsError> {
-        self.objects.lock().unwrap().insert(key.to_owned(), body);
-        Ok(())
-    }
-}
-
-impl DeadLetters for &Mem {
-    async fn send(&self, envelope: FailureEnvelope) -> Result<(), AwsError> {
-        self.dead.lock().unwrap().push(envelope);
-        Ok(())
-    }
-}
-
-impl RawObjects for &Mem {
-    async fn open(&self, _bucket: &str, key: &str) -> Result<ObjectReader, AwsError> {
-        let bytes = self
-            .objects
-            .lock()
-            .unwrap()
-            .get(key)
-            .cloned()
-            .ok_or_else(|| AwsError::local("GetObject", key, "NoSuchKey"))?;
-        let cursor = tokio::io::BufReader::new(std::io::Cursor::new(bytes));
-        Ok(Box::pin(tokio::io::BufReader::new(
-            async_compression::tokio::bufread::GzipDecoder::new(cursor),
-        )))
-    }
-}
-
-/// DynamoDB's conditional writes, as the adapter issues them: a whole row superseding what is
-/// stored; a row with unchanged fields merged over it; a stale row filling older fields.
-impl TypedTables for &Mem {
-    async fn put_row(&self, row: &TypedRow) -> Result<WriteOutcome, AwsError> {
-        let mut rows = self.rows.lock().unwrap();
-        let id = format!("{}/{}", row.table, row.key_id());
-        let mut slot = rows.remove(&id);
-        let outcome = apply_write(&mut slot, row);
-        if let Some(item) = slot {
-            rows.insert(id, item);
-        }
-        Ok(outcome)
-    }
-}
 
 fn fixtures_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
@@ -191,7 +131,7 @@ async fn run_fixture(path: &Path) {
             .collect(),
         _ => panic!("{file}: give one of `event`, `sqs_bodies` or `rounds`"),
     };
-    let mem = Mem::default();
+    let mem = Memory::new().with_bucket("raw");
     let ingest_deps = Ingest {
         config: IngestConfig::from_lookup(|n| match n {
             "SLUICE_RAW_BUCKET" => Some("raw".into()),
@@ -254,7 +194,7 @@ async fn run_fixture(path: &Path) {
         let Some(deps) = &transform_deps else {
             continue;
         };
-        let keys: Vec<String> = mem.objects.lock().unwrap().keys().cloned().collect();
+        let keys: Vec<String> = mem.objects().keys().cloned().collect();
         // One notification per new object, in key order, as S3 would send them.
         for key in keys {
             if transformed.contains(&key) {
@@ -286,7 +226,7 @@ async fn run_fixture(path: &Path) {
     );
 
     let mut landed = Vec::new();
-    for body in mem.objects.lock().unwrap().values() {
+    for body in mem.objects().values() {
         let mut text = String::new();
         flate2::read::GzDecoder::new(body.as_slice())
             .read_to_string(&mut text)
@@ -300,13 +240,11 @@ async fn run_fixture(path: &Path) {
     landed.sort_by_key(|l| l["origin"]["id"].as_str().unwrap_or_default().to_owned());
     check_list("landed lines", &file, expect.get("landed"), &landed);
     if transform_deps.is_some() {
-        let rows: Vec<Value> = mem.rows.lock().unwrap().values().map(ddb_json).collect();
+        let rows: Vec<Value> = mem.rows().values().map(ddb_json).collect();
         check_list("typed rows", &file, expect.get("rows"), &rows);
     }
     let dead: Vec<Value> = mem
-        .dead
-        .lock()
-        .unwrap()
+        .dead_letters()
         .iter()
         .map(|e| serde_json::to_value(e).unwrap())
         .collect();

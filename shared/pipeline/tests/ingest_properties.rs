@@ -2,43 +2,15 @@
 //! as a landed line or a dead letter, and nothing panics.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::sync::Mutex;
-
 use proptest::prelude::*;
+use sluice_aws::memory::Memory;
 use sluice_aws::metrics::Sink;
-use sluice_aws::{AwsError, DeadLetters, RawStore};
-use sluice_core::envelope::FailureEnvelope;
 use sluice_pipeline::ingest::{handle, Ingest};
 use sluice_pipeline::IngestConfig;
 
-#[derive(Default)]
-struct Mem {
-    lines: Mutex<usize>,
-    dead: Mutex<usize>,
-}
-
-impl RawStore for Mem {
-    fn bucket(&self) -> &str {
-        "mem"
-    }
-    async fn put_raw(&self, _key: &str, _body: Vec<u8>, lines: usize) -> Result<(), AwsError> {
-        *self.lines.lock().unwrap() += lines;
-        Ok(())
-    }
-}
-
-struct Dlq<'a>(&'a Mem);
-
-impl DeadLetters for Dlq<'_> {
-    async fn send(&self, _envelope: FailureEnvelope) -> Result<(), AwsError> {
-        *self.0.dead.lock().unwrap() += 1;
-        Ok(())
-    }
-}
-
 /// Runs ingest on an event and returns (landed lines, dead letters, failures reported).
 fn run(event: &str) -> (usize, usize, usize) {
-    let mem = Mem::default();
+    let mem = Memory::discarding();
     let deps = Ingest {
         config: IngestConfig::from_lookup(|n| match n {
             "SLUICE_RAW_BUCKET" | "SLUICE_DLQ_URL" => Some("x".into()),
@@ -46,7 +18,7 @@ fn run(event: &str) -> (usize, usize, usize) {
         })
         .unwrap(),
         store: &mem,
-        dead_letters: Dlq(&mem),
+        dead_letters: &mem,
         metrics: Sink::Discard,
     };
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -54,18 +26,9 @@ fn run(event: &str) -> (usize, usize, usize) {
         .build()
         .unwrap();
     let response = rt.block_on(handle(event, &deps)).unwrap();
-    let landed = *mem.lines.lock().unwrap();
-    let dead = *mem.dead.lock().unwrap();
+    let landed = mem.lines_landed();
+    let dead = mem.dead_letter_count();
     (landed, dead, response.failed_ids().len())
-}
-
-impl RawStore for &Mem {
-    fn bucket(&self) -> &str {
-        "mem"
-    }
-    async fn put_raw(&self, key: &str, body: Vec<u8>, lines: usize) -> Result<(), AwsError> {
-        (*self).put_raw(key, body, lines).await
-    }
 }
 
 /// `SLUICE_FUZZ_CASES` cases (256 by default; `make fuzz` runs many more).

@@ -1,6 +1,6 @@
 //! Memory stays bounded: a 10,000-record, 6 MB batch needs no more than a small multiple of its
-//! own size (DESIGN §4: it must fit a 128 MB function). The ports are in-memory doubles that
-//! keep nothing, so only the handler's own allocations are counted.
+//! own size (DESIGN §4: it must fit a 128 MB function). The ports are the in-memory adapters,
+//! keeping nothing, so only the handler's own allocations are counted.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 // A counting global allocator is the only unsafe code in the workspace: it forwards to the
 // system allocator unchanged.
@@ -9,9 +9,8 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use sluice_aws::memory::Memory;
 use sluice_aws::metrics::Sink;
-use sluice_aws::{AwsError, DeadLetters, RawStore};
-use sluice_core::envelope::FailureEnvelope;
 use sluice_pipeline::ingest::{handle, Ingest};
 use sluice_pipeline::IngestConfig;
 
@@ -34,23 +33,6 @@ unsafe impl GlobalAlloc for Counting {
 
 #[global_allocator]
 static ALLOC: Counting = Counting;
-
-struct Discard;
-
-impl RawStore for Discard {
-    fn bucket(&self) -> &str {
-        "discard"
-    }
-    async fn put_raw(&self, _key: &str, _body: Vec<u8>, _lines: usize) -> Result<(), AwsError> {
-        Ok(())
-    }
-}
-
-impl DeadLetters for Discard {
-    async fn send(&self, _envelope: FailureEnvelope) -> Result<(), AwsError> {
-        Ok(())
-    }
-}
 
 fn batch(records: usize, bytes: usize) -> String {
     let per_record = bytes / records;
@@ -88,8 +70,8 @@ async fn ten_thousand_records_of_six_megabytes_need_a_small_multiple_of_their_si
             _ => None,
         })
         .unwrap(),
-        store: Discard,
-        dead_letters: Discard,
+        store: Memory::discarding(),
+        dead_letters: Memory::discarding(),
         metrics: Sink::Discard,
     };
     let baseline = CURRENT.load(Ordering::Relaxed);
