@@ -7,6 +7,7 @@
 //!   events, Debezium, DMS, bare or wrapped by SNS or EventBridge).
 //! - [`kinesis`] reads DynamoDB change records delivered through Kinesis Data Streams.
 //! - [`seq`] normalises ordering tokens; [`time`] reads commit times without floating point.
+//! - [`decide`] is the per-line decision: what one raw line becomes under the contracts.
 //! - [`raw`] writes raw lines and objects; [`envelope`] describes dead letters.
 //! - [`dead_letter`] tells apart what reaches the dead-letter queue.
 //! - [`notification`] reads transform messages (S3 notifications and inline raw lines).
@@ -14,8 +15,10 @@
 pub mod body;
 pub mod change;
 pub mod contract;
+pub mod contract_set;
 pub mod ddb;
 pub mod dead_letter;
+pub mod decide;
 pub mod envelope;
 pub mod error;
 pub mod json;

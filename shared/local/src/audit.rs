@@ -26,17 +26,15 @@ use sluice_aws::AwsError;
 use sluice_core::change::{Change, Image, Route};
 use sluice_core::contract::{Contract, FieldType};
 use sluice_core::json::Limits;
-use sluice_core::raw::OwnedRawLine;
 use sluice_core::row::{
-    old_key_tombstone, type_change, RowMeta, TypedRow, DELETED_ATTR, RAW_ATTR, SEQ_ATTR,
-    VERSION_ATTR,
+    type_change, RowMeta, TypedRow, DELETED_ATTR, RAW_ATTR, SEQ_ATTR, VERSION_ATTR,
 };
 use sluice_core::typing::canonical_decimal;
 use sluice_core::{Format, Op, Seq};
 
+use sluice_core::decide::{decide, ContractResult, DecideContext, LineOutcome};
 use sluice_pipeline::contracts::ContractSet;
 use sluice_pipeline::dlq::DlqSnapshot;
-use sluice_pipeline::transform::decode_record;
 
 /// What to audit.
 pub struct AuditInput<'a> {
@@ -170,6 +168,11 @@ pub async fn audit(input: &AuditInput<'_>) -> Result<AuditReport, AwsError> {
     let mut per_contract: BTreeMap<String, Vec<LineEntry>> = BTreeMap::new();
     let mut control: BTreeMap<String, usize> = BTreeMap::new();
     let limits = Limits::default();
+    let cx = DecideContext {
+        contracts: input.contracts,
+        limits: &limits,
+        tombstone_expires_at: 0,
+    };
     for key in &keys {
         let text = read_object(input.s3, input.raw_bucket, key).await?;
         for (i, line) in text.lines().enumerate() {
@@ -177,94 +180,93 @@ pub async fn audit(input: &AuditInput<'_>) -> Result<AuditReport, AwsError> {
                 continue;
             }
             let raw_ref = format!("s3://{}/{key}#L{}", input.raw_bucket, i + 1);
-            let Ok(raw) = serde_json::from_str::<OwnedRawLine>(line) else {
-                if !quarantined_refs.contains(&raw_ref) {
-                    report.problems.push(format!(
-                        "{raw_ref}: unreadable raw line and no dead letter for it"
-                    ));
-                }
-                continue;
+            let dead_lettered = quarantined_refs.contains(&raw_ref);
+            let mut entry = |contract: &str, format, seq: &Seq, row, counted| {
+                per_contract
+                    .entry(contract.to_owned())
+                    .or_default()
+                    .push(LineEntry {
+                        counted,
+                        raw_ref: raw_ref.clone(),
+                        format,
+                        seq: seq.clone(),
+                        row,
+                    });
             };
-            let contracts = input.contracts.for_source(&raw.table, raw.format);
-            let change = match decode_record(&raw, &limits) {
-                Ok(c) => c,
-                Err(e) => {
-                    if !quarantined_refs.contains(&raw_ref) {
+            match decide(line, &raw_ref, &cx) {
+                LineOutcome::NotARawLine(_) if !dead_lettered => report.problems.push(format!(
+                    "{raw_ref}: unreadable raw line and no dead letter for it"
+                )),
+                LineOutcome::NotARawLine(_) => {}
+                LineOutcome::Undecodable {
+                    line: raw,
+                    error,
+                    contracts,
+                } => {
+                    if !dead_lettered {
                         report.problems.push(format!(
-                            "{raw_ref}: undecodable ({e}) and no dead letter for it"
+                            "{raw_ref}: undecodable ({error}) and no dead letter for it"
                         ));
                     }
                     for c in &contracts {
-                        per_contract
-                            .entry(c.name.clone())
-                            .or_default()
-                            .push(LineEntry {
-                                counted: true,
-                                raw_ref: raw_ref.clone(),
-                                format: raw.format,
-                                seq: raw.seq.clone(),
-                                row: None,
-                            });
+                        entry(&c.name, raw.format, &raw.seq, None, true);
                     }
-                    continue;
                 }
-            };
-            if change.route.op == Op::Control {
-                for c in &contracts {
-                    *control.entry(c.name.clone()).or_default() += 1;
-                }
-                continue;
-            }
-            if contracts.is_empty() {
-                report.uncontracted_lines += 1;
-                if !quarantined_refs.contains(&raw_ref) {
-                    report.problems.push(format!(
-                        "{raw_ref}: table {:?} has no contract and the line has no dead letter",
-                        raw.table
-                    ));
-                }
-                continue;
-            }
-            let meta = RowMeta {
-                raw_ref: raw_ref.clone(),
-                ts_ms: raw.ts_ms,
-                tombstone_expires_at: 0,
-            };
-            for c in contracts {
-                let row = match type_change(&change, &c, &meta) {
-                    Ok(Some(row)) => {
-                        if let Some(old) = old_key_tombstone(&change, &c, &meta, &row) {
-                            per_contract
-                                .entry(c.name.clone())
-                                .or_default()
-                                .push(LineEntry {
-                                    counted: false,
-                                    raw_ref: raw_ref.clone(),
-                                    format: raw.format,
-                                    seq: change.route.seq.clone(),
-                                    row: Some(old),
-                                });
-                        }
-                        Some(row)
-                    }
-                    Ok(None) if change.route.op != Op::Truncate => {
+                LineOutcome::Control { contracts, .. } => {
+                    for c in &contracts {
                         *control.entry(c.name.clone()).or_default() += 1;
-                        continue;
                     }
-                    // A truncate touches no row: like a violation, it has a dead letter
-                    // (`source_truncated`).
-                    Ok(None) | Err(_) => None,
-                };
-                per_contract
-                    .entry(c.name.clone())
-                    .or_default()
-                    .push(LineEntry {
-                        counted: true,
-                        raw_ref: raw_ref.clone(),
-                        format: raw.format,
-                        seq: change.route.seq.clone(),
-                        row,
-                    });
+                }
+                // A truncate touches no row: like a violation, it has a dead letter
+                // (`source_truncated`).
+                LineOutcome::Truncate {
+                    line: raw,
+                    change,
+                    contracts,
+                } if !contracts.is_empty() => {
+                    for c in &contracts {
+                        entry(&c.name, raw.format, &change.route.seq, None, true);
+                    }
+                }
+                LineOutcome::Truncate { line: raw, .. }
+                | LineOutcome::NoContract { line: raw, .. } => {
+                    report.uncontracted_lines += 1;
+                    if !dead_lettered {
+                        report.problems.push(format!(
+                            "{raw_ref}: table {:?} has no contract and the line has no dead letter",
+                            raw.table
+                        ));
+                    }
+                }
+                LineOutcome::Typed {
+                    line: raw,
+                    change,
+                    results,
+                } => {
+                    for ContractResult { contract, rows } in results {
+                        match rows {
+                            Ok(rows) if rows.is_empty() => {
+                                *control.entry(contract.name.clone()).or_default() += 1;
+                            }
+                            // The second row of one line (the old key's tombstone of an update
+                            // that moved the key) is checked but not counted again.
+                            Ok(rows) => {
+                                for (n, row) in rows.into_iter().enumerate() {
+                                    entry(
+                                        &contract.name,
+                                        raw.format,
+                                        &change.route.seq,
+                                        Some(row),
+                                        n == 0,
+                                    );
+                                }
+                            }
+                            Err(_) => {
+                                entry(&contract.name, raw.format, &change.route.seq, None, true)
+                            }
+                        }
+                    }
+                }
             }
         }
     }

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sluice_aws::AwsError;
-use sluice_core::contract::{self, is_contract_file, Contract, ContractErrors};
-use sluice_core::Format;
+use sluice_core::contract::is_contract_file;
+pub use sluice_core::contract_set::ContractSet;
 use tokio::sync::RwLock;
 
 /// Where contracts live.
@@ -77,43 +77,6 @@ impl LoadError {
             Self::Io { .. } => false,
             Self::S3(e) => e.is_retriable(),
         }
-    }
-}
-
-/// A loaded set of contracts, looked up by source table and format.
-#[derive(Debug, Default)]
-pub struct ContractSet {
-    contracts: Vec<Arc<Contract>>,
-    /// Files that did not check, with their problems.
-    pub rejected: Vec<ContractErrors>,
-}
-
-impl ContractSet {
-    /// Builds a set from (file name, text) pairs.
-    pub fn from_files(files: impl IntoIterator<Item = (String, String)>) -> Self {
-        let mut set = Self::default();
-        for (name, text) in files {
-            match contract::parse(&name, &text) {
-                Ok(c) => set.contracts.push(Arc::new(c)),
-                Err(e) => set.rejected.push(e),
-            }
-        }
-        set.contracts.sort_by(|a, b| a.name.cmp(&b.name));
-        set
-    }
-
-    /// The contracts fed by `table` in `format`.
-    pub fn for_source(&self, table: &str, format: Format) -> Vec<Arc<Contract>> {
-        self.contracts
-            .iter()
-            .filter(|c| c.accepts(table, format))
-            .cloned()
-            .collect()
-    }
-
-    /// Every contract.
-    pub fn all(&self) -> &[Arc<Contract>] {
-        &self.contracts
     }
 }
 
@@ -249,18 +212,5 @@ mod tests {
             ContractSource::parse("infra/contracts"),
             ContractSource::Dir("infra/contracts".into())
         );
-    }
-
-    #[test]
-    fn a_bad_file_is_rejected_and_the_rest_are_served() {
-        let good = "name: t\nversion: 1\nsources: [{table: src}]\nprimary_key: [id]\nfields: [{name: id, type: int}]\n";
-        let set = ContractSet::from_files([
-            ("good.yaml".to_owned(), good.to_owned()),
-            ("bad.yaml".to_owned(), "name: [".to_owned()),
-        ]);
-        assert_eq!(set.all().len(), 1);
-        assert_eq!(set.rejected.len(), 1);
-        assert_eq!(set.for_source("src", Format::App).len(), 1);
-        assert!(set.for_source("other", Format::App).is_empty());
     }
 }

@@ -29,12 +29,13 @@ use sluice_aws::metrics::{MetricSet, Sink, Unit};
 use sluice_aws::raw_objects::{ObjectReader, RawObjects, S3RawObjects};
 use sluice_aws::typed_tables::{DynamoTypedTables, TypedTables, WriteOutcome};
 use sluice_aws::{AwsError, DeadLetters};
+use sluice_core::decide::{decide, ContractResult, DecideContext, LineOutcome};
 use sluice_core::envelope::{FailureEnvelope, Step};
 use sluice_core::json::Limits;
 use sluice_core::notification::{self, Work};
 use sluice_core::raw::{OwnedRawLine, TsSource};
-use sluice_core::row::{old_key_tombstone, type_change, RowMeta, TypedRow, Violation};
-use sluice_core::{body, ddb, Change, DecodeError, ErrorClass, Format, Op};
+use sluice_core::row::{TypedRow, Violation};
+use sluice_core::{DecodeError, ErrorClass};
 use tokio::io::AsyncBufReadExt;
 
 use crate::config::TransformConfig;
@@ -411,138 +412,119 @@ impl<'a, O: RawObjects, T: TypedTables, D: DeadLetters> ObjectBatch<'a, O, T, D>
         self.dead.push(env);
     }
 
-    /// Types one raw line into rows, or dead-letters it.
+    /// Types one raw line into rows, or dead-letters it, as [`decide`] says.
     fn line(&mut self, text: &str, raw_ref: &str, stats: &mut TransformStats) {
-        let line: OwnedRawLine = match serde_json::from_str(text) {
-            Ok(l) => l,
-            Err(e) => {
-                let err = match e.classify() {
-                    serde_json::error::Category::Data => DecodeError::UnknownShape {
-                        detail: format!("not a raw line: {e}"),
-                    },
-                    _ => DecodeError::NotJson {
-                        detail: e.to_string(),
-                    },
-                };
-                let env = self
-                    .envelope(err.class(), err.code(), err.to_string(), raw_ref, None)
-                    .with_original(text.to_owned());
-                self.quarantine(env, None, stats);
-                return;
-            }
-        };
         let limits = Limits {
             max_record_bytes: self.deps.config.max_line_bytes,
             max_depth: self.deps.config.max_depth,
         };
-        let decoded = decode_record(&line, &limits);
-        let change = match decoded {
-            Ok(c) => c,
-            Err(err) => {
-                let mut env = self
-                    .envelope(
-                        err.class(),
-                        err.code(),
-                        err.to_string(),
-                        raw_ref,
-                        Some(&line.origin),
-                    )
-                    .with_original(text.to_owned());
-                env.table = Some(line.table.clone());
-                env.format = Some(line.format);
-                self.quarantine(env, Some(&line.table), stats);
-                return;
-            }
-        };
-        if change.route.op == Op::Control {
-            stats.control += 1;
-            return;
-        }
-        if change.route.op == Op::Truncate {
-            // Never silent, never automatic: a typed table may merge several sources and outlive
-            // a truncate-and-reload, so a person decides what the truncate means for it.
-            let mut env = self
-                .envelope(
-                    ErrorClass::SourceTruncated,
-                    "source_truncated",
-                    format!(
-                        "source table {:?} was truncated at seq {}; typed rows from it were not removed. \
-                         To follow the source, delete the typed rows whose `_seq` is below that seq, \
-                         then delete this dead letter; to keep them, just delete this dead letter",
-                        change.route.table, change.route.seq
-                    ),
-                    raw_ref,
-                    Some(&line.origin),
-                )
-                .with_original(text.to_owned());
-            env.table = Some(line.table.clone());
-            env.format = Some(line.format);
-            tracing::warn!(table = %change.route.table, raw_ref, "A source truncate was received; sent to the dead-letter queue for a person to act on.");
-            self.quarantine(env, Some(&line.table), stats);
-            return;
-        }
-        let contracts = self
-            .contracts
-            .for_source(&change.route.table, change.route.format);
-        if contracts.is_empty() {
-            let mut env = self
-                .envelope(
-                    ErrorClass::NoContract,
-                    "no_contract",
-                    format!(
-                        "no contract takes table {:?} in format {}",
-                        change.route.table,
-                        change.route.format.as_str()
-                    ),
-                    raw_ref,
-                    Some(&line.origin),
-                )
-                .with_original(text.to_owned());
-            env.table = Some(line.table.clone());
-            env.format = Some(line.format);
-            self.quarantine(env, Some(&line.table), stats);
-            return;
-        }
-        let meta = RowMeta {
-            raw_ref: raw_ref.to_owned(),
-            ts_ms: line.ts_ms,
+        let cx = DecideContext {
+            contracts: self.contracts,
+            limits: &limits,
             tombstone_expires_at: self.now_ms / 1000
                 + i64::try_from(self.deps.config.tombstone_ttl_days).unwrap_or(35) * 86_400,
         };
-        let source_ts = (line.ts_source == TsSource::Source).then_some(line.ts_ms);
-        for contract in contracts {
-            match type_change(&change, &contract, &meta) {
-                Ok(Some(row)) => {
-                    if let Some(old) = old_key_tombstone(&change, &contract, &meta, &row) {
-                        self.keep(old, source_ts, stats);
+        match decide(text, raw_ref, &cx) {
+            LineOutcome::NotARawLine(err) => {
+                let env = self
+                    .envelope(err.class(), err.code(), err.to_string(), raw_ref, None)
+                    .with_original(text.to_owned());
+                self.quarantine(env, None, stats);
+            }
+            LineOutcome::Undecodable { line, error, .. } => {
+                let env = self.line_envelope(
+                    &line,
+                    text,
+                    raw_ref,
+                    (error.class(), error.code()),
+                    error.to_string(),
+                );
+                self.quarantine(env, Some(&line.table), stats);
+            }
+            LineOutcome::Control { .. } => stats.control += 1,
+            LineOutcome::Truncate { line, change, .. } => {
+                // Never silent, never automatic: a typed table may merge several sources and
+                // outlive a truncate-and-reload, so a person decides what it means for it.
+                let error = format!(
+                    "source table {:?} was truncated at seq {}; typed rows from it were not removed. \
+                     To follow the source, delete the typed rows whose `_seq` is below that seq, \
+                     then delete this dead letter; to keep them, just delete this dead letter",
+                    change.route.table, change.route.seq
+                );
+                tracing::warn!(table = %change.route.table, raw_ref, "A source truncate was received; sent to the dead-letter queue for a person to act on.");
+                let env = self.line_envelope(
+                    &line,
+                    text,
+                    raw_ref,
+                    (ErrorClass::SourceTruncated, "source_truncated"),
+                    error,
+                );
+                self.quarantine(env, Some(&line.table), stats);
+            }
+            LineOutcome::NoContract { line, change } => {
+                let error = format!(
+                    "no contract takes table {:?} in format {}",
+                    change.route.table,
+                    change.route.format.as_str()
+                );
+                let env = self.line_envelope(
+                    &line,
+                    text,
+                    raw_ref,
+                    (ErrorClass::NoContract, "no_contract"),
+                    error,
+                );
+                self.quarantine(env, Some(&line.table), stats);
+            }
+            LineOutcome::Typed { line, results, .. } => {
+                let source_ts = (line.ts_source == TsSource::Source).then_some(line.ts_ms);
+                for ContractResult { contract, rows } in results {
+                    match rows {
+                        Ok(rows) if rows.is_empty() => stats.control += 1,
+                        Ok(rows) => {
+                            for row in rows {
+                                self.keep(row, source_ts, stats);
+                            }
+                        }
+                        Err(v) => {
+                            let code = violation_code(&v);
+                            let mut env = self.line_envelope(
+                                &line,
+                                text,
+                                raw_ref,
+                                (ErrorClass::ContractViolation, code),
+                                format!("contract {} v{}: {v}", contract.name, contract.version),
+                            );
+                            // Two contracts on one line fail with distinct ids.
+                            env.failure_id = sluice_core::envelope::failure_id(
+                                Step::Transform,
+                                raw_ref,
+                                &contract.name,
+                                code,
+                            );
+                            self.quarantine(env, Some(&contract.name), stats);
+                        }
                     }
-                    self.keep(row, source_ts, stats);
-                }
-                Ok(None) => stats.control += 1,
-                Err(v) => {
-                    let code = violation_code(&v);
-                    let mut env = self
-                        .envelope(
-                            ErrorClass::ContractViolation,
-                            code,
-                            format!("contract {} v{}: {v}", contract.name, contract.version),
-                            raw_ref,
-                            Some(&line.origin),
-                        )
-                        .with_original(text.to_owned());
-                    // Two contracts on one line fail with distinct ids.
-                    env.failure_id = sluice_core::envelope::failure_id(
-                        Step::Transform,
-                        raw_ref,
-                        &contract.name,
-                        code,
-                    );
-                    env.table = Some(line.table.clone());
-                    env.format = Some(line.format);
-                    self.quarantine(env, Some(&contract.name), stats);
                 }
             }
         }
+    }
+
+    /// The dead letter of a raw line: its origin, table and format, and the line verbatim.
+    fn line_envelope(
+        &self,
+        line: &OwnedRawLine,
+        text: &str,
+        raw_ref: &str,
+        (class, code): (ErrorClass, &str),
+        error: String,
+    ) -> FailureEnvelope {
+        let mut env = self
+            .envelope(class, code, error, raw_ref, Some(&line.origin))
+            .with_original(text.to_owned());
+        env.table = Some(line.table.clone());
+        env.format = Some(line.format);
+        env
     }
 
     /// Keeps the row among the changes of its key in this batch; only the newest is written.
@@ -640,19 +622,7 @@ fn violation_code(v: &Violation) -> &'static str {
     }
 }
 
-/// Decodes a raw line's record again by its format.
-///
-/// A lone surrogate is refused here too, as ingest refuses it: raw staging written before that
-/// check, or by other tools, may hold one.
-pub fn decode_record(line: &OwnedRawLine, limits: &Limits) -> Result<Change, DecodeError> {
-    let text = line.record.get();
-    sluice_core::json::check_surrogates(text)?;
-    match line.format {
-        Format::DdbStream => ddb::StreamRecord::parse(text)?.decode(),
-        Format::App | Format::Debezium | Format::Dms => body::decode(text, limits),
-        Format::DdbKinesis => sluice_core::kinesis::decode_line(text, &line.origin),
-    }
-}
+pub use sluice_core::decide::decode_record;
 
 enum LineRead {
     Line,
