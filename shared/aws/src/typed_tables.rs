@@ -1,21 +1,22 @@
 //! Typed tables in DynamoDB: conditional writes guarded by `seq` and the contract version.
 //!
-//! A whole row is a `PutItem` conditional on
-//! `attribute_not_exists(<partition key>) OR _seq < :seq OR (_seq = :seq AND _contract_version < :v)`,
-//! the same rule as [`sluice_core::row::supersedes`]. A failed condition means the write was
+//! A whole row is a `PutItem` under its [`Guard`]
+//! (`attribute_not_exists(<partition key>) OR _seq < :seq OR (_seq = :seq AND _contract_version < :v)`),
+//! the condition the in-memory model evaluates too. A failed condition means the write was
 //! stale, or already done (the stored row came from this very line: an earlier try whose
-//! answer was lost, or the object processed again); each is counted, not an error. Throttling is retried with exponential
-//! backoff beyond the SDK's own retries.
+//! answer was lost, or the object processed again); each is counted, not an error. Throttling
+//! is retried with exponential backoff beyond the SDK's own retries.
 //!
 //! A row that leaves fields unchanged (Debezium's TOAST placeholder, [`TypedRow::unchanged`]) is
 //! read, merged over the stored item ([`sluice_core::row::merge_partial`]) and put back on the
-//! condition that the stored item has not changed meanwhile (else it is read again). Unchanged
+//! condition that the stored item has not changed meanwhile ([`Guard::Unchanged`]; else it is
+//! read again). Unchanged
 //! fields keep their stored values, with a `_vseq:` attribute naming the change each came from.
 //!
 //! A stale row still fills what it can: the failed condition returns the stored item
 //! (`ReturnValuesOnConditionCheckFailure`), and every field whose `_vseq:` is older than the
-//! change the stale row carries it from is set by an `UpdateItem` on the condition
-//! `attribute_exists(_vseq:f) AND _vseq:f < :seq` ([`sluice_core::row::fills`]). So any order of
+//! change the stale row carries it from is set by an `UpdateItem` under the fill's guard
+//! ([`Guard::OlderValue`], [`sluice_core::row::fills`]). So any order of
 //! delivery ends in the same row.
 
 use std::collections::HashMap;
@@ -23,11 +24,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
-use sluice_core::row::{
-    fills, is_stored, merge_partial, stored_guard, supersedes, Item, TypedRow, SEQ_ATTR,
-    VERSION_ATTR,
-};
-use sluice_core::Seq;
+use sluice_core::row::{fills, is_stored, merge_partial, stored_guard, Guard, Item, TypedRow};
 
 use crate::error::AwsError;
 
@@ -67,6 +64,21 @@ pub fn to_sdk(
         .collect()
 }
 
+/// Sets a guard's condition expression, names and values on a request.
+macro_rules! conditioned {
+    ($req:expr, $expression:expr) => {{
+        let mut req = $req.condition_expression($expression.condition);
+        for (placeholder, name) in &$expression.names {
+            req = req.expression_attribute_names(*placeholder, name);
+        }
+        for (placeholder, value) in &$expression.values {
+            req =
+                req.expression_attribute_values(*placeholder, AttributeValue::from(value.clone()));
+        }
+        req
+    }};
+}
+
 /// Converts an SDK item to a typed item.
 fn from_sdk(item: &HashMap<String, AttributeValue>) -> Item {
     item.iter()
@@ -80,16 +92,6 @@ fn sdk_key(row: &TypedRow) -> HashMap<String, AttributeValue> {
         .iter()
         .map(|(k, v)| (k.clone(), AttributeValue::from(v.clone())))
         .collect()
-}
-
-/// The condition of a conditional `PutItem`.
-enum Condition<'a> {
-    /// The row supersedes what is stored (or nothing is).
-    Supersedes(&'a TypedRow),
-    /// Nothing is stored.
-    Absent,
-    /// The stored row still has this `seq` and contract version.
-    Still(&'a Seq, u64),
 }
 
 /// What a conditional `PutItem` did.
@@ -128,11 +130,12 @@ impl DynamoTypedTables {
         table: &str,
         partition_key: &str,
         item: &Item,
-        condition: Condition<'_>,
+        guard: Guard<'_>,
     ) -> Result<Put, AwsError> {
         let item = to_sdk(item);
+        let expression = guard.expression(partition_key);
         self.with_retries(|| {
-            let mut req = self
+            let req = self
                 .client
                 .put_item()
                 .table_name(table)
@@ -140,30 +143,7 @@ impl DynamoTypedTables {
                 .return_values_on_condition_check_failure(
                     ReturnValuesOnConditionCheckFailure::AllOld,
                 );
-            // Every name given must be used by the expression, or DynamoDB refuses the request.
-            req = match &condition {
-                Condition::Supersedes(row) => req
-                    .expression_attribute_names("#pk", partition_key)
-                    .condition_expression(
-                        "attribute_not_exists(#pk) OR #seq < :seq OR (#seq = :seq AND #v < :v)",
-                    )
-                    .expression_attribute_names("#seq", SEQ_ATTR)
-                    .expression_attribute_names("#v", VERSION_ATTR)
-                    .expression_attribute_values(
-                        ":seq",
-                        AttributeValue::S(row.seq.as_str().to_owned()),
-                    )
-                    .expression_attribute_values(":v", AttributeValue::N(row.version.to_string())),
-                Condition::Absent => req
-                    .expression_attribute_names("#pk", partition_key)
-                    .condition_expression("attribute_not_exists(#pk)"),
-                Condition::Still(seq, version) => req
-                    .condition_expression("#seq = :seq AND #v = :v")
-                    .expression_attribute_names("#seq", SEQ_ATTR)
-                    .expression_attribute_names("#v", VERSION_ATTR)
-                    .expression_attribute_values(":seq", AttributeValue::S(seq.as_str().to_owned()))
-                    .expression_attribute_values(":v", AttributeValue::N(version.to_string())),
-            };
+            let req = conditioned!(req, expression);
             async move {
                 match req.send().await {
                     Ok(_) => Ok(Put::Written),
@@ -215,17 +195,13 @@ impl DynamoTypedTables {
                         .table_name(table)
                         .set_key(Some(key.clone()))
                         .update_expression(update)
-                        .condition_expression("attribute_exists(#vf) AND #vf < :s")
-                        .expression_attribute_names("#f", &fill.field)
-                        .expression_attribute_names("#vf", &fill.vseq_attr)
-                        .expression_attribute_values(
-                            ":s",
-                            AttributeValue::S(fill.seq.as_str().to_owned()),
-                        );
+                        .expression_attribute_names("#f", &fill.field);
                     if let Some(v) = &fill.value {
                         req =
                             req.expression_attribute_values(":v", AttributeValue::from(v.clone()));
                     }
+                    let expression = fill.guard().expression("");
+                    let req = conditioned!(req, expression);
                     async move {
                         match req.send().await {
                             Ok(_) => Ok(true),
@@ -254,12 +230,7 @@ impl TypedTables for DynamoTypedTables {
         };
         if !row.is_partial() {
             return match self
-                .put(
-                    &table,
-                    partition_key,
-                    &row.write_item(),
-                    Condition::Supersedes(row),
-                )
+                .put(&table, partition_key, &row.write_item(), Guard::of(row))
                 .await?
             {
                 Put::Written => Ok(WriteOutcome::Written),
@@ -279,8 +250,7 @@ impl TypedTables for DynamoTypedTables {
         // Read, merge, and put back if nothing changed meanwhile.
         for _ in 0..self.max_attempts {
             let stored = self.get(&table, row).await?;
-            let guard = stored.as_ref().and_then(stored_guard);
-            if !supersedes(guard.as_ref().map(|(s, v)| (s, *v)), &row.seq, row.version) {
+            if !Guard::of(row).holds(stored.as_ref()) {
                 let Some(stored) = &stored else {
                     return Ok(WriteOutcome::Stale);
                 };
@@ -292,9 +262,14 @@ impl TypedTables for DynamoTypedTables {
                 });
             }
             let item = merge_partial(stored.as_ref(), row);
-            let condition = match &guard {
-                Some((seq, version)) => Condition::Still(seq, *version),
-                None => Condition::Absent,
+            // Put back only if nothing changed the stored row since it was read.
+            let read = stored.as_ref().and_then(stored_guard);
+            let condition = match &read {
+                Some((seq, version)) => Guard::Unchanged {
+                    seq,
+                    version: *version,
+                },
+                None => Guard::Absent,
             };
             if let Put::Written = self.put(&table, partition_key, &item, condition).await? {
                 return Ok(WriteOutcome::Written);

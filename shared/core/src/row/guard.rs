@@ -1,8 +1,9 @@
 //! The ordering guard and the model of the conditional writes (DESIGN §3.5).
 //!
-//! A write goes through only if [`supersedes`] holds; the DynamoDB adapter expresses the same
-//! rule as a condition expression, and [`apply_write`] applies a row to an item in memory
-//! exactly as the adapter's writes do, for in-memory stores and tests.
+//! Every condition a typed write is made under is one [`Guard`]: [`Guard::holds`] evaluates it
+//! on an item in memory, and [`Guard::expression`] is the same condition as DynamoDB evaluates
+//! it, so the in-memory store and the DynamoDB adapter cannot disagree. [`apply_write`] applies
+//! a row to an item exactly as the adapter's writes do, for in-memory stores and tests.
 
 use serde_dynamo::AttributeValue;
 
@@ -20,6 +21,121 @@ pub fn supersedes(stored: Option<(&Seq, u64)>, incoming_seq: &Seq, incoming_vers
         None => true,
         Some((seq, version)) => {
             seq < incoming_seq || (seq == incoming_seq && version < incoming_version)
+        }
+    }
+}
+
+/// A condition on the stored item under which a typed write applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Guard<'a> {
+    /// Nothing is stored, or the incoming change supersedes the stored row: a lower `seq`, or
+    /// the same `seq` under an older contract version ([`supersedes`]).
+    Supersedes {
+        /// The incoming change's `seq`.
+        seq: &'a Seq,
+        /// The incoming contract version.
+        version: u64,
+    },
+    /// Nothing is stored.
+    Absent,
+    /// The stored row still has this `seq` and contract version: nothing changed it since it
+    /// was read.
+    Unchanged {
+        /// The `seq` read.
+        seq: &'a Seq,
+        /// The contract version read.
+        version: u64,
+    },
+    /// A field's `_vseq:` attribute is there and older than `seq`: a fill may set the field.
+    OlderValue {
+        /// The field's `_vseq:` attribute.
+        vseq_attr: &'a str,
+        /// The `seq` of the change the fill's value comes from.
+        seq: &'a Seq,
+    },
+}
+
+/// A [`Guard`] as a DynamoDB condition expression, with its names and values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Expression {
+    /// The condition expression.
+    pub condition: &'static str,
+    /// Its expression attribute names (every one is used, as DynamoDB requires).
+    pub names: Vec<(&'static str, String)>,
+    /// Its expression attribute values.
+    pub values: Vec<(&'static str, AttributeValue)>,
+}
+
+impl<'a> Guard<'a> {
+    /// The guard of a row's own write: it applies if the row supersedes what is stored.
+    pub fn of(row: &'a TypedRow) -> Self {
+        Self::Supersedes {
+            seq: &row.seq,
+            version: row.version,
+        }
+    }
+
+    /// Whether a write under this guard applies to `stored` (`None`: no item), as DynamoDB
+    /// decides it: a comparison with an attribute the item lacks is false.
+    pub fn holds(&self, stored: Option<&Item>) -> bool {
+        let version_of = |item: &Item| match item.get(VERSION_ATTR) {
+            Some(AttributeValue::N(n)) => n.parse::<u64>().ok(),
+            _ => None,
+        };
+        match *self {
+            Self::Supersedes { seq, version } => match stored {
+                None => true,
+                Some(item) => match (str_of(item, SEQ_ATTR), version_of(item)) {
+                    (Some(s), Some(v)) => {
+                        supersedes(Some((&Seq::from_normalised(s.to_owned()), v)), seq, version)
+                    }
+                    (Some(s), None) => s < seq.as_str(),
+                    (None, _) => false,
+                },
+            },
+            Self::Absent => stored.is_none(),
+            Self::Unchanged { seq, version } => stored.is_some_and(|item| {
+                str_of(item, SEQ_ATTR) == Some(seq.as_str()) && version_of(item) == Some(version)
+            }),
+            Self::OlderValue { vseq_attr, seq } => stored
+                .and_then(|item| str_of(item, vseq_attr))
+                .is_some_and(|v| v < seq.as_str()),
+        }
+    }
+
+    /// The same condition as a DynamoDB condition expression. `partition_key` is the name of
+    /// the table's partition key, whose absence means that no item is stored.
+    pub fn expression(&self, partition_key: &str) -> Expression {
+        let seq_value = |seq: &Seq| AttributeValue::S(seq.as_str().to_owned());
+        let version_value = |v: u64| AttributeValue::N(v.to_string());
+        match *self {
+            Self::Supersedes { seq, version } => Expression {
+                condition: "attribute_not_exists(#pk) OR #seq < :seq OR (#seq = :seq AND #v < :v)",
+                names: vec![
+                    ("#pk", partition_key.to_owned()),
+                    ("#seq", SEQ_ATTR.to_owned()),
+                    ("#v", VERSION_ATTR.to_owned()),
+                ],
+                values: vec![(":seq", seq_value(seq)), (":v", version_value(version))],
+            },
+            Self::Absent => Expression {
+                condition: "attribute_not_exists(#pk)",
+                names: vec![("#pk", partition_key.to_owned())],
+                values: Vec::new(),
+            },
+            Self::Unchanged { seq, version } => Expression {
+                condition: "#seq = :seq AND #v = :v",
+                names: vec![
+                    ("#seq", SEQ_ATTR.to_owned()),
+                    ("#v", VERSION_ATTR.to_owned()),
+                ],
+                values: vec![(":seq", seq_value(seq)), (":v", version_value(version))],
+            },
+            Self::OlderValue { vseq_attr, seq } => Expression {
+                condition: "attribute_exists(#vf) AND #vf < :s",
+                names: vec![("#vf", vseq_attr.to_owned())],
+                values: vec![(":s", seq_value(seq))],
+            },
         }
     }
 }
@@ -55,8 +171,7 @@ pub fn is_stored(stored: &Item, row: &TypedRow) -> bool {
 /// (merged over it when partial); a stale row fills what it can. For in-memory stores and
 /// tests.
 pub fn apply_write(slot: &mut Option<Item>, row: &TypedRow) -> WriteOutcome {
-    let guard = slot.as_ref().and_then(stored_guard);
-    if supersedes(guard.as_ref().map(|(s, v)| (s, *v)), &row.seq, row.version) {
+    if Guard::of(row).holds(slot.as_ref()) {
         *slot = Some(if row.is_partial() {
             merge_partial(slot.as_ref(), row)
         } else {
@@ -157,6 +272,16 @@ pub struct Fill {
     pub seq: Seq,
 }
 
+impl Fill {
+    /// The condition a fill is made under: the stored value is older than the fill's.
+    pub fn guard(&self) -> Guard<'_> {
+        Guard::OlderValue {
+            vseq_attr: &self.vseq_attr,
+            seq: &self.seq,
+        }
+    }
+}
+
 /// What a stale row (older than the stored item) still fills: the stored fields whose `_vseq:`
 /// is older than the change the row carries them from.
 ///
@@ -190,12 +315,11 @@ pub fn fills(stored: &Item, row: &TypedRow) -> Vec<Fill> {
     out
 }
 
-/// Applies a fill to an item under the condition the DynamoDB adapter writes
-/// (`attribute_exists(_vseq:f) AND _vseq:f < :seq`). Returns whether it applied.
+/// Applies a fill to an item under its [`Fill::guard`], as the DynamoDB adapter's `UpdateItem`
+/// does. Returns whether it applied.
 pub fn apply_fill(item: &mut Item, fill: &Fill) -> bool {
-    match str_of(item, &fill.vseq_attr) {
-        Some(v) if v < fill.seq.as_str() => {}
-        _ => return false,
+    if !fill.guard().holds(Some(item)) {
+        return false;
     }
     match &fill.value {
         Some(v) => item.insert(fill.field.clone(), v.clone()),
@@ -217,6 +341,63 @@ mod tests {
     use super::super::test_support::*;
     use super::*;
     use crate::contract;
+
+    #[test]
+    fn a_guard_holds_as_dynamodb_decides_its_expression() {
+        let s = |n: &str| Seq::decimal(n, "").unwrap();
+        let item = |seq: Option<&str>, v: Option<u64>| -> Item {
+            let mut i = Item::new();
+            if let Some(seq) = seq {
+                i.insert(SEQ_ATTR.into(), AttributeValue::S(s(seq).as_str().into()));
+            }
+            if let Some(v) = v {
+                i.insert(VERSION_ATTR.into(), AttributeValue::N(v.to_string()));
+            }
+            i
+        };
+        let five = s("5");
+        let sup = Guard::Supersedes {
+            seq: &five,
+            version: 2,
+        };
+        assert!(sup.holds(None));
+        assert!(sup.holds(Some(&item(Some("4"), Some(9)))));
+        assert!(sup.holds(Some(&item(Some("5"), Some(1)))));
+        assert!(!sup.holds(Some(&item(Some("5"), Some(2)))));
+        assert!(
+            !sup.holds(Some(&item(None, Some(1)))),
+            "an item without _seq: the comparison is false, as in DynamoDB"
+        );
+        assert!(sup.holds(Some(&item(Some("4"), None))));
+        assert!(Guard::Absent.holds(None) && !Guard::Absent.holds(Some(&item(None, None))));
+        let still = Guard::Unchanged {
+            seq: &five,
+            version: 2,
+        };
+        assert!(still.holds(Some(&item(Some("5"), Some(2)))));
+        assert!(!still.holds(Some(&item(Some("5"), Some(3)))) && !still.holds(None));
+        let older = Guard::OlderValue {
+            vseq_attr: "_vseq:bio",
+            seq: &five,
+        };
+        let mut with_vseq = item(Some("9"), Some(1));
+        with_vseq.insert(
+            "_vseq:bio".into(),
+            AttributeValue::S(s("4").as_str().into()),
+        );
+        assert!(older.holds(Some(&with_vseq)));
+        assert!(
+            !older.holds(Some(&item(Some("9"), Some(1)))),
+            "no _vseq: no fill"
+        );
+        let e = sup.expression("id");
+        assert_eq!(
+            e.names.iter().map(|(p, _)| *p).collect::<Vec<_>>(),
+            ["#pk", "#seq", "#v"]
+        );
+        assert!(e.names.iter().all(|(p, _)| e.condition.contains(p)));
+        assert!(e.values.iter().all(|(p, _)| e.condition.contains(p)));
+    }
 
     #[test]
     fn the_guard_orders_by_seq_then_contract_version() {
