@@ -176,8 +176,8 @@ fn same_json(a: &RawValue, b: &RawValue) -> bool {
 /// Two decimal texts of the same value, compared exactly.
 fn same_number(x: &str, y: &str) -> bool {
     match (
-        crate::typing::canonical_decimal(x),
-        crate::typing::canonical_decimal(y),
+        crate::decimal::canonical_decimal(x),
+        crate::decimal::canonical_decimal(y),
     ) {
         (Ok(p), Ok(q)) => p == q,
         _ => x == y,

@@ -19,8 +19,10 @@ pub mod contract_set;
 pub mod ddb;
 pub mod dead_letter;
 pub mod decide;
+pub mod decimal;
 pub mod envelope;
 pub mod error;
+pub mod field_type;
 pub mod json;
 pub mod kinesis;
 pub mod logical;
@@ -30,6 +32,7 @@ pub mod row;
 pub mod seq;
 pub mod time;
 pub mod typing;
+pub mod value;
 
 pub use change::{Change, Format, Image, Op, Route};
 pub use error::{DecodeError, ErrorClass};

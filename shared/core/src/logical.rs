@@ -20,8 +20,10 @@ use chrono::{Duration, NaiveDate};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::contract::FieldType;
-use crate::typing::{canonical_decimal, epoch_timestamp, SrcRef, TimeUnit};
+use crate::decimal::canonical_decimal;
+use crate::field_type::FieldType;
+use crate::time::{epoch_timestamp, TimeUnit};
+use crate::value::SrcRef;
 
 /// The Kafka Connect schema name of exact decimals (bytes plus a `scale` parameter).
 pub const CONNECT_DECIMAL: &str = "org.apache.kafka.connect.data.Decimal";
@@ -250,7 +252,7 @@ fn numeric_text<'a>(value: SrcRef<'a>) -> Option<Cow<'a, str>> {
         SrcRef::Num(n) | SrcRef::Str(n) => Cow::Borrowed(n),
         _ => return None,
     };
-    crate::typing::is_number(&text).then_some(text)
+    crate::decimal::is_number(&text).then_some(text)
 }
 
 /// A date, time of day or timestamp number as the field wants it. `Ok(None)` leaves the number

@@ -98,7 +98,13 @@ pub struct RawLine<'a> {
     pub table: &'a str,
     /// The operation.
     pub op: Op,
-    /// The normalised ordering token.
+    /// The normalised ordering token, as ingest computed it.
+    ///
+    /// Transform does not trust it: it decodes `record` again and takes the token from there,
+    /// so a fix to a decoder (how a DMS position or a Debezium `sequence` is read) applies to
+    /// raw staging on replay. The exception is `ddb-kinesis`, whose order is partly outside the
+    /// record (the Kinesis sequence number): there the landed token is used. It is here for
+    /// readers of raw staging (Athena, a replay's dry run) that order lines without decoding.
     pub seq: &'a Seq,
     /// The commit time, or the arrival time when `ts_source` is `arrival`.
     pub ts_ms: i64,

@@ -8,6 +8,9 @@
 //! 1e11 milliseconds, from 1e14 microseconds and from 1e17 nanoseconds.
 
 use chrono::{DateTime, Datelike, Timelike, Utc};
+use serde::Deserialize;
+
+use crate::decimal::parse_decimal;
 
 /// Parses decimal seconds, in integer, fractional or scientific notation, into milliseconds.
 ///
@@ -17,19 +20,13 @@ pub fn seconds_text_to_ms(text: &str) -> Option<i64> {
     scaled_decimal(text, 3)
 }
 
-/// Parses an epoch number of unknown unit into milliseconds, by magnitude.
+/// Parses an epoch number of unknown unit into milliseconds, by magnitude
+/// ([`TimeUnit::by_magnitude`], the one rule typing uses too).
 pub fn epoch_text_to_ms(text: &str) -> Option<i64> {
-    let secs_scale = scaled_decimal(text, 0)?.unsigned_abs();
-    let shift = if secs_scale >= 100_000_000_000_000_000 {
-        -6
-    } else if secs_scale >= 100_000_000_000_000 {
-        -3
-    } else if secs_scale >= 100_000_000_000 {
-        0
-    } else {
-        3
-    };
-    scaled_decimal(text, shift)
+    let whole = scaled_decimal(text, 0)?.unsigned_abs();
+    let digits = whole.checked_ilog10().map_or(0, |d| d as usize + 1);
+    let unit = TimeUnit::by_magnitude(digits);
+    scaled_decimal(text, 3 - i32::try_from(unit.fraction_digits()).unwrap_or(0))
 }
 
 /// Parses RFC 3339 text into milliseconds since the epoch.
@@ -106,6 +103,128 @@ fn scaled_decimal(text: &str, shift: i32) -> Option<i64> {
         }
     };
     Some(if negative { -value } else { value })
+}
+
+/// The unit of an epoch number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum TimeUnit {
+    /// Seconds.
+    #[serde(rename = "s")]
+    Seconds,
+    /// Milliseconds.
+    #[serde(rename = "ms")]
+    Milliseconds,
+    /// Microseconds.
+    #[serde(rename = "us")]
+    Microseconds,
+    /// Nanoseconds.
+    #[serde(rename = "ns")]
+    Nanoseconds,
+    /// Days, for dates (days since 1970-01-01).
+    #[serde(rename = "days")]
+    Days,
+}
+
+impl TimeUnit {
+    /// Digits of a second this unit carries.
+    pub(crate) fn fraction_digits(self) -> u32 {
+        match self {
+            Self::Seconds | Self::Days => 0,
+            Self::Milliseconds => 3,
+            Self::Microseconds => 6,
+            Self::Nanoseconds => 9,
+        }
+    }
+
+    /// The unit of an epoch number whose unit nothing names, by the digits of its whole part:
+    /// seconds below 1e11, milliseconds from 1e11, microseconds from 1e14, nanoseconds from 1e17.
+    pub fn by_magnitude(integer_digits: usize) -> Self {
+        match integer_digits {
+            0..=11 => Self::Seconds,
+            12..=14 => Self::Milliseconds,
+            15..=17 => Self::Microseconds,
+            _ => Self::Nanoseconds,
+        }
+    }
+}
+
+/// `HH:MM:SS` with an optional fraction of up to 9 digits, kept as written; `24:00:00` allowed.
+pub(crate) fn time_text(text: &str) -> Result<String, &'static str> {
+    const BAD: &str = "not an HH:MM:SS time of day";
+    let (hms, frac) = text.split_once('.').unwrap_or((text, ""));
+    let parts: Vec<&str> = hms.split(':').collect();
+    let [h, m, s] = parts.as_slice() else {
+        return Err(BAD);
+    };
+    let num = |p: &str, max: u32| -> Result<u32, &'static str> {
+        if p.len() != 2 || !p.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(BAD);
+        }
+        p.parse::<u32>().ok().filter(|v| *v <= max).ok_or(BAD)
+    };
+    let (h, m, s) = (num(h, 24)?, num(m, 59)?, num(s, 59)?);
+    if frac.len() > 9
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+        || (text.contains('.') && frac.is_empty())
+    {
+        return Err(BAD);
+    }
+    if h == 24 && ((m, s) != (0, 0) || frac.bytes().any(|b| b != b'0')) {
+        return Err("past 24:00:00");
+    }
+    Ok(text.to_owned())
+}
+
+pub(crate) fn format_utc(t: DateTime<Utc>, fraction_digits: u32) -> String {
+    let base = t.format("%Y-%m-%dT%H:%M:%S").to_string();
+    if fraction_digits == 0 {
+        return format!("{base}Z");
+    }
+    let nanos = format!("{:09}", t.timestamp_subsec_nanos());
+    let digits = usize::try_from(fraction_digits.min(9)).unwrap_or(9);
+    format!("{base}.{}Z", &nanos[..digits])
+}
+
+pub(crate) fn timestamp_text(text: &str, unit: Option<TimeUnit>) -> Result<String, &'static str> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        let frac = text
+            .find('.')
+            .map(|i| text[i + 1..].bytes().take_while(u8::is_ascii_digit).count())
+            .unwrap_or(0);
+        return Ok(format_utc(
+            t.with_timezone(&Utc),
+            u32::try_from(frac).unwrap_or(9),
+        ));
+    }
+    if parse_decimal(text).is_ok() {
+        return epoch_timestamp(text, unit);
+    }
+    Err("not RFC 3339 with an offset, nor an epoch number")
+}
+
+/// An epoch number as UTC RFC 3339 text, in `unit` or, when none is named, by magnitude; the
+/// fraction keeps the digits the number carries, up to nanoseconds.
+pub fn epoch_timestamp(text: &str, unit: Option<TimeUnit>) -> Result<String, &'static str> {
+    if unit == Some(TimeUnit::Days) {
+        return Err("days are a unit of dates, not of timestamps");
+    }
+    let d = parse_decimal(text)?;
+    let int_digits = usize::try_from(d.point.max(0)).unwrap_or(0);
+    let unit = unit.unwrap_or_else(|| TimeUnit::by_magnitude(int_digits));
+    let frac_in_text = text
+        .trim()
+        .split(['e', 'E'])
+        .next()
+        .and_then(|m| m.split_once('.'))
+        .map_or(0, |(_, f)| f.len());
+    let shift = 9 - unit.fraction_digits();
+    let nanos_total: i64 = scaled(text.trim(), i32::try_from(shift).unwrap_or(9))
+        .ok_or("outside the timestamp range")?;
+    let secs = nanos_total.div_euclid(1_000_000_000);
+    let nanos = u32::try_from(nanos_total.rem_euclid(1_000_000_000)).unwrap_or(0);
+    let t = DateTime::<Utc>::from_timestamp(secs, nanos).ok_or("outside the timestamp range")?;
+    let digits = unit.fraction_digits() + u32::try_from(frac_in_text).unwrap_or(0);
+    Ok(format_utc(t, digits.min(9)))
 }
 
 #[cfg(test)]
