@@ -69,7 +69,14 @@ impl InvokeArgs {
                      Lambda event from DynamoDB Streams, Kinesis or SQS (an object with a \
                      `Records` array), not a bare message body",
                 )?;
-                println!("{}", serde_json::to_string_pretty(&response.to_json())?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &response
+                            .to_json()
+                            .context("the ingest response could not be written as JSON")?
+                    )?
+                );
             }
             Function::Transform => {
                 let config = TransformConfig::from_env().context(

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue as A;
 use sluice_local::mappings::{
-    Backoff, Checkpoints, FunctionKind, Functions, Mapping, RunOptions, Runner,
+    Backoff, Checkpoints, FunctionKind, Functions, InvokeError, Mapping, RunOptions, Runner,
 };
 use sluice_tests::*;
 
@@ -30,13 +30,13 @@ impl Functions for Double {
         &self,
         _function: FunctionKind,
         event: String,
-    ) -> Result<serde_json::Value, String> {
+    ) -> Result<serde_json::Value, InvokeError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         let event: serde_json::Value = serde_json::from_str(&event).unwrap();
         let records = event["Records"].as_array().unwrap();
         self.sizes.lock().unwrap().push(records.len());
         if self.fail_all {
-            return Err("boom".into());
+            return Err(InvokeError::Other("boom".into()));
         }
         let failures: Vec<serde_json::Value> = records
             .iter()

@@ -8,20 +8,11 @@ use serde_json::value::RawValue;
 use sluice_aws::clients::load_sdk_config;
 use sluice_aws::metrics::Sink;
 use sluice_pipeline::ingest::{handle, Ingest};
-use sluice_pipeline::IngestConfig;
+use sluice_pipeline::{lambda, IngestConfig};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_current_span(false)
-        .without_time()
-        .init();
-
+    lambda::init_tracing();
     let config = IngestConfig::from_env()?;
     let sdk = load_sdk_config().await;
     let deps = Ingest::from_sdk(config, &sdk, Sink::Stdout);
@@ -29,7 +20,9 @@ async fn main() -> Result<(), Error> {
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<Box<RawValue>>| async move {
             let response = handle(event.payload.get(), deps).await?;
-            Ok::<_, Error>(response.to_json())
+            response
+                .to_json()
+                .map_err(|e| lambda::unwritable_response(&e))
         },
     ))
     .await

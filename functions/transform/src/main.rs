@@ -9,20 +9,11 @@ use serde_json::value::RawValue;
 use sluice_aws::clients::load_sdk_config;
 use sluice_aws::metrics::Sink;
 use sluice_pipeline::transform::{handle, Transform};
-use sluice_pipeline::TransformConfig;
+use sluice_pipeline::{lambda, TransformConfig};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_current_span(false)
-        .without_time()
-        .init();
-
+    lambda::init_tracing();
     let config = TransformConfig::from_env()?;
     let sdk = load_sdk_config().await;
     let deps = Transform::from_sdk(config, &sdk, Sink::Stdout);
@@ -30,7 +21,7 @@ async fn main() -> Result<(), Error> {
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<Box<RawValue>>| async move {
             let (response, _) = handle(event.payload.get(), deps).await?;
-            Ok::<_, Error>(serde_json::to_value(response)?)
+            serde_json::to_value(response).map_err(|e| lambda::unwritable_response(&e))
         },
     ))
     .await

@@ -66,6 +66,14 @@ impl IngestError {
     pub fn is_retriable(&self) -> bool {
         matches!(self, Self::Unreportable { .. })
     }
+
+    /// The error type the Lambda runtime reports (`errorType`), with its retriable class.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            Self::UnsupportedEvent(_) => "NotRetriable.UnsupportedEvent",
+            Self::Unreportable { .. } => "Retriable.UnreportableRecord",
+        }
+    }
 }
 
 /// What the ingest handler needs: its configuration and its two ports.
@@ -127,8 +135,10 @@ pub enum IngestResponse {
 }
 
 impl IngestResponse {
-    /// The response as JSON.
-    pub fn to_json(&self) -> serde_json::Value {
+    /// The response as JSON. There is no fallback: a response that cannot be written fails the
+    /// invocation, so the event source delivers the whole batch again rather than taking a
+    /// default as "nothing failed".
+    pub fn to_json(&self) -> Result<serde_json::Value, serde_json::Error> {
         let with_state = |v: serde_json::Value, state: &serde_json::Value| {
             let mut v = v;
             if let Some(o) = v.as_object_mut() {
@@ -136,14 +146,13 @@ impl IngestResponse {
             }
             v
         };
-        let v = match self {
+        match self {
             Self::Sqs(r) => serde_json::to_value(r),
             Self::Streams(r) => serde_json::to_value(r),
             Self::StreamsWindow(r, state) => serde_json::to_value(r).map(|v| with_state(v, state)),
             Self::Kinesis(r) => serde_json::to_value(r),
             Self::KinesisWindow(r, state) => serde_json::to_value(r).map(|v| with_state(v, state)),
-        };
-        v.unwrap_or_else(|_| serde_json::json!({"batchItemFailures": []}))
+        }
     }
 
     /// The identifiers reported as failed.
@@ -1017,12 +1026,12 @@ mod tests {
         );
         let r = handle(&event, &d).await.unwrap();
         assert_eq!(
-            r.to_json(),
+            r.to_json().unwrap(),
             serde_json::json!({"batchItemFailures": [], "state": {"count": 3}})
         );
         let empty = handle(r#"{"Records":[],"window":{"start":"a","end":"b"},"state":{},"isFinalInvokeForWindow":true}"#, &d).await.unwrap();
         assert_eq!(
-            empty.to_json(),
+            empty.to_json().unwrap(),
             serde_json::json!({"batchItemFailures": [], "state": {}})
         );
     }
@@ -1041,7 +1050,10 @@ mod tests {
         ]);
         let r = handle(&e, &d).await.unwrap();
         assert!(matches!(r, IngestResponse::Kinesis(_)));
-        assert_eq!(r.to_json(), serde_json::json!({"batchItemFailures": []}));
+        assert_eq!(
+            r.to_json().unwrap(),
+            serde_json::json!({"batchItemFailures": []})
+        );
         let mut objects = d.store.object_lines();
         objects.sort();
         assert_eq!(objects.len(), 2);
@@ -1069,7 +1081,7 @@ mod tests {
         let r = handle(&e, &d).await.unwrap();
         assert_eq!(r.failed_ids(), vec![LONG_B.to_owned()]);
         assert_eq!(
-            r.to_json(),
+            r.to_json().unwrap(),
             serde_json::json!({"batchItemFailures": [{"itemIdentifier": LONG_B}]})
         );
         assert_eq!(d.store.object_lines().len(), 1);
@@ -1169,7 +1181,7 @@ mod tests {
         let r = handle(&e, &d).await.unwrap();
         assert!(matches!(r, IngestResponse::KinesisWindow(..)));
         assert_eq!(
-            r.to_json(),
+            r.to_json().unwrap(),
             serde_json::json!({"batchItemFailures": [], "state": {"n": 1}})
         );
     }

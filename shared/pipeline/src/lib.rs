@@ -6,6 +6,7 @@ pub mod config;
 pub mod contracts;
 pub mod dlq;
 pub mod ingest;
+pub mod lambda;
 mod sqs;
 pub mod transform;
 

@@ -53,6 +53,20 @@ pub enum TransformError {
     UnsupportedEvent(String),
 }
 
+impl TransformError {
+    /// An unsupported event is a wiring mistake, and fails the same way again.
+    pub fn is_retriable(&self) -> bool {
+        false
+    }
+
+    /// The error type the Lambda runtime reports (`errorType`), with its retriable class.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            Self::UnsupportedEvent(_) => "NotRetriable.UnsupportedEvent",
+        }
+    }
+}
+
 /// What the transform handler needs.
 pub struct Transform<O, T, D> {
     /// Settings read at cold start.
@@ -130,8 +144,29 @@ pub struct TableStats {
     pub latency_ms: Vec<f64>,
 }
 
-/// Why a message must be retried.
-struct Retry(String);
+/// Why a message must be delivered again: everything it asked for that is done is durable and
+/// idempotent, but not all of it is done.
+#[derive(Debug, thiserror::Error)]
+enum Retry {
+    /// The contracts could not be loaded.
+    #[error("contracts unavailable: {0}")]
+    Contracts(#[source] crate::contracts::LoadError),
+    /// A call failed in a way a retry can fix (throttling, an outage).
+    #[error(transparent)]
+    Aws(AwsError),
+    /// A raw object broke off while it was read.
+    #[error("reading {object}: {source}")]
+    Read {
+        /// The object.
+        object: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A dead letter could not be sent, so its line is not durable anywhere.
+    #[error("dead letter not sent: {0}")]
+    DeadLetter(#[source] AwsError),
+}
 
 /// Handles one SQS event; returns the messages to retry.
 pub async fn handle<O: RawObjects, T: TypedTables, D: DeadLetters>(
@@ -163,7 +198,7 @@ pub async fn handle<O: RawObjects, T: TypedTables, D: DeadLetters>(
             }
         };
         let id = record.message_id.as_deref().unwrap_or_default().to_owned();
-        if let Err(Retry(why)) = Box::pin(handle_message(&record, deps, now_ms, &mut stats)).await {
+        if let Err(why) = Box::pin(handle_message(&record, deps, now_ms, &mut stats)).await {
             tracing::warn!(message_id = %id, reason = %why, "Message will be retried.");
             let mut f = BatchItemFailure::default();
             f.item_identifier = id;
@@ -208,18 +243,10 @@ async fn handle_message<O: RawObjects, T: TypedTables, D: DeadLetters>(
             .with_original(body.clone());
             env.retry_count = record.retry_count();
             *stats.quarantined.entry(err.class().as_str()).or_default() += 1;
-            return deps
-                .dead_letters
-                .send(env)
-                .await
-                .map_err(|e| Retry(format!("dead letter not sent: {e}")));
+            return deps.dead_letters.send(env).await.map_err(Retry::DeadLetter);
         }
     };
-    let contracts = deps
-        .contracts
-        .get()
-        .await
-        .map_err(|e| Retry(format!("contracts unavailable: {e}")))?;
+    let contracts = deps.contracts.get().await.map_err(Retry::Contracts)?;
     let mut result = Ok(());
     for w in work {
         let mut batch = ObjectBatch::new(&contracts, deps, now_ms, record.retry_count());
@@ -284,7 +311,7 @@ impl<'a, O: RawObjects, T: TypedTables, D: DeadLetters> ObjectBatch<'a, O, T, D>
         let object_ref = format!("s3://{bucket}/{key}");
         let mut reader = match self.deps.objects.open(bucket, key).await {
             Ok(r) => r,
-            Err(e) if e.is_retriable() => return Err(Retry(e.to_string())),
+            Err(e) if e.is_retriable() => return Err(Retry::Aws(e)),
             Err(e) => {
                 self.object_failure(&object_ref, "object_unreadable", e.to_string(), stats);
                 return Ok(());
@@ -306,7 +333,12 @@ impl<'a, O: RawObjects, T: TypedTables, D: DeadLetters> ObjectBatch<'a, O, T, D>
                     );
                     return Ok(());
                 }
-                Err(e) => return Err(Retry(format!("reading {object_ref}: {e}"))),
+                Err(source) => {
+                    return Err(Retry::Read {
+                        object: object_ref,
+                        source,
+                    })
+                }
             };
             n += 1;
             let raw_ref = format!("{object_ref}#L{n}");
@@ -566,7 +598,7 @@ impl<'a, O: RawObjects, T: TypedTables, D: DeadLetters> ObjectBatch<'a, O, T, D>
                 }
                 Ok(WriteOutcome::AlreadyWritten) => table.already_written += 1,
                 Ok(WriteOutcome::Stale) => table.stale += 1,
-                Err(e) if e.is_retriable() => retry = Some(Retry(e.to_string())),
+                Err(e) if e.is_retriable() => retry = Some(Retry::Aws(e)),
                 Err(e) => {
                     table.quarantined += 1;
                     let raw_ref = match row.item.get(sluice_core::row::RAW_ATTR) {
@@ -601,7 +633,7 @@ impl<'a, O: RawObjects, T: TypedTables, D: DeadLetters> ObjectBatch<'a, O, T, D>
         for r in sent {
             if let Err(e) = r {
                 tracing::error!(error = %e, "Dead letter not sent; the message will be retried.");
-                retry = Some(Retry(format!("dead letter not sent: {e}")));
+                retry = Some(Retry::DeadLetter(e));
             }
         }
         match retry {

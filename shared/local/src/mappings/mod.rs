@@ -17,12 +17,16 @@
 //! - **Shutdown:** on Ctrl-C, no new batch starts, in-flight batches finish, checkpoints are saved,
 //!   and nothing unfinished is acknowledged. `until_idle` stops once every source is drained.
 
+mod backoff;
+mod ctx;
 mod queues;
 mod runner;
 mod state;
 mod streams;
 
-pub use runner::{Backoff, Functions, LocalFunctions, RunOptions, RunReport, Runner};
+pub use backoff::Backoff;
+pub use ctx::{Functions, InvokeError};
+pub use runner::{LocalFunctions, RunOptions, RunReport, Runner};
 pub use state::{
     checkpoints_path, mappings_path, Checkpoints, FunctionKind, Mapping, MappingSource, Mappings,
     StartingPosition,

@@ -12,7 +12,7 @@ use aws_sdk_sqs::types::{
 use sluice_aws::AwsError;
 use tokio::sync::{watch, Semaphore};
 
-use super::runner::{sleep_or_stop, Ctx, Functions};
+use super::ctx::{sleep_or_stop, Ctx, Functions};
 use super::state::{Mapping, MappingSource};
 
 pub(crate) async fn run<F: Functions>(

@@ -11,7 +11,7 @@ use futures::stream::{self, StreamExt};
 use sluice_aws::AwsError;
 use tokio::sync::{watch, Mutex};
 
-use super::runner::{sleep_or_stop, Ctx, Functions};
+use super::ctx::{sleep_or_stop, Ctx, Functions};
 use super::state::{Checkpoints, FunctionKind, Mapping, MappingSource, StartingPosition};
 
 struct Stream<'a> {
