@@ -354,21 +354,18 @@ fn app(text: &str) -> Result<Change, DecodeError> {
             image: format!("{image_path}.{column}"),
         });
     }
-    Ok(Change {
-        route: Route {
-            format: Format::App,
-            table: table.into_owned(),
+    Ok(Change::new(
+        Route::new(
+            Format::App,
+            table.into_owned(),
             op,
             seq,
-            ts_ms: time_field(e.ts, "ts")?,
-        },
-        ttl_delete: false,
-        key: Some(key),
+            time_field(e.ts, "ts")?,
+        ),
+        Some(key),
         before,
         after,
-        logical: BTreeMap::new(),
-        unreadable: BTreeMap::new(),
-    })
+    ))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -453,21 +450,12 @@ fn debezium(text: &str) -> Result<Change, DecodeError> {
                     .into(),
         });
     }
-    Ok(Change {
-        route: Route {
-            format: Format::Debezium,
-            table: table.into_owned(),
-            op,
-            seq,
-            ts_ms,
-        },
-        ttl_delete: false,
-        key: None,
+    Ok(Change::new(
+        Route::new(Format::Debezium, table.into_owned(), op, seq, ts_ms),
+        None,
         before,
         after,
-        logical: BTreeMap::new(),
-        unreadable: BTreeMap::new(),
-    })
+    ))
 }
 
 /// Postgres: `source.sequence` (the last commit LSN, then the LSN) when present, else the `lsn`.
@@ -634,21 +622,12 @@ fn dms(text: &str) -> Result<Change, DecodeError> {
             path: "data".into(),
         });
     }
-    Ok(Change {
-        route: Route {
-            format: Format::Dms,
-            table: table.into_owned(),
-            op,
-            seq,
-            ts_ms,
-        },
-        ttl_delete: false,
-        key: None,
+    Ok(Change::new(
+        Route::new(Format::Dms, table.into_owned(), op, seq, ts_ms),
+        None,
         before,
         after,
-        logical: BTreeMap::new(),
-        unreadable: BTreeMap::new(),
-    })
+    ))
 }
 
 /// The engine position in `stream-position`, else the commit time in µs plus the transaction id.

@@ -91,6 +91,25 @@ pub struct Route {
     pub ts_ms: Option<i64>,
 }
 
+impl Route {
+    /// A route.
+    pub fn new(
+        format: Format,
+        table: impl Into<String>,
+        op: Op,
+        seq: Seq,
+        ts_ms: Option<i64>,
+    ) -> Self {
+        Self {
+            format,
+            table: table.into(),
+            op,
+            seq,
+            ts_ms,
+        }
+    }
+}
+
 /// A row image: the DynamoDB attributes of a stream record, or the JSON columns of an event.
 ///
 /// JSON columns stay raw text, so every number literal reaches typing exactly as written.
@@ -204,6 +223,27 @@ pub struct Change {
     /// not base64, say), with why. They land verbatim; a contract that reads one quarantines
     /// the change, naming the field.
     pub unreadable: BTreeMap<String, String>,
+}
+
+impl Change {
+    /// A change of `route` with these images: not a TTL delete, with no schema of its own and
+    /// nothing unreadable (set those fields where a source has them).
+    pub fn new(
+        route: Route,
+        key: Option<Image>,
+        before: Option<Image>,
+        after: Option<Image>,
+    ) -> Self {
+        Self {
+            route,
+            ttl_delete: false,
+            key,
+            before,
+            after,
+            logical: BTreeMap::new(),
+            unreadable: BTreeMap::new(),
+        }
+    }
 }
 
 #[cfg(test)]

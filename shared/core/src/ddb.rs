@@ -155,13 +155,7 @@ impl<'a> StreamRecord<'a> {
                     },
                 )?),
             };
-        Ok(Route {
-            format: Format::DdbStream,
-            table: table.to_owned(),
-            op,
-            seq,
-            ts_ms,
-        })
+        Ok(Route::new(Format::DdbStream, table, op, seq, ts_ms))
     }
 
     /// The whole change, with keys and images decoded into DynamoDB attribute values.
@@ -214,13 +208,14 @@ impl<'a> StreamRecord<'a> {
             }
         }
         Ok(Change {
-            route,
             ttl_delete: self.is_ttl_delete(),
-            key: Some(Image::Ddb(key)),
-            before: before.map(Image::Ddb),
-            after: after.map(Image::Ddb),
-            logical: BTreeMap::new(),
             unreadable,
+            ..Change::new(
+                route,
+                Some(Image::Ddb(key)),
+                before.map(Image::Ddb),
+                after.map(Image::Ddb),
+            )
         })
     }
 }

@@ -310,13 +310,8 @@ impl<'a> ChangeRecord<'a> {
         let op = self.stream.op()?;
         let micros = self.created_micros()?;
         let seq = Seq::micros_then_decimal(micros, kinesis_sequence, SEQUENCE_PATH)?;
-        Ok(Route {
-            format: Format::DdbKinesis,
-            table: table.to_owned(),
-            op,
-            seq,
-            ts_ms: i64::try_from(micros / 1000).ok(),
-        })
+        let ts_ms = i64::try_from(micros / 1000).ok();
+        Ok(Route::new(Format::DdbKinesis, table, op, seq, ts_ms))
     }
 
     /// The whole change, with keys and images decoded into DynamoDB attribute values.

@@ -395,13 +395,13 @@ mod tests {
     fn object_round_trips_lines_verbatim() {
         let record: Box<RawValue> = RawValue::from_string(r#"{"n":1.50E+2}"#.into()).unwrap();
         let land = Landable {
-            route: Route {
-                format: Format::App,
-                table: "t".into(),
-                op: Op::Insert,
-                seq: Seq::decimal("7", "seq").unwrap(),
-                ts_ms: None,
-            },
+            route: Route::new(
+                Format::App,
+                "t",
+                Op::Insert,
+                Seq::decimal("7", "seq").unwrap(),
+                None,
+            ),
             origin: origin("m1"),
             record: Cow::Owned(record),
         };

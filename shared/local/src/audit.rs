@@ -406,21 +406,18 @@ pub async fn audit(input: &AuditInput<'_>) -> Result<AuditReport, AwsError> {
             for item in &source_items {
                 let image: BTreeMap<String, AttributeValue> =
                     item.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-                let change = Change {
-                    route: Route {
-                        format: Format::DdbStream,
-                        table: source.clone(),
-                        op: Op::Insert,
-                        seq: Seq::parts(&[0]),
-                        ts_ms: None,
-                    },
-                    ttl_delete: false,
-                    key: None,
-                    before: None,
-                    after: Some(Image::Ddb(image)),
-                    logical: BTreeMap::new(),
-                    unreadable: BTreeMap::new(),
-                };
+                let change = Change::new(
+                    Route::new(
+                        Format::DdbStream,
+                        source.clone(),
+                        Op::Insert,
+                        Seq::parts(&[0]),
+                        None,
+                    ),
+                    None,
+                    None,
+                    Some(Image::Ddb(image)),
+                );
                 let meta = RowMeta {
                     raw_ref: String::new(),
                     ts_ms: 0,

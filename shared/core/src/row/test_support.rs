@@ -1,8 +1,6 @@
 //! What the row module's tests share: a contract, a change of it, and a shuffled delivery.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
-use std::collections::BTreeMap;
-
 use proptest::prelude::*;
 
 use super::*;
@@ -40,21 +38,18 @@ pub(crate) fn json_image(text: &str) -> Image {
 }
 
 pub(crate) fn change(op: Op, seq: u64, after: Option<&str>, key: Option<&str>) -> Change {
-    Change {
-        route: Route {
-            format: Format::App,
-            table: "orders".into(),
+    Change::new(
+        Route::new(
+            Format::App,
+            "orders",
             op,
-            seq: Seq::decimal(&seq.to_string(), "seq").unwrap(),
-            ts_ms: Some(1),
-        },
-        ttl_delete: false,
-        key: key.map(json_image),
-        before: None,
-        after: after.map(json_image),
-        logical: BTreeMap::new(),
-        unreadable: BTreeMap::new(),
-    }
+            Seq::decimal(&seq.to_string(), "seq").unwrap(),
+            Some(1),
+        ),
+        key.map(json_image),
+        None,
+        after.map(json_image),
+    )
 }
 
 /// A history delivered with some changes again (`dups`) and shuffled deterministically by
