@@ -1,0 +1,406 @@
+//! One raw object (or one inline raw line): its lines read and decided, the rows coalesced per
+//! key, the winners written and the dead letters sent.
+
+use std::collections::HashMap;
+
+use futures::stream::{self, StreamExt};
+use serde_json::value::RawValue;
+use sluice_aws::raw_objects::RawObjects;
+use sluice_aws::typed_tables::{TypedTables, WriteOutcome};
+use sluice_aws::{AwsError, DeadLetters};
+use sluice_core::decide::{decide, ContractResult, DecideContext, LineOutcome};
+use sluice_core::envelope::{FailureEnvelope, Step};
+use sluice_core::json::Limits;
+use sluice_core::raw::{OwnedRawLine, TsSource};
+use sluice_core::row::{TypedRow, Violation};
+use sluice_core::{DecodeError, ErrorClass};
+
+use crate::contracts::ContractSet;
+
+use super::lines::{read_line_capped, LineRead};
+use super::*;
+
+/// A typed row kept for writing, with its source commit time (for latency).
+type Kept = (TypedRow, Option<i64>);
+
+// ---------------------------------------------------------------------------------------------
+// One object (or one inline line)
+
+pub(super) struct ObjectBatch<'a, O, T, D> {
+    contracts: &'a ContractSet,
+    deps: &'a Transform<O, T, D>,
+    now_ms: i64,
+    retry_count: u32,
+    /// Winners per (typed table, key), with the line's commit time if it came from the source.
+    rows: HashMap<(String, String), Vec<Kept>>,
+    dead: Vec<FailureEnvelope>,
+}
+
+impl<'a, O: RawObjects, T: TypedTables, D: DeadLetters> ObjectBatch<'a, O, T, D> {
+    pub(super) fn new(
+        contracts: &'a ContractSet,
+        deps: &'a Transform<O, T, D>,
+        now_ms: i64,
+        retry_count: u32,
+    ) -> Self {
+        Self {
+            contracts,
+            deps,
+            now_ms,
+            retry_count,
+            rows: HashMap::new(),
+            dead: Vec::new(),
+        }
+    }
+
+    pub(super) async fn read_object(
+        &mut self,
+        bucket: &str,
+        key: &str,
+        stats: &mut TransformStats,
+    ) -> Result<(), Retry> {
+        let object_ref = format!("s3://{bucket}/{key}");
+        let mut reader = match self.deps.objects.open(bucket, key).await {
+            Ok(r) => r,
+            Err(e) if e.is_retriable() => return Err(Retry::Aws(e)),
+            Err(e) => {
+                self.object_failure(&object_ref, "object_unreadable", e.to_string(), stats);
+                return Ok(());
+            }
+        };
+        let max = self.deps.config.max_line_bytes;
+        let mut buf = Vec::new();
+        let mut n = 0usize;
+        loop {
+            buf.clear();
+            let read = match read_line_capped(&mut reader, &mut buf, max).await {
+                Ok(r) => r,
+                Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                    self.object_failure(
+                        &object_ref,
+                        "object_corrupt",
+                        format!("after line {n}: {e}"),
+                        stats,
+                    );
+                    return Ok(());
+                }
+                Err(source) => {
+                    return Err(Retry::Read {
+                        object: object_ref,
+                        source,
+                    })
+                }
+            };
+            n += 1;
+            let raw_ref = format!("{object_ref}#L{n}");
+            let counted = match read {
+                LineRead::Line => !buf.iter().all(u8::is_ascii_whitespace),
+                LineRead::TooLong(_) => true,
+                LineRead::Eof => false,
+            };
+            if counted {
+                stats.lines += 1;
+            }
+            match read {
+                LineRead::Eof => break,
+                LineRead::TooLong(size) => {
+                    let err = DecodeError::TooLarge { size, limit: max };
+                    let mut env = self.envelope(
+                        ErrorClass::TooLarge,
+                        err.code(),
+                        format!("line {n}: {err}"),
+                        &raw_ref,
+                        None,
+                    );
+                    env.original_ref = Some(raw_ref.clone());
+                    env.original_bytes = size;
+                    self.quarantine(env, None, stats);
+                }
+                LineRead::Line => {
+                    if buf.iter().all(u8::is_ascii_whitespace) {
+                        continue;
+                    }
+                    match std::str::from_utf8(&buf) {
+                        Ok(text) => {
+                            let text = text.to_owned();
+                            self.line(&text, &raw_ref, stats);
+                        }
+                        Err(e) => {
+                            let err = DecodeError::InvalidUtf8 {
+                                detail: e.to_string(),
+                            };
+                            let env = self
+                                .envelope(err.class(), err.code(), err.to_string(), &raw_ref, None)
+                                .with_original(String::from_utf8_lossy(&buf).into_owned());
+                            self.quarantine(env, None, stats);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn object_failure(
+        &mut self,
+        object_ref: &str,
+        code: &str,
+        error: String,
+        stats: &mut TransformStats,
+    ) {
+        let mut env = self.envelope(ErrorClass::Internal, code, error, object_ref, None);
+        env.original_ref = Some(object_ref.to_owned());
+        self.quarantine(env, None, stats);
+    }
+
+    fn envelope(
+        &self,
+        class: ErrorClass,
+        code: &str,
+        error: String,
+        raw_ref: &str,
+        origin: Option<&RawValue>,
+    ) -> FailureEnvelope {
+        let origin = origin.map(|o| o.to_owned()).unwrap_or_else(|| {
+            serde_json::value::to_raw_value(&serde_json::json!({"kind": "raw", "ref": raw_ref}))
+                .unwrap_or_default()
+        });
+        let mut env = FailureEnvelope::new(
+            Step::Transform,
+            class,
+            code,
+            error,
+            (raw_ref, ""),
+            origin,
+            self.now_ms,
+        );
+        env.raw_ref = Some(raw_ref.to_owned());
+        env.retry_count = self.retry_count;
+        env
+    }
+
+    fn quarantine(
+        &mut self,
+        env: FailureEnvelope,
+        table: Option<&str>,
+        stats: &mut TransformStats,
+    ) {
+        *stats
+            .quarantined
+            .entry(env.error_class.as_str())
+            .or_default() += 1;
+        if let Some(t) = table {
+            stats.tables.entry(t.to_owned()).or_default().quarantined += 1;
+        }
+        self.dead.push(env);
+    }
+
+    /// Types one raw line into rows, or dead-letters it, as [`decide`] says.
+    pub(super) fn line(&mut self, text: &str, raw_ref: &str, stats: &mut TransformStats) {
+        let limits = Limits {
+            max_record_bytes: self.deps.config.max_line_bytes,
+            max_depth: self.deps.config.max_depth,
+        };
+        let cx = DecideContext {
+            contracts: self.contracts,
+            limits: &limits,
+            tombstone_expires_at: self.now_ms / 1000
+                + i64::try_from(self.deps.config.tombstone_ttl_days).unwrap_or(35) * 86_400,
+        };
+        match decide(text, raw_ref, &cx) {
+            LineOutcome::NotARawLine(err) => {
+                let env = self
+                    .envelope(err.class(), err.code(), err.to_string(), raw_ref, None)
+                    .with_original(text.to_owned());
+                self.quarantine(env, None, stats);
+            }
+            LineOutcome::Undecodable { line, error, .. } => {
+                let env = self.line_envelope(
+                    &line,
+                    text,
+                    raw_ref,
+                    (error.class(), error.code()),
+                    error.to_string(),
+                );
+                self.quarantine(env, Some(&line.table), stats);
+            }
+            LineOutcome::Control { .. } => stats.control += 1,
+            LineOutcome::Truncate { line, change, .. } => {
+                // Never silent, never automatic: a typed table may merge several sources and
+                // outlive a truncate-and-reload, so a person decides what it means for it.
+                let error = format!(
+                    "source table {:?} was truncated at seq {}; typed rows from it were not removed. \
+                     To follow the source, delete the typed rows whose `_seq` is below that seq, \
+                     then delete this dead letter; to keep them, just delete this dead letter",
+                    change.route.table, change.route.seq
+                );
+                tracing::warn!(table = %change.route.table, raw_ref, "A source truncate was received; sent to the dead-letter queue for a person to act on.");
+                let env = self.line_envelope(
+                    &line,
+                    text,
+                    raw_ref,
+                    (ErrorClass::SourceTruncated, "source_truncated"),
+                    error,
+                );
+                self.quarantine(env, Some(&line.table), stats);
+            }
+            LineOutcome::NoContract { line, change } => {
+                let error = format!(
+                    "no contract takes table {:?} in format {}",
+                    change.route.table,
+                    change.route.format.as_str()
+                );
+                let env = self.line_envelope(
+                    &line,
+                    text,
+                    raw_ref,
+                    (ErrorClass::NoContract, "no_contract"),
+                    error,
+                );
+                self.quarantine(env, Some(&line.table), stats);
+            }
+            LineOutcome::Typed { line, results, .. } => {
+                let source_ts = (line.ts_source == TsSource::Source).then_some(line.ts_ms);
+                for ContractResult { contract, rows } in results {
+                    match rows {
+                        Ok(rows) if rows.is_empty() => stats.control += 1,
+                        Ok(rows) => {
+                            for row in rows {
+                                self.keep(row, source_ts, stats);
+                            }
+                        }
+                        Err(v) => {
+                            let code = violation_code(&v);
+                            let mut env = self.line_envelope(
+                                &line,
+                                text,
+                                raw_ref,
+                                (ErrorClass::ContractViolation, code),
+                                format!("contract {} v{}: {v}", contract.name, contract.version),
+                            );
+                            // Two contracts on one line fail with distinct ids.
+                            env.failure_id = sluice_core::envelope::failure_id(
+                                Step::Transform,
+                                raw_ref,
+                                &contract.name,
+                                code,
+                            );
+                            self.quarantine(env, Some(&contract.name), stats);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The dead letter of a raw line: its origin, table and format, and the line verbatim.
+    fn line_envelope(
+        &self,
+        line: &OwnedRawLine,
+        text: &str,
+        raw_ref: &str,
+        (class, code): (ErrorClass, &str),
+        error: String,
+    ) -> FailureEnvelope {
+        let mut env = self
+            .envelope(class, code, error, raw_ref, Some(&line.origin))
+            .with_original(text.to_owned());
+        env.table = Some(line.table.clone());
+        env.format = Some(line.format);
+        env
+    }
+
+    /// Keeps the row among the changes of its key in this batch; only the newest is written.
+    fn keep(&mut self, row: TypedRow, source_ts: Option<i64>, stats: &mut TransformStats) {
+        let id = (row.table.clone(), row.key_id());
+        let group = self.rows.entry(id).or_default();
+        if !group.is_empty() {
+            stats.tables.entry(row.table.clone()).or_default().stale += 1;
+        }
+        group.push((row, source_ts));
+    }
+
+    /// Writes the winners and sends the dead letters. Fails if anything is not durable.
+    pub(super) async fn flush(self, stats: &mut TransformStats) -> Result<(), Retry> {
+        let deps = self.deps;
+        let now_ms = self.now_ms;
+        let winners = self
+            .rows
+            .into_values()
+            .filter_map(sluice_core::row::newest_of);
+        let writes = stream::iter(winners)
+            .map(|(row, ts)| async move {
+                let result = deps.tables.put_row(&row).await;
+                (row, ts, result)
+            })
+            .buffer_unordered(deps.config.write_concurrency)
+            .collect::<Vec<_>>()
+            .await;
+        let mut retry = None;
+        let mut dead = self.dead;
+        for (row, ts, result) in writes {
+            let table = stats.tables.entry(row.table.clone()).or_default();
+            match result {
+                Ok(WriteOutcome::Written) => {
+                    table.written += 1;
+                    if let (Some(ts), true) = (ts, table.latency_ms.len() < 100) {
+                        table.latency_ms.push((now_ms - ts).max(0) as f64);
+                    }
+                }
+                Ok(WriteOutcome::AlreadyWritten) => table.already_written += 1,
+                Ok(WriteOutcome::Stale) => table.stale += 1,
+                Err(e) if e.is_retriable() => retry = Some(Retry::Aws(e)),
+                Err(e) => {
+                    table.quarantined += 1;
+                    let raw_ref = match row.item.get(sluice_core::row::RAW_ATTR) {
+                        Some(serde_dynamo::AttributeValue::S(s)) => s.clone(),
+                        _ => String::new(),
+                    };
+                    let origin = serde_json::value::to_raw_value(
+                        &serde_json::json!({"kind": "raw", "ref": raw_ref}),
+                    )
+                    .unwrap_or_default();
+                    let mut env = FailureEnvelope::new(
+                        Step::Transform,
+                        ErrorClass::ContractViolation,
+                        "write_rejected",
+                        format!("DynamoDB refused the row for {}: {e}", row.table),
+                        (&raw_ref, &row.table),
+                        origin,
+                        now_ms,
+                    );
+                    env.raw_ref = Some(raw_ref.clone());
+                    env.original_ref = Some(raw_ref);
+                    *stats.quarantined.entry("contract_violation").or_default() += 1;
+                    dead.push(env);
+                }
+            }
+        }
+        let sent = stream::iter(dead)
+            .map(|env| async move { deps.dead_letters.send(env).await })
+            .buffer_unordered(deps.config.write_concurrency)
+            .collect::<Vec<Result<(), AwsError>>>()
+            .await;
+        for r in sent {
+            if let Err(e) = r {
+                tracing::error!(error = %e, "Dead letter not sent; the message will be retried.");
+                retry = Some(Retry::DeadLetter(e));
+            }
+        }
+        match retry {
+            Some(r) => Err(r),
+            None => Ok(()),
+        }
+    }
+}
+
+fn violation_code(v: &Violation) -> &'static str {
+    match v {
+        Violation::Type { .. } => "type_mismatch",
+        Violation::Missing { .. } => "missing_field",
+        Violation::EmptyKey { .. } => "empty_key",
+        Violation::NoImage { .. } => "no_image",
+        Violation::Unreadable { .. } => "unreadable_value",
+        Violation::KeyKind { .. } => "key_type_mismatch",
+    }
+}

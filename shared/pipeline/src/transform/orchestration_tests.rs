@@ -1,0 +1,249 @@
+//! Orchestration with in-memory ports: hostile objects and failing dependencies. Behaviour
+//! against AWS is tested end to end in the `sluice-tests` crate.
+use std::io::Write;
+
+use sluice_aws::memory::{Faults, Memory};
+
+use super::*;
+
+/// Raw staging holding these objects.
+fn objects(objects: &[(&str, Vec<u8>)]) -> Memory {
+    let m = Memory::new();
+    for (key, bytes) in objects {
+        m.put_object(*key, bytes.clone());
+    }
+    m
+}
+
+fn failing(faults: Faults) -> Memory {
+    Memory::new().with_faults(faults)
+}
+
+const CONTRACT: &str = "name: people\nversion: 1\nsources: [{table: people}]\nprimary_key: [id]\nfields:\n  - {name: id, type: int}\n  - {name: email, type: string, required: true}\n";
+
+fn deps(objects: Memory, tables: Memory, dlq: Memory) -> Transform<Memory, Memory, Memory> {
+    let dir = std::env::temp_dir().join(format!(
+        "sluice-contracts-{}-{}",
+        std::process::id(),
+        chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("people.yaml"), CONTRACT).unwrap();
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::Config::builder()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .region(aws_sdk_s3::config::Region::new("us-east-1"))
+            .build(),
+    );
+    let config = TransformConfig::from_lookup(|n| match n {
+        "SLUICE_RAW_BUCKET" => Some("raw".into()),
+        "SLUICE_DLQ_URL" => Some("dlq".into()),
+        "SLUICE_CONTRACTS" => Some(dir.display().to_string()),
+        "SLUICE_MAX_LINE_BYTES" => Some("2000".into()),
+        _ => None,
+    })
+    .unwrap();
+    Transform {
+        contracts: ContractCache::new(
+            ContractSource::parse(&config.contracts),
+            Duration::from_secs(60),
+            s3,
+        ),
+        config,
+        objects,
+        tables,
+        dead_letters: dlq,
+        metrics: Sink::Discard,
+    }
+}
+
+fn line(table: &str, id: u64, seq: u64, after: &str) -> String {
+    line_keyed(table, &id.to_string(), id, seq, after)
+}
+
+/// A raw line whose event names its key as `key` (JSON text).
+fn line_keyed(table: &str, key: &str, id: u64, seq: u64, after: &str) -> String {
+    let record = format!(
+        r#"{{"table":"{table}","op":"insert","key":{{"id":{key}}},"after":{after},"seq":{seq}}}"#
+    );
+    format!(
+        r#"{{"v":1,"format":"app","table":"{table}","op":"insert","seq":"{}","ts_ms":1795590000000,"ts_source":"source","ingested_ms":1795590000001,"origin":{{"kind":"sqs","arn":"a","id":"m{id}"}},"record":{record}}}"#,
+        sluice_core::Seq::decimal(&seq.to_string(), "").unwrap()
+    )
+}
+
+fn gzip(text: &[u8]) -> Vec<u8> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(text).unwrap();
+    gz.finish().unwrap()
+}
+
+fn notification(keys: &[&str]) -> String {
+    let records: Vec<serde_json::Value> = keys
+        .iter()
+        .map(|k| serde_json::json!({"eventSource": "aws:s3", "eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": "raw"}, "object": {"key": k}}}))
+        .collect();
+    let body = serde_json::json!({ "Records": records }).to_string();
+    serde_json::json!({"Records": [{"messageId": "m1", "body": body, "attributes": {"ApproximateReceiveCount": "1"}, "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:1:t"}]}).to_string()
+}
+
+#[tokio::test]
+async fn every_bad_line_is_a_precise_dead_letter_and_the_rest_goes_through() {
+    let mut text = Vec::new();
+    let lines: Vec<Vec<u8>> = vec![
+        line("people", 1, 1, r#"{"id":1,"email":"a@x"}"#).into_bytes(),
+        b"not json at all".to_vec(),
+        br#"{"hello":"world"}"#.to_vec(),
+        line("strangers", 2, 1, r#"{"id":2}"#).into_bytes(),
+        line("people", 3, 1, r#"{"id":3}"#).into_bytes(),
+        line_keyed(
+            "people",
+            r#""four""#,
+            4,
+            1,
+            r#"{"id":"four","email":"d@x"}"#,
+        )
+        .into_bytes(),
+        format!(r#"{{"pad":"{}"}}"#, "x".repeat(3000)).into_bytes(),
+        b"{\"bad\":\"\xff\"}".to_vec(),
+        Vec::new(),
+        line("people", 1, 2, r#"{"id":1,"email":"a2@x"}"#).into_bytes(),
+        line("people", 5, 1, r#"{"id":6,"email":"e@x"}"#).into_bytes(),
+    ];
+    for l in &lines {
+        text.extend_from_slice(l);
+        text.push(b'\n');
+    }
+    let objects = objects(&[("raw/people/o.ndjson.gz", gzip(&text))]);
+    let d = deps(objects, Memory::new(), Memory::new());
+    let (response, stats) = handle(&notification(&["raw/people/o.ndjson.gz"]), &d)
+        .await
+        .unwrap();
+    assert!(response.batch_item_failures.is_empty());
+    let codes: Vec<(String, String)> = d
+        .dead_letters
+        .dead_letters()
+        .iter()
+        .map(|e| {
+            (
+                e.raw_ref
+                    .clone()
+                    .unwrap()
+                    .rsplit('#')
+                    .next()
+                    .unwrap()
+                    .to_owned(),
+                e.error_code.clone().unwrap(),
+            )
+        })
+        .collect();
+    let expect = [
+        // The event's key says 5, its image 6.
+        ("L11", "key_mismatch"),
+        ("L2", "not_json"),
+        ("L3", "unknown_shape"),
+        ("L4", "no_contract"),
+        ("L5", "missing_field"),
+        ("L6", "key_type_mismatch"),
+        ("L7", "too_large"),
+        ("L8", "invalid_utf8"),
+    ];
+    let mut codes_sorted = codes.clone();
+    codes_sorted.sort();
+    assert_eq!(
+        codes_sorted,
+        expect.map(|(a, b)| (a.to_owned(), b.to_owned()))
+    );
+    let rows = d.tables.rows();
+    assert_eq!(rows.len(), 1, "one good key");
+    let row = rows.values().next().unwrap();
+    assert_eq!(
+        row["email"],
+        serde_dynamo::AttributeValue::S("a2@x".into()),
+        "the later seq won in the object"
+    );
+    assert_eq!(stats.tables["people"].stale, 1);
+    assert_eq!(stats.lines, 10, "every line is counted but the blank one");
+}
+
+#[tokio::test]
+async fn a_corrupt_or_missing_object_is_dead_lettered_not_retried() {
+    let objects = objects(&[("raw/p/bad.ndjson.gz", b"this is not gzip".to_vec())]);
+    let d = deps(objects, Memory::new(), Memory::new());
+    let (response, _) = handle(
+        &notification(&["raw/p/bad.ndjson.gz", "raw/p/missing.ndjson.gz"]),
+        &d,
+    )
+    .await
+    .unwrap();
+    assert!(response.batch_item_failures.is_empty());
+    let sent = d.dead_letters.dead_letters();
+    let codes: Vec<&str> = sent
+        .iter()
+        .map(|e| e.error_code.as_deref().unwrap())
+        .collect();
+    assert_eq!(codes, ["object_corrupt", "object_unreadable"]);
+    assert_eq!(
+        sent[0].original_ref.as_deref(),
+        Some("s3://raw/raw/p/bad.ndjson.gz")
+    );
+}
+
+#[tokio::test]
+async fn retriable_write_failures_and_unsent_dead_letters_retry_the_message() {
+    let text = format!(
+        "{}\nnot json\n",
+        line("people", 1, 1, r#"{"id":1,"email":"a@x"}"#)
+    );
+    let raw = || objects(&[("raw/p/o.ndjson", text.clone().into_bytes())]);
+    let throttled = deps(
+        raw(),
+        failing(Faults {
+            writes_failing: true,
+            ..Faults::default()
+        }),
+        Memory::new(),
+    );
+    let (response, _) = handle(&notification(&["raw/p/o.ndjson"]), &throttled)
+        .await
+        .unwrap();
+    assert_eq!(response.batch_item_failures.len(), 1);
+    let dlq_down = deps(
+        raw(),
+        Memory::new(),
+        failing(Faults {
+            dead_letters_failing: true,
+            ..Faults::default()
+        }),
+    );
+    let (response, _) = handle(&notification(&["raw/p/o.ndjson"]), &dlq_down)
+        .await
+        .unwrap();
+    assert_eq!(response.batch_item_failures.len(), 1);
+}
+
+#[tokio::test]
+async fn test_events_and_unknown_messages() {
+    let d = deps(Memory::new(), Memory::new(), Memory::new());
+    let event = |body: &str| {
+        serde_json::json!({"Records": [{"messageId": "m", "body": body, "eventSource": "aws:sqs", "eventSourceARN": "q"}]}).to_string()
+    };
+    let (r, _) = handle(
+        &event(r#"{"Service":"Amazon S3","Event":"s3:TestEvent"}"#),
+        &d,
+    )
+    .await
+    .unwrap();
+    assert!(r.batch_item_failures.is_empty());
+    assert!(
+        d.dead_letters.dead_letters().is_empty(),
+        "a test event is ignored"
+    );
+    let (r, _) = handle(&event("garbage"), &d).await.unwrap();
+    assert!(r.batch_item_failures.is_empty());
+    assert_eq!(
+        d.dead_letters.dead_letters()[0].error_code.as_deref(),
+        Some("not_json")
+    );
+    assert!(handle("[]", &d).await.is_err());
+}
