@@ -66,3 +66,21 @@ pub async fn set_visibility(
     }
     Ok(())
 }
+
+/// Messages on a queue: visible, in flight and delayed (each approximate, as SQS counts them).
+pub async fn queue_depth(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Result<u64, AwsError> {
+    use aws_sdk_sqs::types::QueueAttributeName as Q;
+    let out = sqs
+        .get_queue_attributes()
+        .queue_url(queue_url)
+        .attribute_names(Q::ApproximateNumberOfMessages)
+        .attribute_names(Q::ApproximateNumberOfMessagesNotVisible)
+        .attribute_names(Q::ApproximateNumberOfMessagesDelayed)
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("GetQueueAttributes", queue_url, e))?;
+    Ok(out
+        .attributes()
+        .map(|a| a.values().filter_map(|v| v.parse::<u64>().ok()).sum())
+        .unwrap_or(0))
+}

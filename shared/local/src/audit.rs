@@ -151,7 +151,7 @@ pub async fn audit(input: &AuditInput<'_>) -> Result<AuditReport, AwsError> {
         .filter_map(|env| env.raw_ref.clone())
         .collect();
     for (name, url) in input.queues {
-        let depth = queue_depth(input.sqs, url).await?;
+        let depth = sluice_aws::listing::queue_depth(input.sqs, url).await?;
         if depth > 0 {
             report.in_flight.push((name.clone(), depth));
         }
@@ -639,24 +639,6 @@ async fn read_object(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Result
         text = String::from_utf8_lossy(&bytes).into_owned();
     }
     Ok(text)
-}
-
-/// Messages on a queue: visible, in flight and delayed.
-async fn queue_depth(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<u64, AwsError> {
-    use aws_sdk_sqs::types::QueueAttributeName as Q;
-    let out = sqs
-        .get_queue_attributes()
-        .queue_url(url)
-        .attribute_names(Q::ApproximateNumberOfMessages)
-        .attribute_names(Q::ApproximateNumberOfMessagesNotVisible)
-        .attribute_names(Q::ApproximateNumberOfMessagesDelayed)
-        .send()
-        .await
-        .map_err(|e| AwsError::from_sdk("GetQueueAttributes", url, e))?;
-    Ok(out
-        .attributes()
-        .map(|a| a.values().filter_map(|v| v.parse::<u64>().ok()).sum())
-        .unwrap_or(0))
 }
 
 /// Every item of a table, as serde_dynamo values.

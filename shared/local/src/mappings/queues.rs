@@ -156,20 +156,9 @@ async fn gather<F>(
 }
 
 async fn queue_is_empty<F>(ctx: &Ctx<F>, url: &str) -> bool {
-    let Ok(out) = ctx
-        .sqs
-        .get_queue_attributes()
-        .queue_url(url)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
-        .send()
+    sluice_aws::listing::queue_depth(&ctx.sqs, url)
         .await
-    else {
-        return false;
-    };
-    out.attributes()
-        .is_some_and(|a| a.values().all(|v| v.parse::<u64>().is_ok_and(|n| n == 0)))
+        .is_ok_and(|n| n == 0)
 }
 
 /// Invokes the handler on a batch, keeps the batch invisible while it runs, deletes the
