@@ -14,16 +14,39 @@ use crate::transform::TransformError;
 /// Sets up tracing for a function: JSON lines on stdout, filtered by `RUST_LOG` (default
 /// `info`). The function's log format stays Text, so the EMF metric lines it prints reach
 /// CloudWatch as printed.
+///
+/// `RUST_LOG` is a list of targets and levels (`info`, `sluice_pipeline=debug,warn`): a plain
+/// filter, so the functions carry no regular-expression engine. A value that does not read as
+/// one falls back to `info` and says so.
 pub fn init_tracing() {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let (filter, bad) = log_filter(std::env::var("RUST_LOG").ok().as_deref());
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .json()
+                .with_current_span(false)
+                .without_time(),
         )
-        .with_current_span(false)
-        .without_time()
+        .with(filter)
         .init();
+    if let Some(value) = bad {
+        tracing::warn!(rust_log = %value, "RUST_LOG is not a list of targets and levels; logging at info.");
+    }
+}
+
+/// The filter `RUST_LOG` names, and the value when it could not be read.
+fn log_filter(value: Option<&str>) -> (tracing_subscriber::filter::Targets, Option<String>) {
+    use tracing_subscriber::filter::Targets;
+    let info = || Targets::new().with_default(tracing::Level::INFO);
+    match value.map(str::trim).filter(|v| !v.is_empty()) {
+        None => (info(), None),
+        Some(v) => match v.parse::<Targets>() {
+            Ok(t) => (t, None),
+            Err(_) => (info(), Some(v.to_owned())),
+        },
+    }
 }
 
 impl From<IngestError> for Diagnostic {
@@ -55,6 +78,21 @@ pub fn unwritable_response(e: &serde_json::Error) -> Diagnostic {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rust_log_is_read_as_targets_and_levels() {
+        use tracing::Level;
+        let (f, bad) = log_filter(None);
+        assert!(bad.is_none() && f.would_enable("any", &Level::INFO));
+        assert!(!f.would_enable("any", &Level::DEBUG));
+        let (f, bad) = log_filter(Some("sluice_pipeline=debug,warn"));
+        assert!(bad.is_none());
+        assert!(f.would_enable("sluice_pipeline::ingest", &Level::DEBUG));
+        assert!(!f.would_enable("aws_config", &Level::INFO));
+        let (f, bad) = log_filter(Some("orders=loud"));
+        assert_eq!(bad.as_deref(), Some("orders=loud"));
+        assert!(f.would_enable("any", &Level::INFO));
+    }
 
     #[test]
     fn failures_name_their_cause_and_retriable_class() {
