@@ -1,13 +1,29 @@
 //! `sluice audit`: reconcile the local pipeline and prove nothing was lost.
+//!
+//! Exit 0 when clean, 1 on any finding (a difference, a change unprocessed or in flight, or
+//! something that could not be read), 2 when the audit could not run. `--output json` prints the
+//! whole report:
+//!
+//! ```json
+//! {"clean": false, "findings": 1,
+//!  "tables": [{"contract": "customers", "raw_lines": 1, "typed": 1, "stale": 0, "quarantined": 0,
+//!              "control": 0, "rows": 1, "tombstones": 0, "source_keys": null}],
+//!  "uncontracted_lines": 0, "dead_letters": {"transform contract_violation": 2},
+//!  "duplicate_dead_letters": 0, "unprocessed": ["message …: a change to table …"],
+//!  "in_flight": [["ingest", 3]], "unread": [], "problems": ["…"]}
+//! ```
 
 use anyhow::Context;
 use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
 use sluice_aws::clients::{s3_client, sqs_client};
 use sluice_local::audit::{audit, AuditInput, AuditReport};
 use sluice_local::mappings::{MappingSource, Mappings};
 use sluice_pipeline::contracts::{load, ContractSource};
 
+use crate::error::Outcome;
 use crate::local::LocalOpts;
+use crate::output::{self, Output};
 use crate::pipeline::LocalPipeline;
 
 /// Arguments of `sluice audit`.
@@ -22,21 +38,22 @@ pub struct AuditArgs {
 }
 
 impl AuditArgs {
-    /// Runs the audit; fails (exit code 1) on any loss or mismatch.
-    pub async fn run(self) -> anyhow::Result<()> {
-        let sdk = self.local.aws.sdk_config().await;
+    /// Runs the audit; exit 1 on any finding.
+    pub async fn run(self, out: Output) -> anyhow::Result<Outcome> {
+        let sdk = self.local.aws.sdk_config().await?;
         let p = self.local.pipeline(&sdk).await?;
         let report = run_audit(&sdk, &p, &self.source_tables).await?;
-        print(&report);
-        if !report.is_clean() {
-            anyhow::bail!("the audit found {} problem(s)", report.findings());
-        }
-        Ok(())
+        show(&report, out)?;
+        Ok(if report.is_clean() {
+            Outcome::Ok
+        } else {
+            Outcome::Found
+        })
     }
 }
 
 /// Audits the local pipeline `p`, comparing the source tables of its stream mappings and
-/// `extra_sources` with their typed tables.
+/// `extra_sources` with their typed tables. On a terminal, a spinner says what it reads.
 pub async fn run_audit(
     sdk: &sluice_aws::clients::SdkConfig,
     p: &LocalPipeline,
@@ -64,7 +81,20 @@ pub async fn run_audit(
             source_tables.push(table.clone());
         }
     }
-    Ok(audit(&AuditInput {
+    let spinner = output::stderr_is_terminal().then(|| {
+        let s = ProgressBar::new_spinner().with_style(
+            ProgressStyle::with_template("{spinner} audit: {msg} ({elapsed})")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        s.enable_steady_tick(std::time::Duration::from_millis(120));
+        s
+    });
+    let progress = |what: &str| {
+        if let Some(s) = &spinner {
+            s.set_message(what.to_owned());
+        }
+    };
+    let report = audit(&AuditInput {
         s3: &s3,
         sqs: &sqs,
         ddb: &ddb,
@@ -77,14 +107,31 @@ pub async fn run_audit(
             ("ingest".to_owned(), p.ingest_url.clone()),
             ("transform".to_owned(), p.transform_url.clone()),
         ],
+        progress: Some(&progress),
     })
-    .await?)
+    .await;
+    if let Some(s) = spinner {
+        s.finish_and_clear();
+    }
+    Ok(report?)
 }
 
-/// Prints the accounting table, the dead letters and every problem.
-pub fn print(report: &AuditReport) {
-    println!(
-        "{:<16} {:>9} = {:>7} + {:>7} + {:>11} + {:>7}   {:>6} {:>10}   {:>11}",
+/// The report as JSON: every field of the report, and the verdict.
+pub fn to_json(report: &AuditReport) -> serde_json::Value {
+    let mut v = serde_json::to_value(report).unwrap_or_default();
+    if let Some(o) = v.as_object_mut() {
+        o.insert("clean".into(), report.is_clean().into());
+        o.insert("findings".into(), report.findings().into());
+    }
+    v
+}
+
+/// Prints the report as a table and lines for people, or as JSON.
+pub fn show(report: &AuditReport, out: Output) -> anyhow::Result<()> {
+    if out.json() {
+        return output::print_json(&to_json(report));
+    }
+    let mut t = output::table(&[
         "typed table",
         "raw lines",
         "typed",
@@ -93,26 +140,30 @@ pub fn print(report: &AuditReport) {
         "control",
         "rows",
         "tombstones",
-        "source keys"
-    );
-    for t in &report.tables {
-        println!(
-            "{:<16} {:>9} = {:>7} + {:>7} + {:>11} + {:>7}   {:>6} {:>10}   {:>11}",
-            t.contract,
-            t.raw_lines,
-            t.typed,
-            t.stale,
-            t.quarantined,
-            t.control,
-            t.rows,
-            t.tombstones,
-            t.source_keys
-                .map_or_else(|| "-".to_owned(), |n| n.to_string())
-        );
+        "source keys",
+    ]);
+    for r in &report.tables {
+        t.add_row(vec![
+            r.contract.clone(),
+            r.raw_lines.to_string(),
+            r.typed.to_string(),
+            r.stale.to_string(),
+            r.quarantined.to_string(),
+            r.control.to_string(),
+            r.rows.to_string(),
+            r.tombstones.to_string(),
+            r.source_keys
+                .map_or_else(|| "-".to_owned(), |n| n.to_string()),
+        ]);
     }
+    println!("{t}");
+    println!(
+        "raw lines = typed (the row stored came from it) + stale (a newer change of its key \
+         is stored) + quarantined (its dead letter is on the DLQ) + control"
+    );
     if report.uncontracted_lines > 0 {
         println!(
-            "raw lines of tables without a contract: {} (all dead-lettered)",
+            "raw lines of tables without a contract: {} (each with a no_contract dead letter)",
             report.uncontracted_lines
         );
     }
@@ -132,7 +183,7 @@ pub fn print(report: &AuditReport) {
     }
     if report.is_clean() {
         println!("audit: clean: every change is a typed row, a stale duplicate, or a dead letter");
-        return;
+        return Ok(());
     }
     if !report.unprocessed.is_empty() {
         println!(
@@ -161,4 +212,5 @@ pub fn print(report: &AuditReport) {
         }
     }
     println!("audit: not clean: {} finding(s) above", report.findings());
+    Ok(())
 }

@@ -17,11 +17,14 @@ use aws_sdk_dynamodb::types::{
 };
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
 use sluice_aws::clients::{sqs_client, SdkConfig};
 use sluice_local::mappings::Backoff;
 use sluice_pipeline::dlq::DlqSnapshot;
 
+use crate::error::Outcome;
 use crate::local::{self, LocalOpts};
+use crate::output::{self, Output};
 use crate::pipeline;
 
 /// The DynamoDB source table of the demo; the `orders` contract reads it.
@@ -196,14 +199,14 @@ impl Workload {
 }
 
 impl DemoArgs {
-    /// Runs the demo.
-    pub async fn run(self) -> anyhow::Result<()> {
-        let sdk = self.local.aws.sdk_config().await;
+    /// Runs the demo; exit 1 when its audit is not clean.
+    pub async fn run(self, out: Output) -> anyhow::Result<Outcome> {
+        let sdk = self.local.aws.sdk_config().await?;
         let ddb = aws_sdk_dynamodb::Client::new(&sdk);
         if !self.keep {
             local::down(&sdk, &self.local, &[ORDERS_TABLE.to_owned()])
                 .await
-                .context("could not clean up a previous demo")?;
+                .context("could not remove the previous demo's pipeline")?;
         }
         ensure_orders_table(&ddb).await?;
         let p = local::up(&sdk, &self.local, &[ORDERS_TABLE.to_owned()], false).await?;
@@ -219,44 +222,59 @@ impl DemoArgs {
         } else {
             let (sdk, p) = (sdk.clone(), p.clone());
             Some(tokio::spawn(async move {
-                pipeline::run(&sdk, &p, false, stop_rx, demo_backoff()).await
+                pipeline::run(&sdk, &p, false, stop_rx, demo_backoff(), None).await
             }))
         };
         let made = self.generate(&sdk, &ddb, &p.ingest_url).await?;
         let generated_in = started.elapsed();
         let Some(runner) = runner else {
             eprintln!("Made {} changes ({} in DynamoDB, {} over SQS, {} bad) in {:.1} s; run `sluice local run --until-idle` next.", made.ddb + made.sqs, made.ddb, made.sqs, made.bad, generated_in.as_secs_f64());
-            return Ok(());
+            return Ok(Outcome::Ok);
         };
         // The changes are made; now drain what is left and stop.
-        let spinner = ProgressBar::new_spinner().with_message("draining the pipeline");
-        spinner.enable_steady_tick(Duration::from_millis(120));
+        let spinner = output::stderr_is_terminal().then(|| {
+            let s = ProgressBar::new_spinner().with_message("draining the pipeline");
+            s.enable_steady_tick(Duration::from_millis(120));
+            s
+        });
         let _ = stop_tx.send(true);
-        let (first, mut totals) = runner.await.context("the pipeline task failed")??;
-        let (last, rest) = pipeline::run(
+        let (_, mut totals) = runner.await.context("the pipeline task failed")??;
+        let (_, rest) = pipeline::run(
             &sdk,
             &p,
             true,
             tokio::sync::watch::channel(false).1,
             demo_backoff(),
+            None,
         )
         .await?;
-        spinner.finish_and_clear();
+        if let Some(s) = spinner {
+            s.finish_and_clear();
+        }
         let elapsed = started.elapsed();
         for (k, v) in rest.sums {
             *totals.sums.entry(k).or_default() += v;
         }
         totals.latencies.extend(rest.latencies);
-        let _ = (first, last);
 
         let by_class = dead_letters_by_class(&sqs_client(&sdk), &p.dlq_url).await?;
-        summary(&made, &totals, &by_class, elapsed);
+        let summary = Summary::new(&made, &totals, by_class, elapsed);
         let report = crate::audit::run_audit(&sdk, &p, &[]).await?;
-        crate::audit::print(&report);
-        if !report.is_clean() {
-            anyhow::bail!("the audit found {} problem(s)", report.findings());
+        if out.json() {
+            let mut v = serde_json::to_value(&summary)?;
+            if let Some(o) = v.as_object_mut() {
+                o.insert("audit".into(), crate::audit::to_json(&report));
+            }
+            output::print_json(&v)?;
+        } else {
+            summary.print();
+            crate::audit::show(&report, out)?;
         }
-        Ok(())
+        Ok(if report.is_clean() {
+            Outcome::Ok
+        } else {
+            Outcome::Found
+        })
     }
 
     async fn generate(
@@ -463,58 +481,132 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[idx.min(sorted.len() - 1)]
 }
 
-fn summary(
-    made: &Made,
-    totals: &pipeline::Totals,
-    by_class: &BTreeMap<String, usize>,
-    elapsed: Duration,
-) {
-    let changes = made.ddb + made.sqs;
-    let mut lat = totals.latencies.clone();
-    lat.sort_by(f64::total_cmp);
-    let quarantined: usize = by_class.values().sum();
-    let classes: Vec<String> = by_class.iter().map(|(k, v)| format!("{k} {v}")).collect();
-    println!(
-        "sluice demo: {changes} changes through the pipeline in {:.1} s",
-        elapsed.as_secs_f64()
-    );
-    println!(
-        "  changes in       {changes} ({} in DynamoDB, {} over SQS; {} bad on purpose)",
-        made.ddb, made.sqs, made.bad
-    );
-    println!(
-        "  raw objects      {} ({:.1} KiB gzip, {} records landed)",
-        totals.sum("ingest", "ObjectsWritten"),
-        totals.sum("ingest", "BytesWritten") / 1024.0,
-        totals.sum("ingest", "RecordsLanded")
-    );
-    let again = totals.sum("transform", "RowsAlreadyWritten");
-    println!(
-        "  typed rows       {} written{}",
-        totals.sum("transform", "RowsWritten"),
-        if again > 0.0 {
-            format!(" ({again} found already written by an earlier try)")
+/// What the demo did, for people and for `--output json`.
+#[derive(Debug, Serialize)]
+struct Summary {
+    changes: Changes,
+    elapsed_secs: f64,
+    raw_objects: RawObjects,
+    row_writes: RowWrites,
+    dead_letters: BTreeMap<String, usize>,
+    throughput_per_sec: f64,
+    latency_ms: Latency,
+}
+
+#[derive(Debug, Serialize)]
+struct Changes {
+    total: u64,
+    ddb: u64,
+    sqs: u64,
+    bad: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct RawObjects {
+    objects: f64,
+    bytes: f64,
+    records_landed: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct RowWrites {
+    applied: f64,
+    already_written: f64,
+    stale: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct Latency {
+    p50: f64,
+    p99: f64,
+    samples: usize,
+}
+
+impl Summary {
+    fn new(
+        made: &Made,
+        totals: &pipeline::Totals,
+        dead_letters: BTreeMap<String, usize>,
+        elapsed: Duration,
+    ) -> Self {
+        let total = made.ddb + made.sqs;
+        let mut lat = totals.latencies.clone();
+        lat.sort_by(f64::total_cmp);
+        Self {
+            changes: Changes {
+                total,
+                ddb: made.ddb,
+                sqs: made.sqs,
+                bad: made.bad,
+            },
+            elapsed_secs: elapsed.as_secs_f64(),
+            raw_objects: RawObjects {
+                objects: totals.sum("ingest", "ObjectsWritten"),
+                bytes: totals.sum("ingest", "BytesWritten"),
+                records_landed: totals.sum("ingest", "RecordsLanded"),
+            },
+            row_writes: RowWrites {
+                applied: totals.sum("transform", "RowsWritten"),
+                already_written: totals.sum("transform", "RowsAlreadyWritten"),
+                stale: totals.sum("transform", "RowsStale"),
+            },
+            dead_letters,
+            throughput_per_sec: total as f64 / elapsed.as_secs_f64().max(0.001),
+            latency_ms: Latency {
+                p50: percentile(&lat, 0.5),
+                p99: percentile(&lat, 0.99),
+                samples: lat.len(),
+            },
+        }
+    }
+
+    fn print(&self) {
+        let c = &self.changes;
+        let letters: usize = self.dead_letters.values().sum();
+        let classes: Vec<String> = self
+            .dead_letters
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        println!(
+            "sluice demo: {} changes through the pipeline in {:.1} s",
+            c.total, self.elapsed_secs
+        );
+        println!(
+            "  changes in       {} ({} in DynamoDB, {} over SQS; {} bad on purpose)",
+            c.total, c.ddb, c.sqs, c.bad
+        );
+        println!(
+            "  raw objects      {} ({:.1} KiB gzip, {} records landed)",
+            self.raw_objects.objects,
+            self.raw_objects.bytes / 1024.0,
+            self.raw_objects.records_landed
+        );
+        let again = if self.row_writes.already_written > 0.0 {
+            format!(
+                ", {} found already written",
+                self.row_writes.already_written
+            )
         } else {
             String::new()
-        }
-    );
-    println!(
-        "  stale writes     {} skipped",
-        totals.sum("transform", "RowsStale")
-    );
-    println!(
-        "  quarantined      {quarantined}{}{}",
-        if classes.is_empty() { "" } else { ": " },
-        classes.join(", ")
-    );
-    println!(
-        "  throughput       {:.0} changes/s",
-        changes as f64 / elapsed.as_secs_f64().max(0.001)
-    );
-    println!(
-        "  latency (e2e)    p50 {:.0} ms, p99 {:.0} ms ({} samples)",
-        percentile(&lat, 0.5),
-        percentile(&lat, 0.99),
-        lat.len()
-    );
+        };
+        println!(
+            "  row writes       {} applied, {} skipped as stale{again} (one write per key per raw object)",
+            self.row_writes.applied, self.row_writes.stale
+        );
+        println!(
+            "  dead letters     {letters}{}{}",
+            if classes.is_empty() { "" } else { ": " },
+            classes.join(", ")
+        );
+        println!(
+            "  throughput       {:.0} changes/s",
+            self.throughput_per_sec
+        );
+        println!(
+            "  latency (e2e)    p50 {:.0} ms, p99 {:.0} ms ({} samples)",
+            self.latency_ms.p50, self.latency_ms.p99, self.latency_ms.samples
+        );
+        println!("The audit below counts raw lines, each once, where the summary counts writes:");
+    }
 }

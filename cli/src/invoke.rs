@@ -7,11 +7,13 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use sluice_aws::metrics::Sink;
-use sluice_pipeline::ingest::{handle, Ingest};
+use sluice_pipeline::ingest::{handle_counted, Ingest};
 use sluice_pipeline::transform::{self, Transform};
 use sluice_pipeline::{IngestConfig, TransformConfig};
 
 use crate::aws_opts::AwsOpts;
+use crate::error::{InvalidInput, Outcome};
+use crate::output::Output;
 
 /// The handlers that can be invoked.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -38,8 +40,9 @@ pub struct InvokeArgs {
 }
 
 impl InvokeArgs {
-    /// Runs the handler and prints its JSON response on standard output.
-    pub async fn run(self) -> anyhow::Result<()> {
+    /// Runs the handler and prints its JSON response on standard output, and a one-line summary
+    /// of what it did on standard error.
+    pub async fn run(self, _output: Output) -> anyhow::Result<Outcome> {
         let event = if self.event.as_os_str() == "-" {
             let mut s = String::new();
             std::io::stdin()
@@ -62,13 +65,12 @@ impl InvokeArgs {
                     "the ingest handler is not configured; for local resources run \
                      `eval \"$(sluice local env)\"` after `sluice local up`",
                 )?;
-                let sdk = self.aws.sdk_config().await;
+                let sdk = self.aws.sdk_config().await?;
                 let deps = Ingest::from_sdk(config, &sdk, sink);
-                let response = handle(&event, &deps).await.context(
-                    "the ingest handler failed the whole invocation; `sluice invoke ingest` takes a \
-                     Lambda event from DynamoDB Streams, Kinesis or SQS (an object with a \
-                     `Records` array), not a bare message body",
-                )?;
+                let (response, stats) = match handle_counted(&event, &deps).await {
+                    Ok(r) => r,
+                    Err(e) => return Err(refused(e.to_string(), "ingest", INGEST_TAKES)),
+                };
                 println!(
                     "{}",
                     serde_json::to_string_pretty(
@@ -77,21 +79,64 @@ impl InvokeArgs {
                             .context("the ingest response could not be written as JSON")?
                     )?
                 );
+                eprintln!(
+                    "ingest: {} record(s): {} landed in {} object(s), {} dead-lettered{}, {} to retry",
+                    stats.records_in,
+                    stats.landed,
+                    stats.objects,
+                    stats.quarantined,
+                    by_code(&stats.dead_letters),
+                    stats.retriable_failures
+                );
             }
             Function::Transform => {
                 let config = TransformConfig::from_env().context(
                     "the transform handler is not configured; for local resources run \
                      `eval \"$(sluice local env)\"` after `sluice local up`",
                 )?;
-                let sdk = self.aws.sdk_config().await;
+                let sdk = self.aws.sdk_config().await?;
                 let deps = Transform::from_sdk(config, &sdk, sink);
-                let (response, _) = transform::handle(&event, &deps).await.context(
-                    "the transform handler failed the whole invocation; `sluice invoke transform` \
-                     takes a Lambda SQS event",
-                )?;
+                let (response, stats) = match transform::handle(&event, &deps).await {
+                    Ok(r) => r,
+                    Err(e) => return Err(refused(e.to_string(), "transform", TRANSFORM_TAKES)),
+                };
                 println!("{}", serde_json::to_string_pretty(&response)?);
+                let rows = |f: fn(&transform::TableStats) -> usize| -> usize {
+                    stats.tables.values().map(f).sum()
+                };
+                eprintln!(
+                    "transform: {} line(s) of {} object(s): {} row(s) written, {} already written, {} stale, {} control, {} dead-lettered{}, {} message(s) to retry",
+                    stats.lines,
+                    stats.objects,
+                    rows(|t| t.written),
+                    rows(|t| t.already_written),
+                    rows(|t| t.stale),
+                    stats.control,
+                    stats.dead_letters.values().sum::<usize>(),
+                    by_code(&stats.dead_letters),
+                    response.batch_item_failures.len()
+                );
             }
         }
-        Ok(())
+        Ok(Outcome::Ok)
     }
+}
+
+const INGEST_TAKES: &str = "`sluice invoke ingest` takes a Lambda event from DynamoDB Streams, \
+    Kinesis or SQS (an object with a `Records` array), not a bare message body";
+const TRANSFORM_TAKES: &str = "`sluice invoke transform` takes a Lambda SQS event";
+
+/// An event the handler refused whole: invalid input (exit 1).
+fn refused(cause: String, function: &str, takes: &str) -> anyhow::Error {
+    anyhow::Error::new(InvalidInput(cause))
+        .context(format!("the {function} handler refused the event: {takes}"))
+}
+
+/// ` (not_json 2, empty 1)`, or nothing.
+fn by_code(codes: &std::collections::BTreeMap<String, usize>) -> String {
+    if codes.is_empty() {
+        return String::new();
+    }
+    let parts: Vec<String> = codes.iter().map(|(c, n)| format!("{c} {n}")).collect();
+    format!(" ({})", parts.join(", "))
 }

@@ -13,7 +13,9 @@ use sluice_local::provision::{
 use sluice_pipeline::contracts::{load, ContractSource};
 
 use crate::aws_opts::AwsOpts;
-use crate::pipeline::{self, LocalPipeline};
+use crate::error::{InvalidInput, Outcome};
+use crate::output::{self, Output};
+use crate::pipeline::{self, LocalPipeline, Progress};
 
 /// Arguments of `sluice local`.
 #[derive(Debug, Args)]
@@ -54,8 +56,11 @@ impl LocalOpts {
     /// The contracts directory, made absolute.
     pub fn contracts_dir(&self) -> anyhow::Result<Option<PathBuf>> {
         match &self.contracts {
-            Some(dir) => Ok(Some(std::fs::canonicalize(dir).with_context(|| {
-                format!("the contracts directory {} does not exist", dir.display())
+            Some(dir) => Ok(Some(std::fs::canonicalize(dir).map_err(|e| {
+                anyhow::Error::new(InvalidInput(format!(
+                    "the contracts directory {} does not exist ({e}); pass --contracts DIR",
+                    dir.display()
+                )))
             })?)),
             None => Ok(std::fs::canonicalize("infra/contracts").ok()),
         }
@@ -98,6 +103,10 @@ enum LocalCommand {
         /// queue allows ride out an outage of over two minutes
         #[arg(long, default_value_t = 120)]
         max_retry_delay_secs: u64,
+        /// Seconds between progress lines (on a terminal, or as JSON lines with --output json);
+        /// 0 for none
+        #[arg(long, default_value_t = 10)]
+        progress_secs: u64,
     },
     /// Delete the local pipeline: queues, bucket, typed tables and local state.
     Down {
@@ -109,31 +118,58 @@ enum LocalCommand {
 
 impl LocalArgs {
     /// Runs the subcommand.
-    pub async fn run(self) -> anyhow::Result<()> {
-        let sdk = self.common.aws.sdk_config().await;
+    pub async fn run(self, out: Output) -> anyhow::Result<Outcome> {
+        let sdk = self.common.aws.sdk_config().await?;
         match self.command {
             LocalCommand::Up { source_tables } => {
-                up(&sdk, &self.common, &source_tables, true).await?;
+                let p = up(&sdk, &self.common, &source_tables, !out.json()).await?;
+                if out.json() {
+                    output::print_json(&serde_json::json!({
+                        "prefix": p.prefix,
+                        "variables": p.variables(),
+                    }))?;
+                }
             }
             LocalCommand::Env => {
                 let p = self.common.pipeline(&sdk).await?;
+                let mut vars: Vec<(String, String)> = Vec::new();
                 if let Some(url) = &self.common.aws.endpoint_url {
-                    println!("export AWS_ENDPOINT_URL={}", shell_quote(url));
+                    vars.push(("AWS_ENDPOINT_URL".into(), url.clone()));
                 }
                 if let Some(region) = sdk.region() {
-                    println!("export AWS_REGION={}", shell_quote(region.as_ref()));
+                    vars.push(("AWS_REGION".into(), region.to_string()));
+                    vars.push(("AWS_DEFAULT_REGION".into(), region.to_string()));
                 }
                 for (k, v) in p.variables() {
-                    println!("export {k}={}", shell_quote(&v));
+                    vars.push((k.to_owned(), v));
+                }
+                if out.json() {
+                    output::print_json(
+                        &vars
+                            .into_iter()
+                            .collect::<std::collections::BTreeMap<_, _>>(),
+                    )?;
+                } else {
+                    for (k, v) in vars {
+                        println!("export {k}={}", shell_quote(&v));
+                    }
                 }
             }
             LocalCommand::Run {
                 until_idle,
                 retry_delay_secs,
                 max_retry_delay_secs,
+                progress_secs,
             } => {
                 let p = self.common.pipeline(&sdk).await?;
                 let shutdown = pipeline::shutdown_on_signals();
+                // Progress goes to a terminal (a line a while) or, with --output json, to
+                // stdout as JSON lines; a script that reads stderr sees only the summary.
+                let progress = (progress_secs > 0 && (out.json() || output::stderr_is_terminal()))
+                    .then(|| Progress {
+                        interval: Duration::from_secs(progress_secs),
+                        json: out.json(),
+                    });
                 let (report, totals) = pipeline::run(
                     &sdk,
                     &p,
@@ -143,27 +179,44 @@ impl LocalArgs {
                         base: Duration::from_secs(retry_delay_secs),
                         cap: Duration::from_secs(max_retry_delay_secs.max(retry_delay_secs)),
                     },
+                    progress,
                 )
                 .await?;
-                eprintln!(
-                    "{} invocations, {} records, {} failed invocations, {} on-failure records; landed {}, typed {} (and {} found already written), stale {}, quarantined {}{}",
-                    report.invocations,
-                    report.records,
-                    report.failed_invocations,
-                    report.on_failure_records,
-                    totals.sum("ingest", "RecordsLanded"),
-                    totals.sum("transform", "RowsWritten"),
-                    totals.sum("transform", "RowsAlreadyWritten"),
-                    totals.sum("transform", "RowsStale"),
-                    totals.sum("ingest", "RecordsQuarantined") + totals.sum("transform", "RecordsQuarantined"),
-                    if report.drained { "; drained" } else { "" }
-                );
+                let summary = serde_json::json!({
+                    "invocations": report.invocations,
+                    "records": report.records,
+                    "failed_invocations": report.failed_invocations,
+                    "on_failure_records": report.on_failure_records,
+                    "drained": report.drained,
+                    "landed": totals.sum("ingest", "RecordsLanded"),
+                    "rows_written": totals.sum("transform", "RowsWritten"),
+                    "rows_already_written": totals.sum("transform", "RowsAlreadyWritten"),
+                    "rows_stale": totals.sum("transform", "RowsStale"),
+                    "quarantined": totals.sum("ingest", "RecordsQuarantined") + totals.sum("transform", "RecordsQuarantined"),
+                });
+                if out.json() {
+                    println!("{}", serde_json::to_string(&summary)?);
+                } else {
+                    eprintln!(
+                        "{} invocations, {} records, {} failed invocations, {} on-failure records; landed {}, rows written {} (and {} found already written), stale {}, quarantined {}{}",
+                        report.invocations,
+                        report.records,
+                        report.failed_invocations,
+                        report.on_failure_records,
+                        summary["landed"],
+                        summary["rows_written"],
+                        summary["rows_already_written"],
+                        summary["rows_stale"],
+                        summary["quarantined"],
+                        if report.drained { "; drained" } else { "" }
+                    );
+                }
             }
             LocalCommand::Down { source_tables } => {
                 down(&sdk, &self.common, &source_tables).await?
             }
         }
-        Ok(())
+        Ok(Outcome::Ok)
     }
 }
 
@@ -176,14 +229,20 @@ pub async fn up(
 ) -> anyhow::Result<LocalPipeline> {
     let (s3, sqs) = (s3_client(sdk), sqs_client(sdk));
     let names = Names::new(&opts.prefix);
-    let endpoint = opts
-        .aws
-        .endpoint_url
-        .as_deref()
-        .unwrap_or("the default AWS endpoint");
-    let hint = || {
-        format!("could not create the local resources at {endpoint}; is the emulator running (`make emulator`)?")
+    // Inputs first: nothing is created for contracts that do not check.
+    let contracts = opts.contracts_dir()?;
+    let set = match &contracts {
+        Some(dir) => load(&ContractSource::Dir(dir.clone()), &s3).await?,
+        None => Default::default(),
     };
+    if !set.rejected.is_empty() {
+        let problems: Vec<String> = set.rejected.iter().map(ToString::to_string).collect();
+        return Err(anyhow::Error::new(InvalidInput(problems.join("\n"))).context(
+            "some contracts do not check (`sluice contracts validate DIR` lists every problem); \
+             nothing was created",
+        ));
+    }
+    let hint = || format!("could not create the local pipeline {:?}", opts.prefix);
     let r = ensure_ingest(&s3, &sqs, &names, false)
         .await
         .with_context(hint)?;
@@ -197,15 +256,6 @@ pub async fn up(
     )
     .await
     .with_context(hint)?;
-    let contracts = opts.contracts_dir()?;
-    let set = match &contracts {
-        Some(dir) => load(&ContractSource::Dir(dir.clone()), &s3).await?,
-        None => Default::default(),
-    };
-    if !set.rejected.is_empty() {
-        let problems: Vec<String> = set.rejected.iter().map(ToString::to_string).collect();
-        anyhow::bail!("some contracts do not check:\n{}", problems.join("\n"));
-    }
     let ddb = aws_sdk_dynamodb::Client::new(sdk);
     let say = |line: String| {
         if verbose {

@@ -48,17 +48,24 @@ impl LocalPipeline {
         state_dir: &Path,
     ) -> anyhow::Result<Self> {
         let names = Names::new(prefix);
-        let missing = || {
-            format!("the local resources of {prefix:?} do not exist; run `sluice local up` first")
+        // Only a queue that is really missing means the pipeline was never set up; any other
+        // failure (an endpoint that cannot be reached, access denied) is told as it is.
+        let url = |name: String| async move {
+            queue_url(sqs, &name).await.map_err(|e| {
+                if e.is_not_found() {
+                    anyhow::Error::new(e).context(format!(
+                        "the local pipeline {prefix:?} does not exist on this endpoint (no queue \
+                         {name}); create it with `sluice local up --prefix {prefix}`"
+                    ))
+                } else {
+                    anyhow::Error::new(e)
+                }
+            })
         };
         Ok(Self {
-            dlq_url: queue_url(sqs, &names.dlq).await.with_context(missing)?,
-            ingest_url: queue_url(sqs, &names.ingest_queue)
-                .await
-                .with_context(missing)?,
-            transform_url: queue_url(sqs, &names.transform_queue)
-                .await
-                .with_context(missing)?,
+            dlq_url: url(names.dlq.clone()).await?,
+            ingest_url: url(names.ingest_queue.clone()).await?,
+            transform_url: url(names.transform_queue.clone()).await?,
             prefix: prefix.to_owned(),
             names,
             contracts,
@@ -166,6 +173,7 @@ pub async fn run(
     until_idle: bool,
     shutdown: watch::Receiver<bool>,
     backoff: Backoff,
+    progress: Option<Progress>,
 ) -> anyhow::Result<(RunReport, Totals)> {
     let mappings = Mappings::load(&p.mappings_path())
         .with_context(|| format!("could not read {}", p.mappings_path().display()))?;
@@ -201,15 +209,35 @@ pub async fn run(
     };
     let totals = Arc::new(Mutex::new(Totals::default()));
     let cw = aws_sdk_cloudwatch::Client::new(sdk);
+    // Stopped, not aborted, when the run ends: an abort in the middle of a PutMetricData would
+    // lose the metrics it had drained.
+    let (stop_publishing, mut publishing) = watch::channel(false);
     let publisher = {
         let (collector, totals, cw) = (collector.clone(), totals.clone(), cw.clone());
         tokio::spawn(async move {
             loop {
-                tokio::time::sleep(Duration::from_secs(5)).await;
+                tokio::select! {
+                    _ = publishing.changed() => break,
+                    () = tokio::time::sleep(Duration::from_secs(5)) => {}
+                }
                 publish(&cw, &collector, &totals).await;
             }
         })
     };
+    let reporter = progress.map(|every| {
+        let (totals, sqs, p) = (totals.clone(), sqs_client(sdk), p.clone());
+        let mut stop = stop_publishing.subscribe();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stop.changed() => break,
+                    () = tokio::time::sleep(every.interval) => {}
+                }
+                let line = ProgressLine::read(&sqs, &p, &totals).await;
+                line.print(every.json);
+            }
+        })
+    });
     let report = runner
         .run(RunOptions {
             until_idle,
@@ -217,11 +245,86 @@ pub async fn run(
             backoff,
             poll_interval: Duration::from_millis(250),
         })
-        .await?;
-    publisher.abort();
+        .await;
+    let _ = stop_publishing.send(true);
+    let _ = publisher.await;
+    if let Some(r) = reporter {
+        let _ = r.await;
+    }
     publish(&cw, &collector, &totals).await;
+    let report = report?;
     let totals = totals.lock().map(|t| t.clone()).unwrap_or_default();
     Ok((report, totals))
+}
+
+/// How often `local run` says where it is, and how.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    /// Between two lines.
+    pub interval: Duration,
+    /// A JSON line on stdout rather than a line for people on stderr.
+    pub json: bool,
+}
+
+/// One progress line of `local run`: work done so far, and what is waiting.
+#[derive(Debug, serde::Serialize)]
+pub struct ProgressLine {
+    /// Records ingest took.
+    pub records_in: f64,
+    /// Records landed in raw staging.
+    pub landed: f64,
+    /// Row writes applied.
+    pub rows_written: f64,
+    /// Row writes skipped as stale.
+    pub rows_stale: f64,
+    /// Dead letters sent (ingest and transform).
+    pub quarantined: f64,
+    /// Messages on the ingest queue (visible, in flight, delayed).
+    pub ingest_backlog: Option<u64>,
+    /// Messages on the transform queue.
+    pub transform_backlog: Option<u64>,
+    /// Messages on the dead-letter queue.
+    pub dlq_depth: Option<u64>,
+}
+
+impl ProgressLine {
+    async fn read(sqs: &aws_sdk_sqs::Client, p: &LocalPipeline, totals: &Mutex<Totals>) -> Self {
+        let depth =
+            |url: String| async move { sluice_aws::listing::queue_depth(sqs, &url).await.ok() };
+        let t = totals.lock().map(|t| t.clone()).unwrap_or_default();
+        Self {
+            records_in: t.sum("ingest", "RecordsIn"),
+            landed: t.sum("ingest", "RecordsLanded"),
+            rows_written: t.sum("transform", "RowsWritten"),
+            rows_stale: t.sum("transform", "RowsStale"),
+            quarantined: t.sum("ingest", "RecordsQuarantined")
+                + t.sum("transform", "RecordsQuarantined"),
+            ingest_backlog: depth(p.ingest_url.clone()).await,
+            transform_backlog: depth(p.transform_url.clone()).await,
+            dlq_depth: depth(p.dlq_url.clone()).await,
+        }
+    }
+
+    fn print(&self, json: bool) {
+        if json {
+            if let Ok(line) = serde_json::to_string(self) {
+                println!("{line}");
+            }
+            return;
+        }
+        let n = |v: Option<u64>| v.map_or_else(|| "?".to_owned(), |n| n.to_string());
+        eprintln!(
+            "local run: {} records in, {} landed, {} rows written, {} stale, {} quarantined; backlog ingest {}, transform {}; DLQ {}",
+            self.records_in,
+            self.landed,
+            self.rows_written,
+            self.rows_stale,
+            self.quarantined,
+            n(self.ingest_backlog),
+            n(self.transform_backlog),
+            n(self.dlq_depth)
+        );
+    }
 }
 
 async fn publish(cw: &aws_sdk_cloudwatch::Client, collector: &Collector, totals: &Mutex<Totals>) {

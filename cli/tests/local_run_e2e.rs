@@ -191,8 +191,13 @@ async fn a_poison_record_does_not_block_its_shard() {
             .await
             .unwrap();
     }
-    let out = local.run(&["local", "run", "--until-idle"]);
+    let out = local.run(&["local", "run", "--until-idle", "--output", "json"]);
     assert!(out.status.success(), "{}", text(&out));
+    let summary: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap();
+    assert_eq!(summary["drained"], true, "{summary}");
+    assert_eq!(summary["rows_written"], 19.0, "{summary}");
+    assert_eq!(summary["quarantined"], 1.0, "{summary}");
     let typed = scan(&env, &local.typed()).await;
     assert_eq!(typed.len(), 19, "every record but the poison one is typed");
     assert!(typed.iter().all(|i| i["pk"].as_s().unwrap() != "k-09"));
@@ -399,12 +404,30 @@ async fn the_audit_detects_a_lost_row_and_a_lost_raw_object() {
         .await
         .unwrap();
     let audit = local.run(&["audit"]);
-    assert!(
-        !audit.status.success(),
-        "a deleted typed row must fail the audit"
+    assert_eq!(
+        audit.status.code(),
+        Some(1),
+        "a deleted typed row fails the audit"
     );
     assert!(text(&audit).contains("no typed row"), "{}", text(&audit));
     assert!(text(&audit).contains(&pk), "{}", text(&audit));
+    let json = local.run(&["audit", "--output", "json"]);
+    assert_eq!(json.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(report["clean"], false);
+    let problems = report["problems"].as_array().unwrap();
+    assert_eq!(
+        report["findings"].as_u64().unwrap() as usize,
+        problems.len()
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.as_str().unwrap().contains(&pk)
+                && p.as_str().unwrap().contains("no typed row")),
+        "{report:#}"
+    );
+    assert!(report["tables"][0]["raw_lines"].as_u64().unwrap() > 0);
 
     let bucket = format!("{}-raw", local.prefix);
     let survivor = rows
@@ -627,13 +650,81 @@ async fn duplicate_dead_letters_are_counted_once() {
         "{t}"
     );
     assert!(t.contains("duplicate dead letters: "), "{t}");
-    let status = text(&local.run(&["status"]));
-    assert!(
-        status
-            .lines()
-            .any(|l| l.contains("transform contract_violation") && l.trim_end().ends_with(" 20")),
-        "{status}"
+    let status = local.run(&["status", "--output", "json"]);
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(
+        status["dead_letters"]["by_class"]["transform contract_violation"], 20,
+        "{status:#}"
     );
+    assert!(status["dead_letters"]["duplicates"].as_u64().unwrap() > 0);
+}
+
+/// GIVEN a contracts directory that does not exist
+/// WHEN `sluice local up` is run
+/// THEN it fails with exit 1, naming the directory, and creates nothing.
+#[tokio::test]
+async fn local_up_checks_its_inputs_before_creating_anything() {
+    let env = env().await;
+    let prefix = unique("nothing");
+    let local = Local {
+        prefix: prefix.clone(),
+        contracts: PathBuf::from("/nope/contracts"),
+        state: std::env::temp_dir().join(unique("state")),
+        source: String::new(),
+        endpoint: env.endpoint.clone(),
+    };
+    let out = local.run(&["local", "up"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .starts_with("error: the contracts directory /nope/contracts does not exist"),
+        "{}",
+        text(&out)
+    );
+    let queues = env
+        .sqs
+        .list_queues()
+        .queue_name_prefix(&prefix)
+        .send()
+        .await
+        .unwrap();
+    assert!(queues.queue_urls().is_empty(), "nothing was created");
+}
+
+/// GIVEN a fresh endpoint
+/// WHEN `sluice demo --count N --output json` runs
+/// THEN it prints one JSON document with the summary and the audit.
+#[tokio::test]
+async fn a_demo_prints_its_summary_and_audit_as_json() {
+    let env = env().await;
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .current_dir(REPO)
+        .args([
+            "demo",
+            "--count",
+            "60",
+            "--output",
+            "json",
+            "--prefix",
+            &unique("demojson"),
+            "--state-dir",
+            std::env::temp_dir().join(unique("state")).to_str().unwrap(),
+        ])
+        .env("AWS_ENDPOINT_URL", &env.endpoint)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["changes"]["total"], 60, "{v:#}");
+    for field in ["raw_objects", "row_writes", "dead_letters", "latency_ms"] {
+        assert!(v[field].is_object(), "{field}: {v:#}");
+    }
+    assert!(v["throughput_per_sec"].is_number());
+    assert_eq!(v["audit"]["clean"], true, "{v:#}");
+    assert!(v["audit"]["tables"].as_array().unwrap().len() == 2);
 }
 
 /// GIVEN a fresh endpoint
@@ -666,9 +757,8 @@ async fn a_small_demo_ends_with_a_clean_audit() {
     for needle in [
         "changes in",
         "raw objects",
-        "typed rows",
-        "stale writes",
-        "quarantined",
+        "row writes",
+        "dead letters",
         "throughput",
         "latency (e2e)",
         "audit: clean",

@@ -224,6 +224,7 @@ async fn a_debezium_postgres_stream_types_exactly_and_keeps_toasted_columns() {
         typed_table_prefix: &p.names.typed_table_prefix,
         source_tables: &[],
         queues: &[("transform".to_owned(), p.transform_queue_url.clone())],
+        progress: None,
     })
     .await
     .unwrap();

@@ -450,6 +450,7 @@ async fn dynamodb_changes_through_kinesis_converge_to_the_source_table() {
         typed_table_prefix: &p.names.typed_table_prefix,
         source_tables: std::slice::from_ref(&source),
         queues: &[("transform".to_owned(), p.transform_queue_url.clone())],
+        progress: None,
     })
     .await
     .unwrap();

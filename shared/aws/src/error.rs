@@ -99,7 +99,7 @@ impl AwsError {
                 } else {
                     "the request could not be sent"
                 };
-                (true, None, what.to_owned())
+                (true, None, format!("{what}: {}", root_cause(&err)))
             }
             SdkError::ResponseError(r) => (
                 true,
@@ -169,6 +169,46 @@ impl AwsError {
     /// Whether delivering the record again may succeed.
     pub fn is_retriable(&self) -> bool {
         self.retriable
+    }
+
+    /// Whether the call never reached the service: the connection failed or timed out.
+    pub fn is_unreachable(&self) -> bool {
+        self.message.starts_with("connection failed")
+            || self.message.starts_with("connection timed out")
+    }
+
+    /// Whether the service refused the caller: bad or expired credentials, or no permission.
+    pub fn is_access_denied(&self) -> bool {
+        self.code.as_deref().is_some_and(|c| {
+            [
+                "AccessDenied",
+                "AccessDeniedException",
+                "UnrecognizedClientException",
+                "InvalidClientTokenId",
+                "InvalidAccessKeyId",
+                "SignatureDoesNotMatch",
+                "ExpiredToken",
+                "ExpiredTokenException",
+                "MissingAuthenticationToken",
+                "AuthFailure",
+            ]
+            .contains(&c)
+        })
+    }
+
+    /// Whether the resource the call names does not exist.
+    pub fn is_not_found(&self) -> bool {
+        self.code.as_deref().is_some_and(|c| {
+            [
+                "AWS.SimpleQueueService.NonExistentQueue",
+                "QueueDoesNotExist",
+                "NoSuchBucket",
+                "NoSuchKey",
+                "ResourceNotFoundException",
+                "NotFound",
+            ]
+            .contains(&c)
+        })
     }
 }
 

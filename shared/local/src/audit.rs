@@ -56,10 +56,12 @@ pub struct AuditInput<'a> {
     pub source_tables: &'a [String],
     /// The pipeline's queues (name, URL), whose messages are changes still in flight.
     pub queues: &'a [(String, String)],
+    /// Told what the audit is reading, as it goes (for a progress line).
+    pub progress: Option<&'a (dyn Fn(&str) + Send + Sync)>,
 }
 
 /// The accounting of one contract.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct TableAudit {
     /// The contract (typed table) name.
     pub contract: String,
@@ -82,7 +84,7 @@ pub struct TableAudit {
 }
 
 /// The audit's findings.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct AuditReport {
     /// Per contract.
     pub tables: Vec<TableAudit>,
@@ -134,6 +136,12 @@ struct LineEntry {
 /// Runs the audit.
 pub async fn audit(input: &AuditInput<'_>) -> Result<AuditReport, AwsError> {
     let mut report = AuditReport::default();
+    let say = |what: &str| {
+        if let Some(p) = input.progress {
+            p(what);
+        }
+    };
+    say("reading the dead-letter queue");
     let dlq =
         DlqSnapshot::read(input.sqs, input.dlq_url, sluice_pipeline::dlq::READ_BUDGET).await?;
     report.dead_letters = dlq.by_class();
@@ -173,7 +181,12 @@ pub async fn audit(input: &AuditInput<'_>) -> Result<AuditReport, AwsError> {
         limits: &limits,
         tombstone_expires_at: 0,
     };
-    for key in &keys {
+    for (n, key) in keys.iter().enumerate() {
+        say(&format!(
+            "reading raw staging: object {} of {}",
+            n + 1,
+            keys.len()
+        ));
         let text = read_object(input.s3, input.raw_bucket, key).await?;
         for (i, line) in text.lines().enumerate() {
             if line.trim().is_empty() {
@@ -273,6 +286,7 @@ pub async fn audit(input: &AuditInput<'_>) -> Result<AuditReport, AwsError> {
 
     let mut stream_keys: HashMap<String, HashSet<String>> = HashMap::new();
     for contract in input.contracts.all() {
+        say(&format!("comparing the typed table of {}", contract.name));
         let table = format!("{}{}", input.typed_table_prefix, contract.name);
         let items = scan(input.ddb, &table).await?;
         let lines = per_contract.remove(&contract.name).unwrap_or_default();
@@ -392,6 +406,7 @@ pub async fn audit(input: &AuditInput<'_>) -> Result<AuditReport, AwsError> {
 
     // DynamoDB sources against their typed tables.
     for source in input.source_tables {
+        say(&format!("comparing source table {source}"));
         let source_items = scan(input.ddb, source).await?;
         for contract in input.contracts.all().iter().filter(|c| {
             c.accepts(source, Format::DdbStream) || c.accepts(source, Format::DdbKinesis)

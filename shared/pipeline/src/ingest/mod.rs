@@ -182,7 +182,7 @@ impl IngestResponse {
 }
 
 /// Counts of one invocation, also emitted as metrics.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IngestStats {
     /// Records in the event.
     pub records_in: usize,
@@ -196,6 +196,8 @@ pub struct IngestStats {
     pub objects: usize,
     /// Compressed bytes written.
     pub bytes: usize,
+    /// Dead letters sent, by error code.
+    pub dead_letters: BTreeMap<String, usize>,
 }
 
 #[derive(Deserialize)]
@@ -245,6 +247,16 @@ pub async fn handle<R: RawStore, D: DeadLetters>(
     event: &str,
     deps: &Ingest<R, D>,
 ) -> Result<IngestResponse, IngestError> {
+    handle_counted(event, deps)
+        .await
+        .map(|(response, _)| response)
+}
+
+/// [`handle`], with the invocation's counts.
+pub async fn handle_counted<R: RawStore, D: DeadLetters>(
+    event: &str,
+    deps: &Ingest<R, D>,
+) -> Result<(IngestResponse, IngestStats), IngestError> {
     let started = Instant::now();
     let now_ms = chrono::Utc::now().timestamp_millis();
     let view: EventView<'_> = serde_json::from_str(event).map_err(|e| {
@@ -303,7 +315,7 @@ pub async fn handle<R: RawStore, D: DeadLetters>(
         objects = stats.objects,
         "Ingest batch handled."
     );
-    Ok(response)
+    Ok((response, stats))
 }
 
 fn detect_source(first: &RawValue) -> Result<Source, IngestError> {
@@ -354,7 +366,10 @@ async fn deliver<R: RawStore, D: DeadLetters>(
         })
         .collect();
     let dead = stream::iter(envelopes)
-        .map(|(i, env)| async move { (i, deps.dead_letters.send(env).await) })
+        .map(|(i, env)| async move {
+            let code = env.error_code.clone().unwrap_or_default();
+            (i, code, deps.dead_letters.send(env).await)
+        })
         .buffer_unordered(concurrency)
         .collect::<Vec<_>>();
     let (puts, dead) = tokio::join!(puts, dead);
@@ -385,23 +400,20 @@ async fn deliver<R: RawStore, D: DeadLetters>(
             }
         }
     }
-    for (i, result) in dead {
-        match result {
-            Ok(()) => stats.quarantined += 1,
-            Err(e) => {
-                tracing::error!(error = %e, index = i, "Dead letter not sent; the record will be retried.");
-                failed.insert(i);
-            }
-        }
-    }
     let sent = stream::iter(rejected)
-        .map(|(i, env)| async move { (i, deps.dead_letters.send(env).await) })
+        .map(|(i, env)| async move {
+            let code = env.error_code.clone().unwrap_or_default();
+            (i, code, deps.dead_letters.send(env).await)
+        })
         .buffer_unordered(concurrency)
         .collect::<Vec<_>>()
         .await;
-    for (i, result) in sent {
+    for (i, code, result) in dead.into_iter().chain(sent) {
         match result {
-            Ok(()) => stats.quarantined += 1,
+            Ok(()) => {
+                stats.quarantined += 1;
+                *stats.dead_letters.entry(code).or_default() += 1;
+            }
             Err(e) => {
                 tracing::error!(error = %e, index = i, "Dead letter not sent; the record will be retried.");
                 failed.insert(i);

@@ -121,6 +121,8 @@ pub struct TransformStats {
     pub control: usize,
     /// Lines dead-lettered, by error class.
     pub quarantined: BTreeMap<&'static str, usize>,
+    /// Lines dead-lettered, by error code.
+    pub dead_letters: BTreeMap<String, usize>,
     /// Per typed table: rows written, stale (superseded in the object or by a stored row), and
     /// end-to-end latencies of written rows in ms.
     pub tables: BTreeMap<String, TableStats>,
@@ -243,6 +245,7 @@ async fn handle_message<O: RawObjects, T: TypedTables, D: DeadLetters>(
             .with_original(body.clone());
             env.retry_count = record.retry_count();
             *stats.quarantined.entry(err.class().as_str()).or_default() += 1;
+            *stats.dead_letters.entry(err.code().to_owned()).or_default() += 1;
             return deps.dead_letters.send(env).await.map_err(Retry::DeadLetter);
         }
     };

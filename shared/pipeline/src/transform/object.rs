@@ -189,6 +189,10 @@ impl<'a, O: RawObjects, T: TypedTables, D: DeadLetters> ObjectBatch<'a, O, T, D>
             .quarantined
             .entry(env.error_class.as_str())
             .or_default() += 1;
+        *stats
+            .dead_letters
+            .entry(env.error_code.clone().unwrap_or_default())
+            .or_default() += 1;
         if let Some(t) = table {
             stats.tables.entry(t.to_owned()).or_default().quarantined += 1;
         }
@@ -372,6 +376,10 @@ impl<'a, O: RawObjects, T: TypedTables, D: DeadLetters> ObjectBatch<'a, O, T, D>
                     env.raw_ref = Some(raw_ref.clone());
                     env.original_ref = Some(raw_ref);
                     *stats.quarantined.entry("contract_violation").or_default() += 1;
+                    *stats
+                        .dead_letters
+                        .entry("write_rejected".to_owned())
+                        .or_default() += 1;
                     dead.push(env);
                 }
             }
