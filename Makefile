@@ -3,14 +3,12 @@
 SHELL := bash
 .DEFAULT_GOAL := help
 
-# Local AWS emulator (moto) settings, exported so recipes, the AWS SDK and the
-# tests all talk to the emulator instead of a real account.
-SLUICE_EMULATOR_PORT ?= 4566
-AWS_ENDPOINT_URL ?= http://127.0.0.1:$(SLUICE_EMULATOR_PORT)
-AWS_REGION ?= us-east-1
-AWS_ACCESS_KEY_ID ?= test
-AWS_SECRET_ACCESS_KEY ?= test
-export SLUICE_EMULATOR_PORT AWS_ENDPOINT_URL AWS_REGION AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
+# The local AWS emulator (moto) for `make emulator` and `make demo`: port 4566 unless
+# SLUICE_EMULATOR_PORT says otherwise. `make test` starts a private emulator on a free port
+# (infra/with-emulator.sh), or uses AWS_ENDPOINT_URL when it is set.
+DEMO_PORT := $(or $(SLUICE_EMULATOR_PORT),4566)
+DEMO_ENV := SLUICE_EMULATOR_PORT=$(DEMO_PORT) AWS_ENDPOINT_URL=http://127.0.0.1:$(DEMO_PORT) \
+	AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1 AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test
 
 ifdef CI
 export CARGO_INCREMENTAL ?= 0
@@ -24,11 +22,11 @@ help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) \
 		| awk 'BEGIN { FS = ":.*## " } { printf "  %-14s %s\n", $$1, $$2 }'
 
-emulator: ## Start the local AWS emulator (moto) in the background
-	bash infra/emulator.sh start
+emulator: ## Start the local AWS emulator (moto) in the background (port 4566, or SLUICE_EMULATOR_PORT)
+	$(DEMO_ENV) bash infra/emulator.sh start
 
 emulator-stop: ## Stop the local AWS emulator
-	bash infra/emulator.sh stop
+	$(DEMO_ENV) bash infra/emulator.sh stop
 
 build: ## Build every crate and target in the workspace
 	cargo build --workspace --all-targets
@@ -47,9 +45,9 @@ fuzz: ## Run the property tests (arbitrary bodies, records and Debezium events) 
 DEMO_ARGS ?=
 
 demo: ## Run the whole pipeline locally on a realistic workload, then audit it (DEMO_ARGS=... for more)
-	bash infra/emulator.sh start
-	bash infra/demo.sh $(DEMO_ARGS)
-	@echo "The emulator is still running at $(AWS_ENDPOINT_URL): try target/debug/sluice status. Stop it with: make emulator-stop"
+	$(DEMO_ENV) bash infra/emulator.sh start
+	$(DEMO_ENV) bash infra/demo.sh $(DEMO_ARGS)
+	@echo "The emulator is still running at http://127.0.0.1:$(DEMO_PORT): run eval \"\$$(SLUICE_EMULATOR_PORT=$(DEMO_PORT) bash infra/emulator.sh env)\" then target/debug/sluice status. Stop it with: make emulator-stop"
 
 fmt: ## Format all Rust code
 	cargo fmt --all
@@ -59,6 +57,6 @@ lint: ## Check formatting and run clippy with warnings as errors
 	cargo clippy --workspace --all-targets -- -D warnings
 
 clean: ## Remove build output and emulator state (stops the emulator)
-	bash infra/emulator.sh stop
+	$(DEMO_ENV) bash infra/emulator.sh stop
 	cargo clean
 	rm -rf .emulator

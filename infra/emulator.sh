@@ -3,13 +3,15 @@
 #
 # Usage: bash infra/emulator.sh {install|start|stop|status|env}
 #
-#   install  create the virtualenv (default ./.venv, override with SLUICE_VENV) and
-#            install requirements-dev.txt into it when that file changed
-#   start    install if needed, then start moto_server in the background unless
-#            something already answers on the port; waits until it answers
-#   stop     stop the emulator started by `start` (pid in .emulator/moto.pid)
-#   status   say whether the emulator answers; exit 0 if it does, 3 if not
-#   env      print shell exports pointing AWS clients at the emulator
+#   install    create the virtualenv (default ./.venv, override with SLUICE_VENV) and
+#              install requirements-dev.txt into it when that file changed
+#   start      install if needed, then start moto_server in the background unless it
+#              already answers on the port; waits until it answers. If another program
+#              holds the port, says which and how to pick another port
+#   stop       stop the emulator started by `start` on the port (.emulator/moto-PORT.pid)
+#   status     say whether the emulator answers; exit 0 if it does, 3 if not
+#   env        print shell exports pointing AWS clients at the emulator
+#   free-port  print a TCP port nothing listens on
 #
 # Environment:
 #   SLUICE_EMULATOR_PORT  port to listen on (default 4566)
@@ -22,8 +24,8 @@ VENV="${SLUICE_VENV:-$ROOT/.venv}"
 REQUIREMENTS="$ROOT/requirements-dev.txt"
 STAMP="$VENV/.installed"
 STATE_DIR="$ROOT/.emulator"
-PID_FILE="$STATE_DIR/moto.pid"
-LOG_FILE="$STATE_DIR/moto.log"
+PID_FILE="$STATE_DIR/moto-$PORT.pid"
+LOG_FILE="$STATE_DIR/moto-$PORT.log"
 HOST="127.0.0.1"
 URL="http://$HOST:$PORT"
 PROBE_URL="$URL/moto-api/"
@@ -70,11 +72,43 @@ cmd_install() {
     fi
 }
 
+# True if something accepts connections on the port.
+port_taken() {
+    python3 - "$HOST" "$PORT" <<'PY' >/dev/null 2>&1
+import socket, sys
+s = socket.socket()
+s.settimeout(1)
+sys.exit(0 if s.connect_ex((sys.argv[1], int(sys.argv[2]))) == 0 else 1)
+PY
+}
+
+# The program that listens on the port, when the system says.
+port_holder() {
+    if command -v ss >/dev/null 2>&1; then
+        ss -ltnpH "sport = :$PORT" 2>/dev/null | sed -n 's/.*users:((\("[^"]*",pid=[0-9]*\).*/\1/p' | head -n 1
+    fi
+}
+
+cmd_free_port() {
+    python3 - <<'PY'
+import socket
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])
+PY
+}
+
 cmd_start() {
     cmd_install
     if answers; then
         log "already running at $URL"
         return 0
+    fi
+    if port_taken && ! live_pid >/dev/null; then
+        local holder
+        holder="$(port_holder)"
+        die "port $PORT is in use by another program${holder:+ ($holder)}, not the emulator; \
+pick another port, for example: SLUICE_EMULATOR_PORT=$(cmd_free_port) make demo"
     fi
     mkdir -p "$STATE_DIR"
 
@@ -145,6 +179,7 @@ cmd_env() {
     cat <<EOF
 export AWS_ENDPOINT_URL=$URL
 export AWS_REGION=us-east-1
+export AWS_DEFAULT_REGION=us-east-1
 export AWS_ACCESS_KEY_ID=test
 export AWS_SECRET_ACCESS_KEY=test
 EOF
@@ -160,6 +195,7 @@ case "${1:-}" in
     stop) cmd_stop ;;
     status) cmd_status ;;
     env) cmd_env ;;
+    free-port) cmd_free_port ;;
     -h | --help | help) usage ;;
     *)
         usage

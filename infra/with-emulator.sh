@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Run a command with the local AWS emulator available.
+# Run a command with an AWS-compatible endpoint available.
 #
 # Usage: bash infra/with-emulator.sh CMD [ARGS...]
 #
-# Starts the emulator (infra/emulator.sh start) unless it already answers, exports
-# the AWS_* variables pointing at it (keeping any already set), runs CMD, and stops
-# the emulator afterwards only if this invocation started it. Exits with CMD's status.
+# With AWS_ENDPOINT_URL set, CMD runs against that endpoint (LocalStack, say) and nothing is
+# started. Otherwise a private emulator is started on a free port, so another emulator or a
+# LocalStack on 4566 changes nothing; CMD runs with the AWS_* variables pointing at it, and the
+# emulator is stopped afterwards. SLUICE_EMULATOR_PORT picks the port instead (an emulator
+# already answering there is reused and left running). Exits with CMD's status.
 set -euo pipefail
 
 if (($# == 0)); then
@@ -15,6 +17,19 @@ fi
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 EMULATOR=(bash "$HERE/emulator.sh")
+
+if [[ -n "${AWS_ENDPOINT_URL:-}" ]]; then
+    echo "with-emulator: using AWS_ENDPOINT_URL=$AWS_ENDPOINT_URL" >&2
+    export AWS_REGION="${AWS_REGION:-us-east-1}"
+    export AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-test}"
+    export AWS_SECRET_ACCESS_KEY="${AWS_SECRET_ACCESS_KEY:-test}"
+    exec "$@"
+fi
+
+if [[ -z "${SLUICE_EMULATOR_PORT:-}" ]]; then
+    SLUICE_EMULATOR_PORT="$("${EMULATOR[@]}" free-port)"
+fi
+export SLUICE_EMULATOR_PORT
 
 started=0
 cleanup() {
@@ -34,16 +49,12 @@ if ! "${EMULATOR[@]}" status >/dev/null; then
     started=1
     "${EMULATOR[@]}" start
 else
-    echo "emulator: already running; leaving it running afterwards" >&2
+    echo "emulator: already running on port $SLUICE_EMULATOR_PORT; leaving it running afterwards" >&2
 fi
 
-# Point AWS clients at the emulator unless the caller chose otherwise.
+# Point AWS clients at this emulator.
 while IFS= read -r line; do
-    assignment="${line#export }"
-    name="${assignment%%=*}"
-    if [[ -z "${!name:-}" ]]; then
-        export "$assignment"
-    fi
+    export "${line#export }"
 done < <("${EMULATOR[@]}" env)
 
 status=0

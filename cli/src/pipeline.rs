@@ -214,13 +214,14 @@ pub async fn run(
     let (stop_publishing, mut publishing) = watch::channel(false);
     let publisher = {
         let (collector, totals, cw) = (collector.clone(), totals.clone(), cw.clone());
+        let prefix = p.prefix.clone();
         tokio::spawn(async move {
             loop {
                 tokio::select! {
                     _ = publishing.changed() => break,
                     () = tokio::time::sleep(Duration::from_secs(5)) => {}
                 }
-                publish(&cw, &collector, &totals).await;
+                publish(&cw, &collector, &totals, &prefix).await;
             }
         })
     };
@@ -251,7 +252,7 @@ pub async fn run(
     if let Some(r) = reporter {
         let _ = r.await;
     }
-    publish(&cw, &collector, &totals).await;
+    publish(&cw, &collector, &totals, &p.prefix).await;
     let report = report?;
     let totals = totals.lock().map(|t| t.clone()).unwrap_or_default();
     Ok((report, totals))
@@ -327,7 +328,12 @@ impl ProgressLine {
     }
 }
 
-async fn publish(cw: &aws_sdk_cloudwatch::Client, collector: &Collector, totals: &Mutex<Totals>) {
+async fn publish(
+    cw: &aws_sdk_cloudwatch::Client,
+    collector: &Collector,
+    totals: &Mutex<Totals>,
+    pipeline: &str,
+) {
     let sets = collector.drain();
     if sets.is_empty() {
         return;
@@ -337,7 +343,7 @@ async fn publish(cw: &aws_sdk_cloudwatch::Client, collector: &Collector, totals:
             t.add(set);
         }
     }
-    if let Err(e) = put_metric_data(cw, &sets).await {
+    if let Err(e) = put_metric_data(cw, &sets, pipeline).await {
         tracing::warn!(error = %e, "Could not publish metrics to CloudWatch.");
     }
 }

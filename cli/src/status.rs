@@ -1,6 +1,6 @@
 //! `sluice status`: queue depths, dead letters by class, the oldest dead letter's age, the latest
 //! metrics and the alarms of the local pipeline; `--watch` refreshes it with per-minute
-//! sparklines of the last hour.
+//! sparklines of the last hour. Metrics are this pipeline's own (its `Pipeline` dimension).
 //!
 //! `--output json` prints:
 //!
@@ -145,7 +145,8 @@ impl StatusArgs {
             if out.json() {
                 println!("{}", serde_json::to_string(&status)?);
             } else {
-                let lines = sparklines(&cw, chrono::Utc::now().timestamp_millis()).await?;
+                let lines =
+                    sparklines(&cw, &p.prefix, chrono::Utc::now().timestamp_millis()).await?;
                 // Clear the screen and go home, as `watch` does.
                 print!("\x1b[2J\x1b[H");
                 println!(
@@ -209,7 +210,7 @@ async fn gather(
     };
     let mut sums = Vec::new();
     for (function, metric) in METRICS {
-        let sum = metric_sum(cw, function, metric, now - minutes * 60_000, now).await?;
+        let sum = metric_sum(cw, &p.prefix, function, metric, now - minutes * 60_000, now).await?;
         sums.push(MetricSum {
             function,
             metric,
@@ -276,12 +277,13 @@ async fn gather(
 /// A metric's sum from `start` to `end` (epoch ms), in one period.
 async fn metric_sum(
     cw: &aws_sdk_cloudwatch::Client,
+    pipeline: &str,
     function: &str,
     metric: &str,
     start: i64,
     end: i64,
 ) -> anyhow::Result<f64> {
-    let buckets = per_minute(cw, function, metric, start, end).await?;
+    let buckets = per_minute(cw, pipeline, function, metric, start, end).await?;
     // Folded from +0.0: an empty `sum()` of floats is -0.0, which prints as "-0".
     Ok(buckets.values().fold(0.0, |a, b| a + b))
 }
@@ -289,6 +291,7 @@ async fn metric_sum(
 /// A metric's sums a minute, by the minute's start (epoch ms).
 async fn per_minute(
     cw: &aws_sdk_cloudwatch::Client,
+    pipeline: &str,
     function: &str,
     metric: &str,
     start: i64,
@@ -305,6 +308,12 @@ async fn per_minute(
             Dimension::builder()
                 .name("Function")
                 .value(function)
+                .build(),
+        )
+        .dimensions(
+            Dimension::builder()
+                .name(sluice_local::cloudwatch::PIPELINE_DIMENSION)
+                .value(pipeline)
                 .build(),
         )
         .start_time(aws_smithy_types::DateTime::from_millis(first))
@@ -326,7 +335,11 @@ async fn per_minute(
 }
 
 /// Sparklines of the last hour, a mark a minute.
-async fn sparklines(cw: &aws_sdk_cloudwatch::Client, now: i64) -> anyhow::Result<Vec<String>> {
+async fn sparklines(
+    cw: &aws_sdk_cloudwatch::Client,
+    pipeline: &str,
+    now: i64,
+) -> anyhow::Result<Vec<String>> {
     let start = now - 60 * 60_000;
     let mut lines = Vec::new();
     for (label, function, metric) in [
@@ -334,7 +347,7 @@ async fn sparklines(cw: &aws_sdk_cloudwatch::Client, now: i64) -> anyhow::Result
         ("rows typed ", "transform", "RowsWritten"),
         ("quarantined", "transform", "RecordsQuarantined"),
     ] {
-        let buckets = per_minute(cw, function, metric, start, now).await?;
+        let buckets = per_minute(cw, pipeline, function, metric, start, now).await?;
         let first = start - start.rem_euclid(60_000);
         let values: Vec<f64> = (0..60)
             .map(|i| buckets.get(&(first + i * 60_000)).copied().unwrap_or(0.0))

@@ -5,11 +5,16 @@
 use sluice_aws::metrics::MetricSet;
 use sluice_aws::AwsError;
 
+/// The dimension that tells local pipelines apart: metrics of every local pipeline on an
+/// endpoint share one namespace, so `sluice status` and the local alarms read those of theirs.
+pub const PIPELINE_DIMENSION: &str = "Pipeline";
+
 /// Publishes collected metric sets with `PutMetricData`, for endpoints where EMF log lines are
-/// not turned into metrics.
+/// not turned into metrics, each with the `Pipeline` dimension `pipeline` added.
 pub async fn put_metric_data(
     cw: &aws_sdk_cloudwatch::Client,
     sets: &[(i64, MetricSet)],
+    pipeline: &str,
 ) -> Result<(), AwsError> {
     use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
     let mut data = Vec::new();
@@ -17,7 +22,9 @@ pub async fn put_metric_data(
         let dims: Vec<Dimension> = set
             .dimensions()
             .iter()
-            .map(|(k, v)| Dimension::builder().name(*k).value(v).build())
+            .map(|(k, v)| (*k, v.as_str()))
+            .chain(std::iter::once((PIPELINE_DIMENSION, pipeline)))
+            .map(|(k, v)| Dimension::builder().name(k).value(v).build())
             .collect();
         let ts = aws_smithy_types::DateTime::from_millis(*at);
         for (name, unit, values) in set.values() {

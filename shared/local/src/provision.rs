@@ -385,6 +385,12 @@ pub async fn ensure_alarms(
                                         .value(function)
                                         .build(),
                                 )
+                                .dimensions(
+                                    Dimension::builder()
+                                        .name(crate::cloudwatch::PIPELINE_DIMENSION)
+                                        .value(prefix)
+                                        .build(),
+                                )
                                 .build(),
                         )
                         .period(300)
