@@ -203,11 +203,12 @@ impl LocalArgs {
                         report.records,
                         report.failed_invocations,
                         report.on_failure_records,
-                        summary["landed"],
-                        summary["rows_written"],
-                        summary["rows_already_written"],
-                        summary["rows_stale"],
-                        summary["quarantined"],
+                        totals.sum("ingest", "RecordsLanded"),
+                        totals.sum("transform", "RowsWritten"),
+                        totals.sum("transform", "RowsAlreadyWritten"),
+                        totals.sum("transform", "RowsStale"),
+                        totals.sum("ingest", "RecordsQuarantined")
+                            + totals.sum("transform", "RecordsQuarantined"),
                         if report.drained { "; drained" } else { "" }
                     );
                 }

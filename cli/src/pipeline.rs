@@ -212,6 +212,10 @@ pub async fn run(
     // Stopped, not aborted, when the run ends: an abort in the middle of a PutMetricData would
     // lose the metrics it had drained.
     let (stop_publishing, mut publishing) = watch::channel(false);
+    // Often enough for the progress lines, which read what was published.
+    let every = progress.map_or(Duration::from_secs(5), |p| {
+        p.interval.min(Duration::from_secs(5))
+    });
     let publisher = {
         let (collector, totals, cw) = (collector.clone(), totals.clone(), cw.clone());
         let prefix = p.prefix.clone();
@@ -219,7 +223,7 @@ pub async fn run(
             loop {
                 tokio::select! {
                     _ = publishing.changed() => break,
-                    () = tokio::time::sleep(Duration::from_secs(5)) => {}
+                    () = tokio::time::sleep(every) => {}
                 }
                 publish(&cw, &collector, &totals, &prefix).await;
             }
