@@ -169,3 +169,33 @@ fn help_says_what_sluice_is_and_completions_are_printed() {
         assert!(String::from_utf8_lossy(&o.stdout).contains("sluice"));
     }
 }
+
+#[test]
+fn access_denied_is_named_as_such() {
+    use sluice_tests::faults::{Fault, FaultProxy, Rule};
+    // Whatever is behind it, the proxy answers every SQS call as AWS answers bad credentials.
+    let proxy = FaultProxy::start(&format!("http://127.0.0.1:{}", closed_port()));
+    proxy.add(
+        Rule::new(
+            "sqs",
+            "GetQueueUrl",
+            Fault::Error {
+                status: 400,
+                code: "InvalidClientTokenId",
+                message: "The security token included in the request is invalid.",
+            },
+        )
+        .any_operation(),
+    );
+    let vars = [
+        ("AWS_ENDPOINT_URL", proxy.url.as_str()),
+        ("AWS_ACCESS_KEY_ID", "wrong"),
+        ("AWS_SECRET_ACCESS_KEY", "wrong"),
+    ];
+    let o = sluice(&["status"], &vars);
+    assert_eq!(o.status.code(), Some(2));
+    let line = first_line(&o);
+    assert!(line.starts_with("error: access denied"), "{line}");
+    assert!(line.contains("InvalidClientTokenId"), "{line}");
+    no_backtrace(&o);
+}

@@ -659,6 +659,43 @@ async fn duplicate_dead_letters_are_counted_once() {
     assert!(status["dead_letters"]["duplicates"].as_u64().unwrap() > 0);
 }
 
+/// GIVEN a local pipeline
+/// WHEN `sluice status --watch --output json` runs for some seconds
+/// THEN it prints one JSON document a refresh, each with the queues, dead letters, metrics and
+/// alarms.
+#[tokio::test]
+async fn status_watch_prints_a_json_line_a_refresh() {
+    let env = env().await;
+    let (local, _) = sqs_only(&env).await;
+    let mut watch = local
+        .command(&[
+            "status",
+            "--watch",
+            "--interval-secs",
+            "1",
+            "--output",
+            "json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    watch.kill().unwrap();
+    let out = watch.wait_with_output().unwrap();
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(lines.len() >= 2, "{lines:?}");
+    for v in &lines {
+        assert_eq!(v["queues"].as_array().unwrap().len(), 3);
+        assert!(v["dead_letters"]["by_class"].is_object());
+        assert_eq!(v["metrics"]["sums"].as_array().unwrap().len(), 8);
+        assert_eq!(v["alarms"]["evaluated"].as_array().unwrap().len(), 3);
+    }
+}
+
 /// GIVEN a contracts directory that does not exist
 /// WHEN `sluice local up` is run
 /// THEN it fails with exit 1, naming the directory, and creates nothing.

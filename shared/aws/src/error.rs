@@ -179,21 +179,25 @@ impl AwsError {
 
     /// Whether the service refused the caller: bad or expired credentials, or no permission.
     pub fn is_access_denied(&self) -> bool {
-        self.code.as_deref().is_some_and(|c| {
-            [
-                "AccessDenied",
-                "AccessDeniedException",
-                "UnrecognizedClientException",
-                "InvalidClientTokenId",
-                "InvalidAccessKeyId",
-                "SignatureDoesNotMatch",
-                "ExpiredToken",
-                "ExpiredTokenException",
-                "MissingAuthenticationToken",
-                "AuthFailure",
-            ]
-            .contains(&c)
-        })
+        // SQS may qualify a code (`AWS.SimpleQueueService.…`); the name is the last part.
+        self.code
+            .as_deref()
+            .map(|c| c.rsplit('.').next().unwrap_or(c))
+            .is_some_and(|c| {
+                [
+                    "AccessDenied",
+                    "AccessDeniedException",
+                    "UnrecognizedClientException",
+                    "InvalidClientTokenId",
+                    "InvalidAccessKeyId",
+                    "SignatureDoesNotMatch",
+                    "ExpiredToken",
+                    "ExpiredTokenException",
+                    "MissingAuthenticationToken",
+                    "AuthFailure",
+                ]
+                .contains(&c)
+            })
     }
 
     /// Whether the resource the call names does not exist.
