@@ -156,13 +156,13 @@ pub fn show(report: &AuditReport, out: Output) -> anyhow::Result<()> {
                 .map_or_else(|| "-".to_owned(), |n| n.to_string()),
         ]);
     }
-    println!("{t}");
-    println!(
+    outln!("{t}");
+    outln!(
         "raw lines = typed (the row stored came from it) + stale (a newer change of its key \
          is stored) + quarantined (its dead letter is on the DLQ) + control"
     );
     if report.uncontracted_lines > 0 {
-        println!(
+        outln!(
             "raw lines of tables without a contract: {} (each with a no_contract dead letter)",
             report.uncontracted_lines
         );
@@ -173,44 +173,44 @@ pub fn show(report: &AuditReport, out: Output) -> anyhow::Result<()> {
             .iter()
             .map(|(k, v)| format!("{k} {v}"))
             .collect();
-        println!("dead letters: {}", letters.join(", "));
+        outln!("dead letters: {}", letters.join(", "));
     }
     if report.duplicate_dead_letters > 0 {
-        println!(
+        outln!(
             "duplicate dead letters: {} (copies of a failure_id already counted; harmless)",
             report.duplicate_dead_letters
         );
     }
     if report.is_clean() {
-        println!("audit: clean: every change is a typed row, a stale duplicate, or a dead letter");
+        outln!("audit: clean: every change is a typed row, a stale duplicate, or a dead letter");
         return Ok(());
     }
     if !report.unprocessed.is_empty() {
-        println!(
+        outln!(
             "unprocessed: {} change(s) on the dead-letter queue without a failure envelope, moved \
              there by a queue's redrive policy or given up by a stream mapping; nothing says why \
              they failed. Send each back to its source once the cause is gone:",
             report.unprocessed.len()
         );
         for u in &report.unprocessed {
-            println!("  - {u}");
+            outln!("  - {u}");
         }
     }
     for (queue, n) in &report.in_flight {
-        println!(
+        outln!(
             "in flight: {n} message(s) still on the {queue} queue: run `sluice local run \
              --until-idle` and audit again"
         );
     }
     for u in &report.unread {
-        println!("not checked: {u}");
+        outln!("not checked: {u}");
     }
     if !report.problems.is_empty() {
-        println!("audit: {} problem(s):", report.problems.len());
+        outln!("audit: {} problem(s):", report.problems.len());
         for p in &report.problems {
-            println!("  - {p}");
+            outln!("  - {p}");
         }
     }
-    println!("audit: not clean: {} finding(s) above", report.findings());
+    outln!("audit: not clean: {} finding(s) above", report.findings());
     Ok(())
 }

@@ -21,7 +21,9 @@ impl CompletionsArgs {
     /// Prints the completion script of `C`.
     pub fn run<C: CommandFactory>(self) -> anyhow::Result<Outcome> {
         let mut command = C::command();
-        clap_complete::generate(self.shell, &mut command, "sluice", &mut std::io::stdout());
+        let mut script = Vec::new();
+        clap_complete::generate(self.shell, &mut command, "sluice", &mut script);
+        out!("{}", String::from_utf8_lossy(&script));
         Ok(Outcome::Ok)
     }
 }

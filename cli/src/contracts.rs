@@ -114,6 +114,12 @@ fn verdict(file: String, result: Result<&Contract, &ContractErrors>) -> FileRepo
 }
 
 fn files_under(path: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    if !path.exists() {
+        return Err(anyhow::Error::new(InvalidInput(format!(
+            "{} does not exist; pass contract files, directories of them, or s3://bucket/prefix/",
+            path.display()
+        ))));
+    }
     if path.is_dir() {
         let mut files: Vec<PathBuf> = std::fs::read_dir(path)
             .with_context(|| format!("could not list {}", path.display()))?
@@ -178,7 +184,7 @@ async fn validate(paths: &[String], aws: &AwsOpts, out: Output) -> anyhow::Resul
     } else {
         for f in &report.files {
             if f.ok {
-                println!(
+                outln!(
                     "ok      {}: {} v{}, {} fields",
                     f.file,
                     f.contract.as_deref().unwrap_or_default(),
@@ -193,17 +199,18 @@ async fn validate(paths: &[String], aws: &AwsOpts, out: Output) -> anyhow::Resul
                 } else {
                     format!("{}: ", p.path)
                 };
-                println!("error   {}{line}: {path}{}", f.file, p.message);
+                outln!("error   {}{line}: {path}{}", f.file, p.message);
             }
         }
         let problems: usize = report.files.iter().map(|f| f.problems.len()).sum();
         if problems > 0 {
-            println!(
+            outln!(
                 "{problems} problem(s) in {} file(s); {} contract(s) valid",
-                report.invalid, report.valid
+                report.invalid,
+                report.valid
             );
         } else {
-            println!("{} contract(s) valid", report.valid);
+            outln!("{} contract(s) valid", report.valid);
         }
     }
     Ok(if report.invalid > 0 {

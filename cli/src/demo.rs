@@ -568,15 +568,19 @@ impl Summary {
             .iter()
             .map(|(k, v)| format!("{k} {v}"))
             .collect();
-        println!(
+        outln!(
             "sluice demo: {} changes through the pipeline in {:.1} s",
-            c.total, self.elapsed_secs
+            c.total,
+            self.elapsed_secs
         );
-        println!(
+        outln!(
             "  changes in       {} ({} in DynamoDB, {} over SQS; {} bad on purpose)",
-            c.total, c.ddb, c.sqs, c.bad
+            c.total,
+            c.ddb,
+            c.sqs,
+            c.bad
         );
-        println!(
+        outln!(
             "  raw objects      {} ({:.1} KiB gzip, {} records landed)",
             self.raw_objects.objects,
             self.raw_objects.bytes / 1024.0,
@@ -590,23 +594,25 @@ impl Summary {
         } else {
             String::new()
         };
-        println!(
+        outln!(
             "  row writes       {} applied, {} skipped as stale{again} (one write per key per raw object)",
             self.row_writes.applied, self.row_writes.stale
         );
-        println!(
+        outln!(
             "  dead letters     {letters}{}{}",
             if classes.is_empty() { "" } else { ": " },
             classes.join(", ")
         );
-        println!(
+        outln!(
             "  throughput       {:.0} changes/s",
             self.throughput_per_sec
         );
-        println!(
+        outln!(
             "  latency (e2e)    p50 {:.0} ms, p99 {:.0} ms ({} samples)",
-            self.latency_ms.p50, self.latency_ms.p99, self.latency_ms.samples
+            self.latency_ms.p50,
+            self.latency_ms.p99,
+            self.latency_ms.samples
         );
-        println!("The audit below counts raw lines, each once, where the summary counts writes:");
+        outln!("The audit below counts raw lines, each once, where the summary counts writes:");
     }
 }

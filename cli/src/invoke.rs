@@ -71,7 +71,7 @@ impl InvokeArgs {
                     Ok(r) => r,
                     Err(e) => return Err(refused(e.to_string(), "ingest", INGEST_TAKES)),
                 };
-                println!(
+                outln!(
                     "{}",
                     serde_json::to_string_pretty(
                         &response
@@ -100,7 +100,7 @@ impl InvokeArgs {
                     Ok(r) => r,
                     Err(e) => return Err(refused(e.to_string(), "transform", TRANSFORM_TAKES)),
                 };
-                println!("{}", serde_json::to_string_pretty(&response)?);
+                outln!("{}", serde_json::to_string_pretty(&response)?);
                 let rows = |f: fn(&transform::TableStats) -> usize| -> usize {
                     stats.tables.values().map(f).sum()
                 };

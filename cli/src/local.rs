@@ -151,7 +151,7 @@ impl LocalArgs {
                     )?;
                 } else {
                     for (k, v) in vars {
-                        println!("export {k}={}", shell_quote(&v));
+                        outln!("export {k}={}", shell_quote(&v));
                     }
                 }
             }
@@ -195,7 +195,7 @@ impl LocalArgs {
                     "quarantined": totals.sum("ingest", "RecordsQuarantined") + totals.sum("transform", "RecordsQuarantined"),
                 });
                 if out.json() {
-                    println!("{}", serde_json::to_string(&summary)?);
+                    outln!("{}", serde_json::to_string(&summary)?);
                 } else {
                     eprintln!(
                         "{} invocations, {} records, {} failed invocations, {} on-failure records; landed {}, rows written {} (and {} found already written), stale {}, quarantined {}{}",

@@ -4,6 +4,9 @@
 //! 1 differences or invalid input found, 2 could not run; a failure's first line names the real
 //! cause ([`error::report`]).
 
+#[macro_use]
+mod output;
+
 mod audit;
 mod aws_opts;
 mod completions;
@@ -12,7 +15,6 @@ mod demo;
 mod error;
 mod invoke;
 mod local;
-mod output;
 mod pipeline;
 mod status;
 

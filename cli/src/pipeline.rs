@@ -313,7 +313,7 @@ impl ProgressLine {
     fn print(&self, json: bool) {
         if json {
             if let Ok(line) = serde_json::to_string(self) {
-                println!("{line}");
+                outln!("{line}");
             }
             return;
         }

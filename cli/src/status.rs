@@ -143,20 +143,21 @@ impl StatusArgs {
         loop {
             let status = gather(&sqs, &cw, &p, self.minutes).await?;
             if out.json() {
-                println!("{}", serde_json::to_string(&status)?);
+                outln!("{}", serde_json::to_string(&status)?);
             } else {
                 let lines =
                     sparklines(&cw, &p.prefix, chrono::Utc::now().timestamp_millis()).await?;
                 // Clear the screen and go home, as `watch` does.
-                print!("\x1b[2J\x1b[H");
-                println!(
+                out!("\x1b[2J\x1b[H");
+                outln!(
                     "sluice status {} (every {} s; Ctrl-C stops)",
-                    p.prefix, self.interval_secs
+                    p.prefix,
+                    self.interval_secs
                 );
                 print(&status);
-                println!("last hour, a mark a minute:");
+                outln!("last hour, a mark a minute:");
                 for l in lines {
-                    println!("  {l}");
+                    outln!("  {l}");
                 }
             }
             let mut stop = stop.clone();
@@ -385,7 +386,7 @@ fn print(s: &Status) {
             q.delayed.to_string(),
         ]);
     }
-    println!("{t}");
+    outln!("{t}");
     let d = &s.dead_letters;
     let mut t = output::table(&["dead letters (each failure_id once)", "count"]);
     for (k, v) in &d.by_class {
@@ -412,12 +413,12 @@ fn print(s: &Status) {
     if d.by_class.is_empty() && d.unprocessed == 0 && d.other == 0 {
         t.add_row(vec!["(none)".to_owned(), "0".to_owned()]);
     }
-    println!("{t}");
+    outln!("{t}");
     if let Some(age) = d.oldest_age_secs {
-        println!("oldest dead letter: {age} s old");
+        outln!("oldest dead letter: {age} s old");
     }
     if !d.read_complete {
-        println!("the dead-letter queue was read only in part");
+        outln!("the dead-letter queue was read only in part");
     }
     let mut t = output::table(&[
         &format!("metric (sum over the last {} min)", s.metrics.minutes),
@@ -429,7 +430,7 @@ fn print(s: &Status) {
             m.sum.to_string(),
         ]);
     }
-    println!("{t}");
+    outln!("{t}");
     let mut t = output::table(&["alarm (evaluated here)", "state", "value"]);
     for a in &s.alarms.evaluated {
         t.add_row(vec![
@@ -438,9 +439,9 @@ fn print(s: &Status) {
             format!("{:.2}", a.value),
         ]);
     }
-    println!("{t}");
+    outln!("{t}");
     if !s.alarms.stored.is_empty() {
-        println!(
+        outln!(
             "alarms stored on the endpoint (the local endpoint never evaluates them): {}",
             s.alarms
                 .stored

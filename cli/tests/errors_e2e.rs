@@ -154,6 +154,13 @@ fn every_problem_of_a_contract_is_reported_in_one_run() {
         .unwrap()
         .iter()
         .all(|f| f["ok"] == true && f["contract"].is_string() && f["fields"].is_u64()));
+
+    let o = sluice(&["contracts", "validate", "no/such/dir"], &[]);
+    assert_eq!(o.status.code(), Some(1), "a wrong path is invalid input");
+    assert_eq!(
+        first_line(&o),
+        "error: no/such/dir does not exist; pass contract files, directories of them, or s3://bucket/prefix/"
+    );
 }
 
 #[test]
@@ -198,4 +205,30 @@ fn access_denied_is_named_as_such() {
     assert!(line.starts_with("error: access denied"), "{line}");
     assert!(line.contains("InvalidClientTokenId"), "{line}");
     no_backtrace(&o);
+}
+
+/// `sluice … | head`: a reader that goes away ends sluice quietly with 0, never a panic.
+#[test]
+fn a_closed_pipe_on_stdout_ends_quietly() {
+    use std::process::Stdio;
+    for args in [
+        &["completions", "bash"][..],
+        &["contracts", "validate", "infra/contracts"][..],
+        &["-o", "json", "contracts", "validate", "infra/contracts"][..],
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+            .args(args)
+            .env("RUST_BACKTRACE", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Close the read end before sluice writes: its first write meets a closed pipe.
+        drop(child.stdout.take());
+        let o = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {err}");
+    }
 }
