@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::process::Command;
 
-use sluice_tests::{env, list_keys, raw_lines, unique};
+use sluice_tests::{env, list_keys, queue_arn, raw_lines, receive, unique};
 
 fn sluice(args: &[&str], vars: &HashMap<String, String>, endpoint: &str) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
@@ -27,8 +27,10 @@ fn sluice(args: &[&str], vars: &HashMap<String, String>, endpoint: &str) -> (boo
 
 /// GIVEN a fresh prefix on the endpoint
 /// WHEN a user runs `sluice local up` twice, `eval`s `sluice local env`, and invokes ingest on
-/// the DynamoDB Streams, DynamoDB-through-Kinesis and mixed SQS fixtures
-/// THEN both `up`s succeed, the handler answers with no failures, and the objects are in S3.
+/// the DynamoDB Streams, DynamoDB-through-Kinesis and mixed SQS fixtures, then invokes transform
+/// on the raw bucket's notifications
+/// THEN both `up`s succeed, the handlers answer with no failures, the objects are in S3, and each
+/// invoke's one-line summary on stderr counts every record, dead letters by code.
 #[tokio::test]
 async fn local_up_env_and_invoke_ingest_as_a_user_runs_them() {
     let env = env().await;
@@ -72,7 +74,39 @@ async fn local_up_env_and_invoke_ingest_as_a_user_runs_them() {
         );
         let after = raw_lines(&env, &vars["SLUICE_RAW_BUCKET"]).await.len();
         assert_eq!(after - before, landed, "{file}");
+        if file == "sqs-mixed.json" {
+            // The summary on stderr names every dead letter by code.
+            assert_eq!(
+                err.trim(),
+                "ingest: 13 record(s): 7 landed in 2 object(s), 6 dead-lettered (empty 1, \
+                 missing_seq 1, not_json 1, too_deep 1, truncated 1, unknown_shape 1), 0 to retry"
+            );
+        }
     }
+
+    // The raw bucket told the transform queue about each object: hand those notifications to
+    // `invoke transform` as Lambda would, and read its summary.
+    let queue_url = &vars["SLUICE_TRANSFORM_QUEUE_URL"];
+    let messages = receive(&env, queue_url, 6).await;
+    let arn = queue_arn(&env, queue_url).await;
+    let event = sluice_local::events::sqs_event(&arn, "us-east-1", &messages);
+    let path = std::env::temp_dir().join(format!("{prefix}-transform.json"));
+    std::fs::write(&path, event).unwrap();
+    let (ok, out, err) = sluice(
+        &["invoke", "transform", "--event", path.to_str().unwrap()],
+        &vars,
+        &env.endpoint,
+    );
+    assert!(ok, "invoke transform: {err}");
+    let response: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(response, serde_json::json!({"batchItemFailures": []}));
+    // 14 lines = 4 written + 2 stale + 1 control + 7 dead letters, each named by code.
+    assert_eq!(
+        err.trim(),
+        "transform: 14 line(s) of 6 object(s): 4 row(s) written, 0 already written, 2 stale, \
+         1 control, 7 dead-lettered (missing_field 5, no_contract 1, unreadable_value 1), \
+         0 message(s) to retry"
+    );
     assert!(!list_keys(&env, &vars["SLUICE_RAW_BUCKET"], "raw/")
         .await
         .is_empty());
