@@ -163,20 +163,137 @@ pub struct Peeked {
 /// read again, forever) while the read goes on.
 const PEEK_MARGIN_SECS: u64 = 30;
 
+/// SQS's longest visibility timeout, 12 hours.
+const MAX_HIDE_SECS: u64 = 43_200;
+
+/// A pass over every message of a queue, in pages, each message once. Every message received
+/// stays hidden for the whole pass (its budget and a margin), so none comes back and is read
+/// again while the pass goes on; what the caller does not delete it gives back with
+/// [`Scan::release`].
+///
+/// The pass ends in bounded time on any queue: when a long poll finds nothing more, when a
+/// receive brings back only messages already read, or when the budget runs out (then
+/// [`Scan::complete`] is false and the rest was not read). Used by [`peek_all`] and by the
+/// redrive, which deletes what it sent back and releases the rest.
+#[derive(Debug)]
+pub struct Scan {
+    queue_url: String,
+    started: std::time::Instant,
+    budget: std::time::Duration,
+    hide_secs: i32,
+    seen: std::collections::HashSet<String>,
+    long_poll: bool,
+    done: bool,
+    complete: bool,
+}
+
+impl Scan {
+    /// A pass over `queue_url` that reads for at most `budget`.
+    pub fn new(queue_url: impl Into<String>, budget: std::time::Duration) -> Self {
+        let hide = budget
+            .as_secs()
+            .saturating_add(PEEK_MARGIN_SECS)
+            .min(MAX_HIDE_SECS);
+        Self {
+            queue_url: queue_url.into(),
+            started: std::time::Instant::now(),
+            budget,
+            hide_secs: i32::try_from(hide).unwrap_or(43_200),
+            seen: std::collections::HashSet::new(),
+            long_poll: false,
+            done: false,
+            complete: false,
+        }
+    }
+
+    /// The queue.
+    pub fn queue_url(&self) -> &str {
+        &self.queue_url
+    }
+
+    /// Whether the pass reached the end of the queue (rather than its budget).
+    pub fn complete(&self) -> bool {
+        self.complete
+    }
+
+    /// How many messages were read.
+    pub fn read(&self) -> usize {
+        self.seen.len()
+    }
+
+    /// The next page of messages not read before, or `None` at the end of the pass.
+    pub async fn next_page(
+        &mut self,
+        sqs: &aws_sdk_sqs::Client,
+    ) -> Result<Option<Vec<aws_sdk_sqs::types::Message>>, AwsError> {
+        use aws_sdk_sqs::types::MessageSystemAttributeName;
+        while !self.done {
+            if self.started.elapsed() >= self.budget {
+                self.done = true;
+                break;
+            }
+            let out = sqs
+                .receive_message()
+                .queue_url(&self.queue_url)
+                .max_number_of_messages(10)
+                .visibility_timeout(self.hide_secs)
+                // A short poll may miss messages on some of the queue's servers: an empty one
+                // is confirmed by a long poll, which asks them all.
+                .wait_time_seconds(i32::from(self.long_poll))
+                .message_system_attribute_names(MessageSystemAttributeName::All)
+                .message_attribute_names("All")
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk("ReceiveMessage", self.queue_url.clone(), e))?;
+            let batch = out.messages.unwrap_or_default();
+            if batch.is_empty() {
+                if self.long_poll {
+                    self.complete = true;
+                    self.done = true;
+                    break;
+                }
+                self.long_poll = true;
+                continue;
+            }
+            self.long_poll = false;
+            let new: Vec<_> = batch
+                .into_iter()
+                .filter(|m| {
+                    self.seen
+                        .insert(m.message_id().unwrap_or_default().to_owned())
+                })
+                .collect();
+            if new.is_empty() {
+                // Only messages already read came back: the pass went round the whole queue.
+                self.complete = true;
+                self.done = true;
+                break;
+            }
+            return Ok(Some(new));
+        }
+        Ok(None)
+    }
+
+    /// Makes received messages visible again at once.
+    pub async fn release(
+        &self,
+        sqs: &aws_sdk_sqs::Client,
+        receipt_handles: &[String],
+    ) -> Result<(), AwsError> {
+        crate::listing::set_visibility(sqs, &self.queue_url, receipt_handles, 0).await
+    }
+}
+
 /// Reads every message on a queue without consuming it: each is received, kept invisible
 /// while the read goes on, and made visible again at the end. For inspection (`sluice status`,
-/// `sluice audit`); not for a queue that consumers are reading at the same time.
-///
-/// The read ends in bounded time on any queue: when a long poll finds nothing more, when a
-/// receive brings back only messages already read, or when `budget` runs out (then
-/// [`Peeked::complete`] is false and the rest was not read).
+/// `sluice audit`, `sluice dlq list`); not for a queue that consumers are reading at the same
+/// time. See [`Scan`] for how the read ends.
 pub async fn peek_all(
     sqs: &aws_sdk_sqs::Client,
     queue_url: &str,
     budget: std::time::Duration,
 ) -> Result<Peeked, AwsError> {
-    use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
-    let started = std::time::Instant::now();
+    use aws_sdk_sqs::types::QueueAttributeName;
     let approximate_total = sqs
         .get_queue_attributes()
         .queue_url(queue_url)
@@ -187,59 +304,26 @@ pub async fn peek_all(
         .attributes()
         .and_then(|a| a.get(&QueueAttributeName::ApproximateNumberOfMessages))
         .and_then(|v| v.parse().ok());
-    // Hidden for the whole read, so no message comes back before the read ends.
-    let hide = i32::try_from(budget.as_secs().saturating_add(PEEK_MARGIN_SECS))
-        .unwrap_or(43_200)
-        .min(43_200);
-    let mut seen = std::collections::HashSet::new();
+    let mut scan = Scan::new(queue_url, budget);
     let mut all = Vec::new();
-    let mut complete = false;
-    let mut long_poll = false;
-    while started.elapsed() < budget {
-        let out = sqs
-            .receive_message()
-            .queue_url(queue_url)
-            .max_number_of_messages(10)
-            .visibility_timeout(hide)
-            // A short poll may miss messages on some of the queue's servers: an empty one is
-            // confirmed by a long poll, which asks them all.
-            .wait_time_seconds(i32::from(long_poll))
-            .message_system_attribute_names(MessageSystemAttributeName::All)
-            .message_attribute_names("All")
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("ReceiveMessage", queue_url, e))?;
-        let batch = out.messages.unwrap_or_default();
-        if batch.is_empty() {
-            if long_poll {
-                complete = true;
-                break;
-            }
-            long_poll = true;
-            continue;
+    let read = async {
+        while let Some(page) = scan.next_page(sqs).await? {
+            all.extend(page);
         }
-        long_poll = false;
-        let mut new = 0;
-        for m in batch {
-            if seen.insert(m.message_id().unwrap_or_default().to_owned()) {
-                all.push(m);
-                new += 1;
-            }
-        }
-        if new == 0 {
-            // Only messages already read came back: the read went round the whole queue.
-            complete = true;
-            break;
-        }
+        Ok::<_, AwsError>(())
     }
+    .await;
     let handles: Vec<String> = all
         .iter()
         .filter_map(|m| m.receipt_handle().map(str::to_owned))
         .collect();
-    crate::listing::set_visibility(sqs, queue_url, &handles, 0).await?;
+    // Given back even when the read failed half way, so nothing stays hidden for long.
+    let released = scan.release(sqs, &handles).await;
+    read?;
+    released?;
     Ok(Peeked {
         messages: all,
-        complete,
+        complete: scan.complete(),
         approximate_total,
     })
 }

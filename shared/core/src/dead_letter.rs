@@ -285,6 +285,9 @@ fn holds(body: &str, limits: &Limits) -> Holds {
             for w in work {
                 match w {
                     Work::Object { bucket, key } => refs.push(format!("s3://{bucket}/{key}")),
+                    Work::Line { bucket, key, line } => {
+                        refs.push(format!("s3://{bucket}/{key}#L{line}"));
+                    }
                     Work::Inline { line, .. } => {
                         let probe: Option<LineProbe> = serde_json::from_str(&line).ok();
                         return Holds::RawLine {

@@ -35,6 +35,15 @@ impl Step {
     }
 }
 
+/// A contract by name and version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContractRef {
+    /// The contract's name (its typed table).
+    pub name: String,
+    /// Its version.
+    pub version: u64,
+}
+
 /// A dead letter's body.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FailureEnvelope {
@@ -70,6 +79,10 @@ pub struct FailureEnvelope {
     pub original_ref: Option<String>,
     /// Size of the original in bytes.
     pub original_bytes: usize,
+    /// The contract a `contract_violation` failed under, and its version: a redrive knows
+    /// from it that a newer version may now take the record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contract: Option<ContractRef>,
     /// When the record first failed (RFC 3339).
     pub first_failed_at: String,
     /// When the record failed this time (RFC 3339).
@@ -108,6 +121,7 @@ impl FailureEnvelope {
             original: None,
             original_ref: None,
             original_bytes: 0,
+            contract: None,
             first_failed_at: at.clone(),
             failed_at: at,
             retry_count: 0,
@@ -120,6 +134,44 @@ impl FailureEnvelope {
         self.original_bytes = original.len();
         self.original = Some(original);
         self
+    }
+}
+
+/// The message attribute that marks a message redriven from the dead-letter queue.
+pub const REDRIVE_ATTRIBUTE: &str = "sluice_redrive";
+
+/// What a redriven message carries about the letter it came from (as JSON, in the message
+/// attribute [`REDRIVE_ATTRIBUTE`]), so that a record failing again keeps its history: the same
+/// `failure_id` (from the same identity), its first failure time, and a retry count that grows
+/// with each redrive.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RedriveMark {
+    /// Retries before this delivery: the letter's `retry_count` plus one.
+    #[serde(default)]
+    pub retry_count: u32,
+    /// When the record first failed (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_failed_at: Option<String>,
+    /// The id the record had at its source (the first message id), for its `failure_id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin_id: Option<String>,
+    /// Where the line lies in raw staging, for an inline raw line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw_ref: Option<String>,
+    /// When it was redriven (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redriven_at: Option<String>,
+}
+
+impl RedriveMark {
+    /// Reads a mark; `None` when the text is not one.
+    pub fn parse(text: &str) -> Option<Self> {
+        serde_json::from_str(text).ok()
+    }
+
+    /// The mark as the attribute's value.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
     }
 }
 
@@ -167,6 +219,7 @@ mod tests {
             original: Some("hello".into()),
             original_ref: None,
             original_bytes: 5,
+            contract: None,
             first_failed_at: "2026-01-01T00:00:00.000Z".into(),
             failed_at: "2026-01-01T00:00:00.000Z".into(),
             retry_count: 0,

@@ -2,7 +2,9 @@
 //!
 //! The transform queue takes S3 `ObjectCreated` notifications of the raw bucket (bare or in an
 //! SNS `Notification`; one may name several objects), `s3:TestEvent` messages (sent when a
-//! notification is configured, and ignored), and raw lines sent directly (redrive and replay).
+//! notification is configured, and ignored), raw lines sent directly (redrive), and references
+//! to one line of a raw object (`{"sluice_line_ref":"s3://bucket/key#L17"}`: the redrive of a
+//! line too large to travel inline).
 //! Reading one is pure, so the transform handler and the dead-letter tools read them alike.
 
 use serde::Deserialize;
@@ -20,6 +22,15 @@ pub enum Work {
         bucket: String,
         /// The key, decoded.
         key: String,
+    },
+    /// One line of a raw object, by its number (from 1).
+    Line {
+        /// The bucket.
+        bucket: String,
+        /// The key.
+        key: String,
+        /// The line's number, from 1, counting every `\n`-ended line as transform does.
+        line: usize,
     },
     /// One raw line, sent inline.
     Inline {
@@ -44,6 +55,21 @@ struct Probe<'a> {
     v: Option<&'a RawValue>,
     #[serde(borrow, default)]
     record: Option<&'a RawValue>,
+    #[serde(default)]
+    sluice_line_ref: Option<String>,
+}
+
+/// The body of a message that asks transform for one line of a raw object.
+pub fn line_ref_message(raw_ref: &str) -> String {
+    serde_json::json!({ "sluice_line_ref": raw_ref }).to_string()
+}
+
+/// Splits `s3://bucket/key#L17` into the bucket, the key and the line number.
+pub fn parse_line_ref(raw_ref: &str) -> Option<(String, String, usize)> {
+    let (object, line) = raw_ref.rsplit_once("#L")?;
+    let line: usize = line.parse().ok().filter(|n| *n > 0)?;
+    let (bucket, key) = object.strip_prefix("s3://")?.split_once('/')?;
+    (!bucket.is_empty() && !key.is_empty()).then(|| (bucket.to_owned(), key.to_owned(), line))
 }
 
 #[derive(Deserialize)]
@@ -91,6 +117,13 @@ pub fn parse(body: &str, inline_ref: &str) -> Result<Vec<Work>, DecodeError> {
         if let Some(inner) = probe.sns_message.as_deref() {
             return parse(inner, inline_ref);
         }
+    }
+    if let Some(r) = probe.sluice_line_ref.as_deref() {
+        let (bucket, key, line) = parse_line_ref(r).ok_or_else(|| DecodeError::InvalidField {
+            path: "sluice_line_ref".into(),
+            detail: format!("{r:?} is not s3://bucket/key#L<line>"),
+        })?;
+        return Ok(vec![Work::Line { bucket, key, line }]);
     }
     if probe.v.is_some() && probe.record.is_some() {
         return Ok(vec![Work::Inline {
@@ -184,7 +217,7 @@ mod tests {
             .iter()
             .filter_map(|w| match w {
                 Work::Object { key, .. } => Some(key.clone()),
-                Work::Inline { .. } => None,
+                Work::Inline { .. } | Work::Line { .. } => None,
             })
             .collect();
         assert_eq!(keys, ["raw/t/x y.ndjson.gz", "raw/t/z.ndjson.gz"]);
@@ -201,6 +234,27 @@ mod tests {
             matches!(parse(line, "ref").unwrap().as_slice(), [Work::Inline { raw_ref, .. }] if raw_ref == "ref")
         );
         assert_eq!(parse("hello", "x").unwrap_err().code(), "not_json");
+        assert_eq!(
+            parse(&line_ref_message("s3://b/raw/t/x y.ndjson.gz#L17"), "x").unwrap(),
+            [Work::Line {
+                bucket: "b".into(),
+                key: "raw/t/x y.ndjson.gz".into(),
+                line: 17
+            }]
+        );
+        for bad in [
+            "s3://b/k#L0",
+            "s3://b/k",
+            "b/k#L1",
+            "s3:///k#L1",
+            "s3://b/#L2",
+        ] {
+            assert_eq!(
+                parse(&line_ref_message(bad), "x").unwrap_err().code(),
+                "invalid_field",
+                "{bad}"
+            );
+        }
         assert_eq!(
             parse(r#"[[], "s3:TestEvent"]"#, "x").unwrap_err().code(),
             "unknown_shape"

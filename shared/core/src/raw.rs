@@ -243,7 +243,8 @@ pub fn batch_id<'a>(origins: impl IntoIterator<Item = &'a Origin<'a>>) -> String
     hex(&h.finalize()[..16])
 }
 
-pub(crate) fn hex(bytes: &[u8]) -> String {
+/// Lower-case hexadecimal of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);
     for b in bytes {

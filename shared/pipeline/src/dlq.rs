@@ -5,10 +5,10 @@
 //! another reason and ran again): the copies share a `failure_id`, and every count here takes
 //! a `failure_id` once.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
-use aws_sdk_sqs::types::MessageSystemAttributeName;
+use aws_sdk_sqs::types::{Message, MessageAttributeValue, MessageSystemAttributeName};
 use sluice_aws::AwsError;
 use sluice_core::dead_letter::{classify, DeadLetter};
 use sluice_core::envelope::FailureEnvelope;
@@ -20,8 +20,18 @@ pub const READ_BUDGET: Duration = Duration::from_secs(300);
 /// One message on the DLQ.
 #[derive(Debug, Clone)]
 pub struct DlqEntry {
+    /// The queue it was read from.
+    pub queue_url: String,
     /// The SQS message id.
     pub message_id: String,
+    /// The receipt handle of the receive that read it.
+    pub receipt_handle: String,
+    /// The body, verbatim.
+    pub body: String,
+    /// The message's FIFO group, on a FIFO queue.
+    pub group_id: Option<String>,
+    /// The message attributes, verbatim.
+    pub message_attributes: HashMap<String, MessageAttributeValue>,
     /// When it was sent to the queue it was first sent to (epoch ms).
     pub sent_ms: Option<i64>,
     /// How often it has been received, on its source queue and here.
@@ -33,6 +43,36 @@ pub struct DlqEntry {
 }
 
 impl DlqEntry {
+    /// Reads and classifies a message received from the queue at `queue_url`.
+    pub fn from_message(queue_url: &str, m: &Message, limits: &Limits) -> Self {
+        let attr = |k: MessageSystemAttributeName| {
+            m.attributes().and_then(|a| a.get(&k)).map(String::as_str)
+        };
+        let body = m.body().unwrap_or_default();
+        Self {
+            queue_url: queue_url.to_owned(),
+            message_id: m.message_id().unwrap_or_default().to_owned(),
+            receipt_handle: m.receipt_handle().unwrap_or_default().to_owned(),
+            body: body.to_owned(),
+            group_id: attr(MessageSystemAttributeName::MessageGroupId).map(str::to_owned),
+            message_attributes: m.message_attributes().cloned().unwrap_or_default(),
+            sent_ms: attr(MessageSystemAttributeName::SentTimestamp).and_then(|v| v.parse().ok()),
+            receive_count: attr(MessageSystemAttributeName::ApproximateReceiveCount)
+                .and_then(|v| v.parse().ok()),
+            source_arn: attr(MessageSystemAttributeName::DeadLetterQueueSourceArn)
+                .map(str::to_owned),
+            letter: classify(body, limits),
+        }
+    }
+
+    /// The failure envelope, when the message is one.
+    pub fn envelope(&self) -> Option<&FailureEnvelope> {
+        match &self.letter {
+            DeadLetter::Envelope(e) => Some(e),
+            _ => None,
+        }
+    }
+
     /// One line for people: which message, where from, and what it holds.
     pub fn describe(&self) -> String {
         let from = match (&self.source_arn, self.receive_count) {
@@ -81,37 +121,24 @@ impl DlqSnapshot {
         budget: Duration,
     ) -> Result<Self, AwsError> {
         let peeked = sluice_aws::dead_letters::peek_all(sqs, url, budget).await?;
-        Ok(Self::from_messages(
-            &peeked.messages,
-            peeked.complete,
-            peeked.approximate_total,
-        ))
+        let mut s =
+            Self::from_messages(&peeked.messages, peeked.complete, peeked.approximate_total);
+        for e in &mut s.entries {
+            e.queue_url = url.to_owned();
+        }
+        Ok(s)
     }
 
     /// Classifies messages already received.
     pub fn from_messages(
-        messages: &[aws_sdk_sqs::types::Message],
+        messages: &[Message],
         complete: bool,
         approximate_total: Option<u64>,
     ) -> Self {
         let limits = Limits::default();
         let entries = messages
             .iter()
-            .map(|m| {
-                let attr = |k: MessageSystemAttributeName| {
-                    m.attributes().and_then(|a| a.get(&k)).map(String::as_str)
-                };
-                DlqEntry {
-                    message_id: m.message_id().unwrap_or_default().to_owned(),
-                    sent_ms: attr(MessageSystemAttributeName::SentTimestamp)
-                        .and_then(|v| v.parse().ok()),
-                    receive_count: attr(MessageSystemAttributeName::ApproximateReceiveCount)
-                        .and_then(|v| v.parse().ok()),
-                    source_arn: attr(MessageSystemAttributeName::DeadLetterQueueSourceArn)
-                        .map(str::to_owned),
-                    letter: classify(m.body().unwrap_or_default(), &limits),
-                }
-            })
+            .map(|m| DlqEntry::from_message("", m, &limits))
             .collect();
         Self {
             entries,

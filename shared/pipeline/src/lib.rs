@@ -7,7 +7,11 @@ pub mod contracts;
 pub mod dlq;
 pub mod ingest;
 pub mod lambda;
+mod lines;
+pub mod recovery;
 mod sqs;
+#[cfg(feature = "streams")]
+pub mod stream_events;
 pub mod transform;
 
 pub use config::{ConfigError, IngestConfig, TransformConfig};

@@ -33,7 +33,28 @@ pub(crate) struct SqsAttributesView<'a> {
     pub approximate_receive_count: Option<Cow<'a, str>>,
 }
 
+/// The one message attribute sluice reads: its redrive mark.
+#[derive(Debug, Deserialize, Default)]
+struct MarkAttributes<'a> {
+    #[serde(rename = "sluice_redrive", borrow, default)]
+    mark: Option<MarkValue<'a>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct MarkValue<'a> {
+    #[serde(rename = "stringValue", borrow, default)]
+    string_value: Option<Cow<'a, str>>,
+}
+
 impl SqsRecordView<'_> {
+    /// The redrive mark of a message sent back from the dead-letter queue
+    /// ([`sluice_core::envelope::RedriveMark`]); `None` for any other message.
+    pub fn redrive_mark(&self) -> Option<sluice_core::envelope::RedriveMark> {
+        let attrs: MarkAttributes<'_> =
+            serde_json::from_str(self.message_attributes?.get()).ok()?;
+        sluice_core::envelope::RedriveMark::parse(attrs.mark?.string_value.as_deref()?)
+    }
+
     /// The system attributes, or none when they are unreadable.
     pub fn attributes(&self) -> SqsAttributesView<'_> {
         self.attributes
@@ -41,12 +62,15 @@ impl SqsRecordView<'_> {
             .unwrap_or_default()
     }
 
-    /// How often the message was delivered before this time.
+    /// How often the record was tried before this delivery: the deliveries of this message
+    /// before this one, plus the retries its redrive mark carries.
     pub fn retry_count(&self) -> u32 {
-        self.attributes()
+        let deliveries = self
+            .attributes()
             .approximate_receive_count
             .as_deref()
             .and_then(|c| c.parse::<u32>().ok())
-            .map_or(0, |c| c.saturating_sub(1))
+            .map_or(0, |c| c.saturating_sub(1));
+        deliveries.saturating_add(self.redrive_mark().map_or(0, |m| m.retry_count))
     }
 }

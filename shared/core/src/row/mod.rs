@@ -170,6 +170,20 @@ pub enum Violation {
 }
 
 impl Violation {
+    /// The dead letter's `error_code` for the violation.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Type { .. } => "type_mismatch",
+            Self::Missing { .. } => "missing_field",
+            Self::EmptyKey { .. } => "empty_key",
+            Self::NoImage { .. } => "no_image",
+            Self::Unreadable { .. } => "unreadable_value",
+            Self::KeyKind { .. } => "key_type_mismatch",
+        }
+    }
+}
+
+impl Violation {
     /// The contract field the violation is about, if any.
     pub fn field(&self) -> Option<&str> {
         match self {

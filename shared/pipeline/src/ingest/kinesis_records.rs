@@ -10,12 +10,14 @@ use sluice_core::raw::{check_table, Landable, OriginKind};
 use sluice_core::{kinesis, DecodeError, Format};
 
 use super::stream_records::first_failed;
+use crate::config::IngestConfig;
+
 use super::*;
 
-pub(super) fn kinesis_slot<'a, R, D>(
+pub(super) fn kinesis_slot<'a>(
     index: usize,
     raw: &'a RawValue,
-    deps: &Ingest<R, D>,
+    config: &IngestConfig,
     now_ms: i64,
 ) -> Slot<'a> {
     let view = match kinesis::LambdaRecord::parse(raw.get()) {
@@ -31,7 +33,7 @@ pub(super) fn kinesis_slot<'a, R, D>(
         }
     };
     let origin = view.origin(index);
-    let outcome = match kinesis_change(&view, &deps.config.limits) {
+    let outcome = match kinesis_change(&view, &config.limits) {
         Ok((route, record)) => Outcome::Land(Box::new(Landable {
             route,
             origin,

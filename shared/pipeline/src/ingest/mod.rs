@@ -273,9 +273,9 @@ pub async fn handle_counted<R: RawStore, D: DeadLetters>(
         .iter()
         .enumerate()
         .map(|(i, r)| match source {
-            Some(Source::DynamoDb) => stream_slot(i, r, deps, now_ms),
-            Some(Source::Kinesis) => kinesis_slot(i, r, deps, now_ms),
-            _ => sqs_slot(i, r, deps, now_ms),
+            Some(Source::DynamoDb) => stream_slot(i, r, &deps.config, now_ms),
+            Some(Source::Kinesis) => kinesis_slot(i, r, &deps.config, now_ms),
+            _ => sqs_slot(i, r, &deps.config, now_ms),
         })
         .collect();
 
@@ -316,6 +316,41 @@ pub async fn handle_counted<R: RawStore, D: DeadLetters>(
         "Ingest batch handled."
     );
     Ok((response, stats))
+}
+
+/// What ingest would do with each record of `event`, without landing anything: `Ok` for a
+/// record it would land, or the dead letter it would send. For dry runs of a redrive, which
+/// judge a letter by the decoder as it is now.
+pub fn check(
+    event: &str,
+    config: &IngestConfig,
+) -> Result<Vec<Result<(), Box<FailureEnvelope>>>, IngestError> {
+    let view: EventView<'_> = serde_json::from_str(event).map_err(|e| {
+        IngestError::UnsupportedEvent(format!("expected an object with Records: {e}"))
+    })?;
+    let records = view
+        .records
+        .ok_or_else(|| IngestError::UnsupportedEvent("the event has no Records array".into()))?;
+    let source = match records.first() {
+        None => return Ok(Vec::new()),
+        Some(first) => detect_source(first)?,
+    };
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    Ok(records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let slot = match source {
+                Source::DynamoDb => stream_slot(i, r, config, now_ms),
+                Source::Kinesis => kinesis_slot(i, r, config, now_ms),
+                Source::Sqs => sqs_slot(i, r, config, now_ms),
+            };
+            match slot.outcome {
+                Outcome::Land(_) => Ok(()),
+                Outcome::Dead(env) => Err(env),
+            }
+        })
+        .collect())
 }
 
 fn detect_source(first: &RawValue) -> Result<Source, IngestError> {

@@ -15,10 +15,10 @@ use crate::sqs::SqsRecordView;
 
 use super::*;
 
-pub(super) fn sqs_slot<'a, R, D>(
+pub(super) fn sqs_slot<'a>(
     index: usize,
     raw: &'a RawValue,
-    deps: &Ingest<R, D>,
+    config: &IngestConfig,
     now_ms: i64,
 ) -> Slot<'a> {
     let view: SqsRecordView<'a> = match serde_json::from_str(raw.get()) {
@@ -50,19 +50,45 @@ pub(super) fn sqs_slot<'a, R, D>(
         kinesis: None,
     };
     let report_id = view.message_id.as_deref().map(str::to_owned);
-    let outcome = match sqs_body(&view, &deps.config) {
+    let outcome = match sqs_body(&view, config) {
         Ok((route, record)) => Outcome::Land(Box::new(Landable {
             route,
             origin,
             record: Cow::Owned(record),
         })),
-        Err((err, format, original)) => dead(err, format, &origin, original, retry_count, now_ms),
+        Err((err, format, original)) => {
+            let mut outcome = dead(err, format, &origin, original, retry_count, now_ms);
+            if let (Outcome::Dead(env), Some(mark)) = (&mut outcome, view.redrive_mark()) {
+                keep_history(env, &origin.arn, &mark);
+            }
+            outcome
+        }
     };
     Slot {
         report_id,
         group,
         retry_count,
         outcome,
+    }
+}
+
+/// A redriven record that fails again keeps its history: the `failure_id` of its first
+/// message (so every count takes it once) and its first failure time.
+fn keep_history(
+    env: &mut sluice_core::envelope::FailureEnvelope,
+    arn: &str,
+    mark: &sluice_core::envelope::RedriveMark,
+) {
+    if let Some(id) = mark.origin_id.as_deref() {
+        env.failure_id = sluice_core::envelope::failure_id(
+            env.step,
+            arn,
+            id,
+            env.error_code.as_deref().unwrap_or_default(),
+        );
+    }
+    if let Some(at) = &mark.first_failed_at {
+        env.first_failed_at.clone_from(at);
     }
 }
 

@@ -10,15 +10,17 @@ use sluice_core::json::read_str;
 use sluice_core::raw::{check_table, Landable, Origin, OriginKind};
 use sluice_core::{ddb, DecodeError, Format};
 
+use crate::config::IngestConfig;
+
 use super::*;
 
-pub(super) fn stream_slot<'a, R, D>(
+pub(super) fn stream_slot<'a>(
     index: usize,
     raw: &'a RawValue,
-    deps: &Ingest<R, D>,
+    config: &IngestConfig,
     now_ms: i64,
 ) -> Slot<'a> {
-    let limits = &deps.config.limits;
+    let limits = &config.limits;
     let text = match read_str(raw.get(), limits) {
         Ok(t) => t,
         Err(e) => {

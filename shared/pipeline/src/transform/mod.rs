@@ -35,7 +35,6 @@ use crate::config::TransformConfig;
 use crate::contracts::{ContractCache, ContractSource};
 use crate::sqs::SqsRecordView;
 
-mod lines;
 mod object;
 #[cfg(test)]
 mod orchestration_tests;
@@ -229,7 +228,13 @@ async fn handle_message<O: RawObjects, T: TypedTables, D: DeadLetters>(
         .body
         .and_then(|b| serde_json::from_str(b.get()).ok())
         .unwrap_or_default();
-    let work = match notification::parse(&body, &format!("sqs://{queue}/{message_id}")) {
+    let mark = record.redrive_mark();
+    let inline_ref = mark
+        .as_ref()
+        .and_then(|m| m.raw_ref.clone())
+        .unwrap_or_else(|| format!("sqs://{queue}/{message_id}"));
+    let first_failed_at = mark.and_then(|m| m.first_failed_at);
+    let work = match notification::parse(&body, &inline_ref) {
         Ok(w) => w,
         Err(err) => {
             let origin = serde_json::json!({"kind": "sqs", "arn": queue, "id": message_id});
@@ -244,6 +249,9 @@ async fn handle_message<O: RawObjects, T: TypedTables, D: DeadLetters>(
             )
             .with_original(body.clone());
             env.retry_count = record.retry_count();
+            if let Some(at) = first_failed_at {
+                env.first_failed_at = at;
+            }
             *stats.quarantined.entry(err.class().as_str()).or_default() += 1;
             *stats.dead_letters.entry(err.code().to_owned()).or_default() += 1;
             return deps.dead_letters.send(env).await.map_err(Retry::DeadLetter);
@@ -252,11 +260,16 @@ async fn handle_message<O: RawObjects, T: TypedTables, D: DeadLetters>(
     let contracts = deps.contracts.get().await.map_err(Retry::Contracts)?;
     let mut result = Ok(());
     for w in work {
-        let mut batch = ObjectBatch::new(&contracts, deps, now_ms, record.retry_count());
+        let mut batch = ObjectBatch::new(&contracts, deps, now_ms, record.retry_count())
+            .first_failed_at(first_failed_at.clone());
         let outcome = match w {
             Work::Object { bucket, key } => {
                 stats.objects += 1;
-                batch.read_object(&bucket, &key, stats).await
+                batch.read_object(&bucket, &key, None, stats).await
+            }
+            Work::Line { bucket, key, line } => {
+                stats.objects += 1;
+                batch.read_object(&bucket, &key, Some(line), stats).await
             }
             Work::Inline { line, raw_ref } => {
                 stats.lines += 1;

@@ -12,13 +12,13 @@ use sluice_core::decide::{decide, ContractResult, DecideContext, LineOutcome};
 use sluice_core::envelope::{FailureEnvelope, Step};
 use sluice_core::json::Limits;
 use sluice_core::raw::{OwnedRawLine, TsSource};
-use sluice_core::row::{TypedRow, Violation};
+use sluice_core::row::TypedRow;
 use sluice_core::{DecodeError, ErrorClass};
 
 use crate::contracts::ContractSet;
 
-use super::lines::{read_line_capped, LineRead};
 use super::*;
+use crate::lines::{read_line_capped, LineRead};
 
 /// A typed row kept for writing, with its source commit time (for latency).
 type Kept = (TypedRow, Option<i64>);
@@ -31,6 +31,8 @@ pub(super) struct ObjectBatch<'a, O, T, D> {
     deps: &'a Transform<O, T, D>,
     now_ms: i64,
     retry_count: u32,
+    /// When the records first failed, for a redriven message.
+    first_failed_at: Option<String>,
     /// Winners per (typed table, key), with the line's commit time if it came from the source.
     rows: HashMap<(String, String), Vec<Kept>>,
     dead: Vec<FailureEnvelope>,
@@ -48,15 +50,25 @@ impl<'a, O: RawObjects, T: TypedTables, D: DeadLetters> ObjectBatch<'a, O, T, D>
             deps,
             now_ms,
             retry_count,
+            first_failed_at: None,
             rows: HashMap::new(),
             dead: Vec::new(),
         }
     }
 
+    /// Keeps the first failure time a redriven message carries.
+    pub(super) fn first_failed_at(mut self, at: Option<String>) -> Self {
+        self.first_failed_at = at;
+        self
+    }
+
+    /// Reads an object and decides each line; with `only`, that line alone (its number, from
+    /// 1), which a redrive asks for when the line was too large to travel inline.
     pub(super) async fn read_object(
         &mut self,
         bucket: &str,
         key: &str,
+        only: Option<usize>,
         stats: &mut TransformStats,
     ) -> Result<(), Retry> {
         let object_ref = format!("s3://{bucket}/{key}");
@@ -92,6 +104,23 @@ impl<'a, O: RawObjects, T: TypedTables, D: DeadLetters> ObjectBatch<'a, O, T, D>
                 }
             };
             n += 1;
+            if let Some(wanted) = only {
+                if matches!(read, LineRead::Eof) {
+                    self.object_failure(
+                        &format!("{object_ref}#L{wanted}"),
+                        "line_not_found",
+                        format!("the object has {} line(s), not {wanted}", n - 1),
+                        stats,
+                    );
+                    break;
+                }
+                if n < wanted {
+                    continue;
+                }
+                if n > wanted {
+                    break;
+                }
+            }
             let raw_ref = format!("{object_ref}#L{n}");
             let counted = match read {
                 LineRead::Line => !buf.iter().all(u8::is_ascii_whitespace),
@@ -176,6 +205,9 @@ impl<'a, O: RawObjects, T: TypedTables, D: DeadLetters> ObjectBatch<'a, O, T, D>
         );
         env.raw_ref = Some(raw_ref.to_owned());
         env.retry_count = self.retry_count;
+        if let Some(at) = &self.first_failed_at {
+            env.first_failed_at.clone_from(at);
+        }
         env
     }
 
@@ -274,7 +306,7 @@ impl<'a, O: RawObjects, T: TypedTables, D: DeadLetters> ObjectBatch<'a, O, T, D>
                             }
                         }
                         Err(v) => {
-                            let code = violation_code(&v);
+                            let code = v.code();
                             let mut env = self.line_envelope(
                                 &line,
                                 text,
@@ -282,6 +314,10 @@ impl<'a, O: RawObjects, T: TypedTables, D: DeadLetters> ObjectBatch<'a, O, T, D>
                                 (ErrorClass::ContractViolation, code),
                                 format!("contract {} v{}: {v}", contract.name, contract.version),
                             );
+                            env.contract = Some(sluice_core::envelope::ContractRef {
+                                name: contract.name.clone(),
+                                version: contract.version,
+                            });
                             // Two contracts on one line fail with distinct ids.
                             env.failure_id = sluice_core::envelope::failure_id(
                                 Step::Transform,
@@ -375,6 +411,10 @@ impl<'a, O: RawObjects, T: TypedTables, D: DeadLetters> ObjectBatch<'a, O, T, D>
                     );
                     env.raw_ref = Some(raw_ref.clone());
                     env.original_ref = Some(raw_ref);
+                    env.retry_count = self.retry_count;
+                    if let Some(at) = &self.first_failed_at {
+                        env.first_failed_at.clone_from(at);
+                    }
                     *stats.quarantined.entry("contract_violation").or_default() += 1;
                     *stats
                         .dead_letters
@@ -399,16 +439,5 @@ impl<'a, O: RawObjects, T: TypedTables, D: DeadLetters> ObjectBatch<'a, O, T, D>
             Some(r) => Err(r),
             None => Ok(()),
         }
-    }
-}
-
-fn violation_code(v: &Violation) -> &'static str {
-    match v {
-        Violation::Type { .. } => "type_mismatch",
-        Violation::Missing { .. } => "missing_field",
-        Violation::EmptyKey { .. } => "empty_key",
-        Violation::NoImage { .. } => "no_image",
-        Violation::Unreadable { .. } => "unreadable_value",
-        Violation::KeyKind { .. } => "key_type_mismatch",
     }
 }

@@ -5,7 +5,7 @@ use tokio::io::AsyncBufReadExt;
 
 use sluice_aws::raw_objects::ObjectReader;
 
-pub(super) enum LineRead {
+pub(crate) enum LineRead {
     Line,
     TooLong(usize),
     Eof,
@@ -13,7 +13,7 @@ pub(super) enum LineRead {
 
 /// Reads up to the next `\n` into `buf`, keeping at most `max` bytes; a longer line is skipped
 /// to its end and reported with its length.
-pub(super) async fn read_line_capped(
+pub(crate) async fn read_line_capped(
     reader: &mut ObjectReader,
     buf: &mut Vec<u8>,
     max: usize,

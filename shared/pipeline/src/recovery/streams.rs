@@ -1,0 +1,262 @@
+//! The records of a stream mapping's on-failure record, read again from their stream.
+//!
+//! An on-failure record (`DDBStreamBatchInfo`, `KinesisBatchInfo`) names a shard and a range
+//! of sequence numbers, not the records. They are read again from the stream, from the first
+//! sequence number to the last, and returned as the Lambda event the mapping would have
+//! delivered, for ingest. Past the stream's retention (24 hours for DynamoDB Streams, the
+//! stream's retention for Kinesis) the records are gone: that is [`RangeError::PastRetention`],
+//! and the changes must come back from raw staging or the source instead.
+
+use std::cmp::Ordering;
+
+use sluice_aws::AwsError;
+use sluice_core::dead_letter::{StreamBatch, StreamKind};
+
+use crate::stream_events::stream_record_json;
+
+/// The most `GetRecords` calls one range may take (a range is at most a mapping's batch).
+const MAX_PAGES: usize = 1_000;
+
+/// Why a range could not be read again.
+#[derive(Debug, thiserror::Error)]
+pub enum RangeError {
+    /// The records are no longer in the stream.
+    #[error(
+        "the records are past the stream's retention ({0}); they cannot be read again from it. \
+         Replay raw staging (`sluice replay --table …`) or re-export from the source"
+    )]
+    PastRetention(String),
+    /// The on-failure record does not name a stream, a shard or a range.
+    #[error("the on-failure record names no {0}")]
+    Incomplete(&'static str),
+    /// A call failed.
+    #[error(transparent)]
+    Aws(#[from] AwsError),
+}
+
+impl RangeError {
+    /// Whether trying again later may succeed.
+    pub fn is_retriable(&self) -> bool {
+        matches!(self, Self::Aws(e) if e.is_retriable())
+    }
+}
+
+/// Whether an error code says the records are gone from the stream.
+pub fn is_past_retention(code: Option<&str>) -> bool {
+    matches!(
+        code,
+        Some("TrimmedDataAccessException" | "ExpiredIteratorException")
+    )
+}
+
+fn classify(e: AwsError) -> RangeError {
+    if is_past_retention(e.code.as_deref()) {
+        RangeError::PastRetention(e.message.clone())
+    } else {
+        RangeError::Aws(e)
+    }
+}
+
+/// Compares two sequence numbers as the decimal numbers they are.
+pub fn cmp_sequence(a: &str, b: &str) -> Ordering {
+    let a = a.trim_start_matches('0');
+    let b = b.trim_start_matches('0');
+    a.len().cmp(&b.len()).then_with(|| a.cmp(b))
+}
+
+/// Reads the stream clients a redrive needs.
+#[derive(Debug, Clone)]
+pub struct StreamReaders {
+    /// DynamoDB Streams.
+    pub dynamodb: aws_sdk_dynamodbstreams::Client,
+    /// Kinesis Data Streams.
+    pub kinesis: aws_sdk_kinesis::Client,
+    /// The region, for the events' `awsRegion`.
+    pub region: String,
+}
+
+impl StreamReaders {
+    /// The clients for `sdk`.
+    pub fn from_sdk(sdk: &sluice_aws::clients::SdkConfig) -> Self {
+        Self {
+            dynamodb: aws_sdk_dynamodbstreams::Client::new(sdk),
+            kinesis: aws_sdk_kinesis::Client::new(sdk),
+            region: sdk.region().map(ToString::to_string).unwrap_or_default(),
+        }
+    }
+
+    /// The Lambda event holding the range's records, read again from the stream.
+    pub async fn read(&self, batch: &StreamBatch) -> Result<String, RangeError> {
+        let arn = batch
+            .stream_arn
+            .as_deref()
+            .ok_or(RangeError::Incomplete("stream"))?;
+        let shard = batch
+            .shard_id
+            .as_deref()
+            .ok_or(RangeError::Incomplete("shard"))?;
+        let start = batch
+            .start_sequence_number
+            .as_deref()
+            .ok_or(RangeError::Incomplete("first sequence number"))?;
+        let end = batch.end_sequence_number.as_deref().unwrap_or(start);
+        let records = match batch.kind {
+            StreamKind::DynamoDb => self.dynamodb_range(arn, shard, start, end).await?,
+            StreamKind::Kinesis => self.kinesis_range(arn, shard, start, end).await?,
+        };
+        Ok(format!("{{\"Records\":[{}]}}", records.join(",")))
+    }
+
+    async fn dynamodb_range(
+        &self,
+        arn: &str,
+        shard: &str,
+        start: &str,
+        end: &str,
+    ) -> Result<Vec<String>, RangeError> {
+        use aws_sdk_dynamodbstreams::types::ShardIteratorType;
+        let target = format!("{arn} shard {shard}");
+        let mut iterator = self
+            .dynamodb
+            .get_shard_iterator()
+            .stream_arn(arn)
+            .shard_id(shard)
+            .shard_iterator_type(ShardIteratorType::AtSequenceNumber)
+            .sequence_number(start)
+            .send()
+            .await
+            .map_err(|e| classify(AwsError::from_sdk("GetShardIterator", target.clone(), e)))?
+            .shard_iterator
+            .ok_or(RangeError::Incomplete("shard iterator in the answer"))?;
+        let mut out = Vec::new();
+        for _ in 0..MAX_PAGES {
+            let page = self
+                .dynamodb
+                .get_records()
+                .shard_iterator(&iterator)
+                .send()
+                .await
+                .map_err(|e| classify(AwsError::from_sdk("GetRecords", target.clone(), e)))?;
+            let records = page.records();
+            for r in records {
+                let seq = r
+                    .dynamodb()
+                    .and_then(|d| d.sequence_number())
+                    .unwrap_or_default();
+                if cmp_sequence(seq, end) == Ordering::Greater {
+                    return Ok(out);
+                }
+                if let Some(json) = stream_record_json(arn, &self.region, r) {
+                    out.push(json);
+                }
+            }
+            match page.next_shard_iterator() {
+                // An open shard answers with nothing at its end; the range is then complete.
+                Some(next) if !records.is_empty() => iterator = next.to_owned(),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    async fn kinesis_range(
+        &self,
+        arn: &str,
+        shard: &str,
+        start: &str,
+        end: &str,
+    ) -> Result<Vec<String>, RangeError> {
+        use aws_sdk_kinesis::types::ShardIteratorType;
+        let target = format!("{arn} shard {shard}");
+        let mut iterator = self
+            .kinesis
+            .get_shard_iterator()
+            .stream_arn(arn)
+            .shard_id(shard)
+            .shard_iterator_type(ShardIteratorType::AtSequenceNumber)
+            .starting_sequence_number(start)
+            .send()
+            .await
+            .map_err(|e| classify(AwsError::from_sdk("GetShardIterator", target.clone(), e)))?
+            .shard_iterator
+            .ok_or(RangeError::Incomplete("shard iterator in the answer"))?;
+        let mut out = Vec::new();
+        for _ in 0..MAX_PAGES {
+            let page = self
+                .kinesis
+                .get_records()
+                .stream_arn(arn)
+                .shard_iterator(&iterator)
+                .send()
+                .await
+                .map_err(|e| classify(AwsError::from_sdk("GetRecords", target.clone(), e)))?;
+            let records = page.records();
+            for r in records {
+                if cmp_sequence(r.sequence_number(), end) == Ordering::Greater {
+                    return Ok(out);
+                }
+                let arrival = r
+                    .approximate_arrival_timestamp()
+                    .map(|t| format!("{}.{:03}", t.secs(), t.subsec_nanos() / 1_000_000));
+                let mut record = serde_json::json!({
+                    "kinesis": {
+                        "kinesisSchemaVersion": "1.0",
+                        "partitionKey": r.partition_key(),
+                        "sequenceNumber": r.sequence_number(),
+                        "data": aws_smithy_types::base64::encode(r.data().as_ref()),
+                    },
+                    "eventSource": "aws:kinesis",
+                    "eventVersion": "1.0",
+                    "eventID": format!("{shard}:{}", r.sequence_number()),
+                    "eventName": "aws:kinesis:record",
+                    "awsRegion": self.region,
+                    "eventSourceARN": arn,
+                });
+                if let Some(n) =
+                    arrival.and_then(|a| serde_json::from_str::<serde_json::Value>(&a).ok())
+                {
+                    record["kinesis"]["approximateArrivalTimestamp"] = n;
+                }
+                out.push(record.to_string());
+            }
+            match page.next_shard_iterator() {
+                Some(next) if !records.is_empty() => iterator = next.to_owned(),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequence_numbers_compare_as_numbers() {
+        assert_eq!(cmp_sequence("998", "1234"), Ordering::Less);
+        assert_eq!(cmp_sequence("000998", "998"), Ordering::Equal);
+        assert_eq!(
+            cmp_sequence(
+                "49590338271490256608559692538361571095921575989136588898",
+                "49590338271490256608559692538361571095921575989136588899"
+            ),
+            Ordering::Less
+        );
+    }
+
+    #[test]
+    fn trimmed_or_expired_records_are_past_retention() {
+        // The codes AWS answers with when a range is gone: a sequence number behind the trim
+        // horizon, and an iterator older than five minutes.
+        assert!(is_past_retention(Some("TrimmedDataAccessException")));
+        assert!(is_past_retention(Some("ExpiredIteratorException")));
+        assert!(!is_past_retention(Some(
+            "ProvisionedThroughputExceededException"
+        )));
+        assert!(!is_past_retention(None));
+        let e = RangeError::PastRetention("x".into());
+        assert!(!e.is_retriable());
+        assert!(e.to_string().contains("sluice replay"), "{e}");
+    }
+}
