@@ -8,6 +8,8 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use sluice_aws::metrics::Sink;
 use sluice_pipeline::ingest::{handle_counted, Ingest};
+use sluice_pipeline::recovery::function::{RedriveError, RedriveFunction};
+use sluice_pipeline::recovery::RecoveryConfig;
 use sluice_pipeline::transform::{self, Transform};
 use sluice_pipeline::{IngestConfig, TransformConfig};
 
@@ -22,6 +24,8 @@ pub enum Function {
     Ingest,
     /// The transform handler (SQS events of S3 notifications or raw lines).
     Transform,
+    /// The redrive handler (a scheduled event, or a request such as {"dry_run": true}).
+    Redrive,
 }
 
 /// Arguments of `sluice invoke`.
@@ -117,10 +121,38 @@ impl InvokeArgs {
                     response.batch_item_failures.len()
                 );
             }
+            Function::Redrive => {
+                let config = RecoveryConfig::from_env().context(
+                    "the redrive handler is not configured; for local resources run \
+                     `eval \"$(sluice local env)\"` after `sluice local up`",
+                )?;
+                let sdk = self.aws.sdk_config().await?;
+                let function = RedriveFunction::from_sdk(config, &sdk, sink);
+                let summary = match function.handle(&event).await {
+                    Ok(s) => s,
+                    Err(e @ RedriveError::UnsupportedEvent(_)) => {
+                        return Err(refused(e.to_string(), "redrive", REDRIVE_TAKES))
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                outln!("{}", serde_json::to_string_pretty(&summary)?);
+                eprintln!(
+                    "redrive{}: {} message(s) read, {} letter(s) selected: {} sent back, {} left, {} error(s)",
+                    if summary.dry_run { " (dry run)" } else { "" },
+                    summary.read,
+                    summary.matched,
+                    summary.redriven,
+                    summary.left,
+                    summary.errors
+                );
+            }
         }
         Ok(Outcome::Ok)
     }
 }
+
+const REDRIVE_TAKES: &str = "`sluice invoke redrive` takes an EventBridge scheduled event, or \
+    a request such as {\"dry_run\": true, \"table\": \"orders\"}";
 
 const INGEST_TAKES: &str = "`sluice invoke ingest` takes a Lambda event from DynamoDB Streams, \
     Kinesis or SQS (an object with a `Records` array), not a bare message body";

@@ -12,6 +12,7 @@ mod aws_opts;
 mod completions;
 mod contracts;
 mod demo;
+mod dlq;
 mod error;
 mod invoke;
 mod local;
@@ -55,6 +56,8 @@ enum Command {
     Audit(audit::AuditArgs),
     /// Show queue depths, dead letters, metrics and alarms of the local pipeline.
     Status(status::StatusArgs),
+    /// Inspect dead letters, send them back after a fix, export or purge them.
+    Dlq(dlq::DlqArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions(completions::CompletionsArgs),
 }
@@ -68,6 +71,7 @@ impl Command {
             Self::Demo(args) => args.run(output).await,
             Self::Audit(args) => args.run(output).await,
             Self::Status(args) => args.run(output).await,
+            Self::Dlq(args) => args.run(output).await,
             Self::Completions(args) => args.run::<Cli>(),
         }
     }

@@ -5,6 +5,7 @@
 use std::cell::RefCell;
 use std::collections::BTreeSet;
 
+use sluice_pipeline::recovery::RecoveryConfig;
 use sluice_pipeline::{IngestConfig, TransformConfig};
 
 fn repo_file(path: &str) -> String {
@@ -13,7 +14,7 @@ fn repo_file(path: &str) -> String {
 
 /// A valid value for any variable, so that every lookup is made.
 fn any_value(name: &str) -> Option<String> {
-    let numeric = ["SLUICE_MAX", "CONCURRENCY", "TTL"]
+    let numeric = ["SLUICE_MAX", "CONCURRENCY", "TTL", "RETRIES"]
         .iter()
         .any(|n| name.contains(n));
     Some(if numeric { "1" } else { "x" }.to_owned())
@@ -34,6 +35,17 @@ fn read_by_ingest() -> BTreeSet<String> {
 fn read_by_transform() -> BTreeSet<String> {
     let asked = RefCell::new(BTreeSet::new());
     TransformConfig::from_lookup(|name| {
+        asked.borrow_mut().insert(name.to_owned());
+        any_value(name)
+    })
+    .unwrap();
+    asked.into_inner()
+}
+
+/// The variables the redrive function looks up.
+fn read_by_redrive() -> BTreeSet<String> {
+    let asked = RefCell::new(BTreeSet::new());
+    RecoveryConfig::from_lookup(|name| {
         asked.borrow_mut().insert(name.to_owned());
         any_value(name)
     })
@@ -128,6 +140,27 @@ fn readme_template_and_code_agree_on_transform_configuration() {
         sluice_only(&readme),
         code,
         "the README documents exactly what transform reads"
+    );
+    assert!(template.contains("RUST_LOG"));
+}
+
+#[test]
+fn readme_template_and_code_agree_on_redrive_configuration() {
+    let code = read_by_redrive();
+    let template = template_variables(&repo_file("template.yaml"), "RedriveFunction");
+    let readme = readme_variables(&repo_file("README.md"), "redrive");
+    assert!(
+        code.contains("SLUICE_TRANSFORM_QUEUE_URL") && code.contains("SLUICE_REDRIVE_MAX_RETRIES")
+    );
+    assert_eq!(
+        sluice_only(&template),
+        code,
+        "template.yaml sets exactly what redrive reads"
+    );
+    assert_eq!(
+        sluice_only(&readme),
+        code,
+        "the README documents exactly what redrive reads"
     );
     assert!(template.contains("RUST_LOG"));
 }

@@ -218,6 +218,113 @@ impl DlqSnapshot {
     }
 }
 
+/// Every letter of some dead-letter queues, held (hidden) until [`Held::finish`] deletes the
+/// chosen ones and gives the rest back: for commands that act on what they read (`sluice dlq
+/// export --drain`, `sluice dlq purge`), so that a receipt handle is still the latest when the
+/// letter is deleted.
+#[derive(Debug)]
+pub struct Held {
+    scans: Vec<sluice_aws::dead_letters::Scan>,
+    /// Every message read, once each.
+    pub entries: Vec<DlqEntry>,
+}
+
+impl Held {
+    /// Reads every queue, each within `budget`.
+    pub async fn read(
+        sqs: &aws_sdk_sqs::Client,
+        urls: &[String],
+        budget: Duration,
+    ) -> Result<Self, AwsError> {
+        let limits = Limits::default();
+        let mut held = Self {
+            scans: Vec::new(),
+            entries: Vec::new(),
+        };
+        for url in urls {
+            let mut scan = sluice_aws::dead_letters::Scan::new(url.clone(), budget);
+            let read = async {
+                while let Some(page) = scan.next_page(sqs).await? {
+                    held.entries
+                        .extend(page.iter().map(|m| DlqEntry::from_message(url, m, &limits)));
+                }
+                Ok::<_, AwsError>(())
+            }
+            .await;
+            held.scans.push(scan);
+            if let Err(e) = read {
+                held.finish(sqs, &[]).await?;
+                return Err(e);
+            }
+        }
+        Ok(held)
+    }
+
+    /// Whether every queue was read to its end.
+    pub fn complete(&self) -> bool {
+        self.scans
+            .iter()
+            .all(sluice_aws::dead_letters::Scan::complete)
+    }
+
+    /// Deletes the messages with the given ids and gives every other one back. Returns how many
+    /// were deleted.
+    pub async fn finish(
+        self,
+        sqs: &aws_sdk_sqs::Client,
+        delete: &[String],
+    ) -> Result<usize, AwsError> {
+        let delete: HashSet<&str> = delete.iter().map(String::as_str).collect();
+        let mut deleted = 0;
+        let mut first_error = None;
+        for scan in &self.scans {
+            let mine = self
+                .entries
+                .iter()
+                .filter(|e| e.queue_url == scan.queue_url());
+            let (gone, keep): (Vec<&DlqEntry>, Vec<&DlqEntry>) =
+                mine.partition(|e| delete.contains(e.message_id.as_str()));
+            for chunk in gone.chunks(10) {
+                let entries: Vec<_> = chunk
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, e)| {
+                        aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder()
+                            .id(i.to_string())
+                            .receipt_handle(&e.receipt_handle)
+                            .build()
+                            .ok()
+                    })
+                    .collect();
+                match sqs
+                    .delete_message_batch()
+                    .queue_url(scan.queue_url())
+                    .set_entries(Some(entries))
+                    .send()
+                    .await
+                {
+                    Ok(out) => deleted += out.successful().len(),
+                    Err(e) => {
+                        first_error.get_or_insert(AwsError::from_sdk(
+                            "DeleteMessageBatch",
+                            scan.queue_url(),
+                            e,
+                        ));
+                    }
+                }
+            }
+            let handles: Vec<String> = keep.iter().map(|e| e.receipt_handle.clone()).collect();
+            if let Err(e) = scan.release(sqs, &handles).await {
+                first_error.get_or_insert(e);
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(deleted),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,8 +8,10 @@
 //! - [`run`]: a redrive over the dead-letter queues: every letter read once, the matching ones
 //!   judged, sent back and only then deleted (send first, then delete: a stop in between
 //!   leaves a harmless duplicate, never a lost letter), the rest given back untouched;
+//! - [`function`]: the redrive function's handler, on a schedule and on demand;
 //! - `streams` (feature `streams`): stream ranges read again.
 
+pub mod function;
 pub mod judge;
 pub mod run;
 pub mod select;
@@ -39,6 +41,8 @@ pub struct RecoveryConfig {
     /// `SLUICE_REDRIVE_MAX_RETRIES`: how often the redrive function sends a record back
     /// before leaving it for a person (default 5).
     pub max_retries: u32,
+    /// `SLUICE_MAX_LINE_BYTES`: the longest raw line transform reads (as for transform).
+    pub max_line_bytes: usize,
     /// The ingest settings, for records that go through ingest here (stream ranges).
     pub ingest: IngestConfig,
 }
@@ -62,6 +66,11 @@ impl RecoveryConfig {
             transform_queue_url: crate::config::required(&env, "SLUICE_TRANSFORM_QUEUE_URL")?,
             contracts: crate::config::required(&env, "SLUICE_CONTRACTS")?,
             max_retries: parsed(&env, "SLUICE_REDRIVE_MAX_RETRIES", 5)?,
+            max_line_bytes: parsed(
+                &env,
+                "SLUICE_MAX_LINE_BYTES",
+                crate::TransformConfig::DEFAULT_MAX_LINE_BYTES,
+            )?,
             ingest,
         })
     }
