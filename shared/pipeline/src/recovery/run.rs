@@ -283,6 +283,7 @@ impl<O: RawObjects, R: RawStore, D: DeadLetters> Redrive<'_, O, R, D> {
                                 }
                                 let delay = options
                                     .auto
+                                    .filter(|_| is_retry(&e))
                                     .map_or(0, |a| a.backoff(retries(&e)).as_secs().min(900));
                                 match self.perform(action, &urls, delay).await {
                                     Err(why) => {
@@ -560,6 +561,20 @@ fn mark(e: &DlqEntry) -> Option<RedriveMark> {
         .get(sluice_core::envelope::REDRIVE_ATTRIBUTE)
         .and_then(|v| v.string_value())
         .and_then(RedriveMark::parse)
+}
+
+/// Whether sending the letter back is a retry of something that failed on the way (rather than
+/// a record a fix now lets through): retries go back with a delay, as backoff.
+fn is_retry(e: &DlqEntry) -> bool {
+    match &e.letter {
+        DeadLetter::Envelope(env) => {
+            matches!(
+                env.error_class,
+                ErrorClass::Retriable | ErrorClass::Internal
+            )
+        }
+        DeadLetter::Moved(_) | DeadLetter::StreamBatch(_) => true,
+    }
 }
 
 /// How often the letter's record was retried already.
