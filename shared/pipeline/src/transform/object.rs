@@ -105,6 +105,9 @@ impl<'a, O: RawObjects, T: TypedTables, D: DeadLetters> ObjectBatch<'a, O, T, D>
             };
             n += 1;
             if let Some(wanted) = only {
+                if matches!(read, LineRead::Eof) && n > wanted {
+                    break;
+                }
                 if matches!(read, LineRead::Eof) {
                     self.object_failure(
                         &format!("{object_ref}#L{wanted}"),

@@ -247,3 +247,77 @@ async fn test_events_and_unknown_messages() {
     );
     assert!(handle("[]", &d).await.is_err());
 }
+
+/// An SQS event of one message with this body and these message attributes (Lambda's shape).
+fn message(body: &str, attributes: serde_json::Value) -> String {
+    serde_json::json!({"Records": [{"messageId": "m-1", "body": body,
+        "attributes": {"ApproximateReceiveCount": "1"}, "messageAttributes": attributes,
+        "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:1:transform"}]})
+    .to_string()
+}
+
+#[tokio::test]
+async fn a_line_reference_reads_that_line_alone_and_names_a_missing_one() {
+    let text = [
+        line("people", 1, 1, r#"{"id":1,"email":"a@x"}"#),
+        line("people", 2, 1, r#"{"id":2}"#),
+        line("people", 3, 1, r#"{"id":3,"email":"c@x"}"#),
+    ]
+    .join("\n");
+    let key = "raw/people/x.ndjson.gz";
+    let d = deps(
+        objects(&[(key, gzip(text.as_bytes()))]),
+        Memory::new(),
+        Memory::new(),
+    );
+    let line_ref =
+        |n: usize| sluice_core::notification::line_ref_message(&format!("s3://raw/{key}#L{n}"));
+    let (_, stats) = handle(&message(&line_ref(3), serde_json::json!({})), &d)
+        .await
+        .unwrap();
+    assert_eq!((stats.lines, stats.tables["people"].written), (1, 1));
+    assert_eq!(d.tables.rows().len(), 1, "line 3 alone");
+    // A line past the end: an internal dead letter that names it, never a row.
+    handle(&message(&line_ref(9), serde_json::json!({})), &d)
+        .await
+        .unwrap();
+    let sent = d.dead_letters.dead_letters();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].error_code.as_deref(), Some("line_not_found"));
+    assert_eq!(sent[0].error, "the object has 3 line(s), not 9");
+}
+
+#[tokio::test]
+async fn a_redriven_line_that_fails_again_keeps_its_history() {
+    let l = line("people", 2, 1, r#"{"id":2}"#);
+    let mark = sluice_core::envelope::RedriveMark {
+        retry_count: 2,
+        first_failed_at: Some("2026-11-01T00:00:00.000Z".into()),
+        origin_id: None,
+        raw_ref: Some("s3://raw/raw/people/x.ndjson.gz#L2".into()),
+        redriven_at: None,
+    };
+    let d = deps(Memory::new(), Memory::new(), Memory::new());
+    let attrs = serde_json::json!({"sluice_redrive": {"dataType": "String", "stringValue": mark.to_json()}});
+    handle(&message(&l, attrs), &d).await.unwrap();
+    let sent = d.dead_letters.dead_letters();
+    assert_eq!(sent.len(), 1);
+    let env = &sent[0];
+    assert_eq!(
+        env.raw_ref.as_deref(),
+        Some("s3://raw/raw/people/x.ndjson.gz#L2")
+    );
+    assert_eq!(env.first_failed_at, "2026-11-01T00:00:00.000Z");
+    assert_eq!(
+        env.retry_count, 2,
+        "the mark's retries and none of this message's"
+    );
+    // The same failure id as the first failure of the line had.
+    let first = sluice_core::envelope::failure_id(
+        sluice_core::envelope::Step::Transform,
+        "s3://raw/raw/people/x.ndjson.gz#L2",
+        "people",
+        "missing_field",
+    );
+    assert_eq!(env.failure_id, first);
+}
