@@ -238,8 +238,17 @@ async fn read_all(
     let spinner = spinner("reading the dead letters");
     let held = Held::read(sqs, &setup.config.dlq_urls, READ_BUDGET).await?;
     let complete = held.complete();
-    let entries = held.entries.clone();
+    let mut entries = held.entries.clone();
     held.finish(sqs, &[]).await?;
+    // Failed stream invocations an S3 on-failure destination keeps are letters too.
+    entries.extend(
+        sluice_pipeline::dlq::s3_failures(
+            &s3_client(&setup.sdk),
+            &setup.config.ingest.raw_bucket,
+            &sluice_core::json::Limits::default(),
+        )
+        .await?,
+    );
     if let Some(s) = spinner {
         s.finish_and_clear();
     }
@@ -575,6 +584,7 @@ async fn redrive(
     let tools = tools(setup).await?;
     let ingest = Ingest::from_sdk(setup.config.ingest.clone(), &setup.sdk, Sink::Discard);
     let streams = StreamReaders::from_sdk(&setup.sdk);
+    let s3 = s3_client(&setup.sdk);
     let run = Redrive {
         config: &setup.config,
         sqs,
@@ -582,6 +592,7 @@ async fn redrive(
         ingest: &ingest,
         contracts: &tools.contracts,
         max_line_bytes: setup.config.max_line_bytes,
+        s3: Some(&s3),
         streams: Some(&streams),
     };
     let mut depth = 0;

@@ -61,6 +61,7 @@ async fn redrive(env: &TestEnv, q: &Queues, contracts: &ContractSet, all: bool) 
         ingest: &ingest,
         contracts,
         max_line_bytes: config.max_line_bytes,
+        s3: Some(&env.s3),
         streams: Some(&streams),
     }
     .run(
@@ -470,4 +471,90 @@ async fn a_claim_checked_original_over_256_kib_is_redriven_whole() {
         .map(|e| e.describe().chars().take(300).collect())
         .collect();
     assert!(left.entries.is_empty(), "{described:?}");
+}
+
+/// GIVEN a failed DynamoDB stream invocation kept whole in S3 (the S3 on-failure destination),
+/// its records in its `payload`
+/// WHEN it is redriven
+/// THEN its records land without any stream read, and the object is deleted.
+#[tokio::test]
+async fn a_failed_invocation_kept_in_s3_is_redriven_from_its_records() {
+    let env = env().await;
+    let r = ingest_resources(&env, false).await;
+    let (table, arn) = source_table_with_stream(&env).await;
+    for id in ["a", "b"] {
+        env.ddb
+            .put_item()
+            .table_name(&table)
+            .item("id", AttributeValue::S(id.into()))
+            .send()
+            .await
+            .unwrap();
+    }
+    let (shard, seqs, ids) = stream_records(&env, &arn).await;
+    // The records as the mapping delivered them, read here from the stream once.
+    let it = env
+        .streams
+        .get_shard_iterator()
+        .stream_arn(&arn)
+        .shard_id(&shard)
+        .shard_iterator_type(aws_sdk_dynamodbstreams::types::ShardIteratorType::TrimHorizon)
+        .send()
+        .await
+        .unwrap()
+        .shard_iterator
+        .unwrap();
+    let records = env
+        .streams
+        .get_records()
+        .shard_iterator(it)
+        .send()
+        .await
+        .unwrap()
+        .records
+        .unwrap_or_default();
+    let event = sluice_local::events::stream_event(&arn, "us-east-1", &records);
+    let mut kept: serde_json::Value =
+        serde_json::from_str(&on_failure_record(&arn, &shard, &seqs[0], &seqs[1], 2)).unwrap();
+    // AWS keeps the event as JSON text in `payload`.
+    kept["payload"] = event.into();
+    let key = format!(
+        "aws/lambda/{}/{shard}/2026/11/30/2026-11-30T06.00.00-{}",
+        unique("esm"),
+        unique("x")
+    );
+    env.s3
+        .put_object()
+        .bucket(&r.raw_bucket)
+        .key(&key)
+        .body(kept.to_string().into_bytes().into())
+        .send()
+        .await
+        .unwrap();
+    let q = Queues {
+        raw_bucket: r.raw_bucket.clone(),
+        dlq: r.dlq_url.clone(),
+        transform: plain_queue(&env, &unique("t")).await,
+        ingest: None,
+        ingest_fifo: None,
+        contracts: "unused".into(),
+    };
+    let s = redrive(&env, &q, &ContractSet::from_files([]), false).await;
+    assert_eq!((s.redriven, s.left), (1, 0), "{s:?}");
+    assert_eq!(s.letters[0].code, "on_failure");
+    let mut landed: Vec<String> = raw_lines(&env, &r.raw_bucket)
+        .await
+        .iter()
+        .map(|(_, l)| sluice_tests::origin_id(l))
+        .collect();
+    landed.sort();
+    let mut want = ids.clone();
+    want.sort();
+    assert_eq!(landed, want);
+    assert!(
+        sluice_tests::list_keys(&env, &r.raw_bucket, "aws/lambda/")
+            .await
+            .is_empty(),
+        "the kept invocation is deleted once its records landed"
+    );
 }

@@ -218,6 +218,53 @@ impl DlqSnapshot {
     }
 }
 
+/// Where a stream event source mapping's S3 on-failure destination keeps failed invocations.
+pub const S3_FAILURES_PREFIX: &str = "aws/lambda/";
+
+/// The failed stream invocations kept in S3 under [`S3_FAILURES_PREFIX`] of `bucket`, as
+/// letters: each object is one, named by its key (in `message_id`), in a "queue" `s3://bucket`.
+/// Each holds the on-failure record and, unlike one sent to SQS, the invocation's records.
+pub async fn s3_failures(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    limits: &Limits,
+) -> Result<Vec<DlqEntry>, AwsError> {
+    let mut out = Vec::new();
+    for key in sluice_aws::listing::list_keys(s3, bucket, S3_FAILURES_PREFIX).await? {
+        let target = format!("s3://{bucket}/{key}");
+        let object = s3
+            .get_object()
+            .bucket(bucket)
+            .key(&key)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("GetObject", target.clone(), e))?;
+        let sent_ms = object
+            .last_modified()
+            .map(|t| t.to_millis().unwrap_or_default());
+        let bytes = object
+            .body
+            .collect()
+            .await
+            .map_err(|e| AwsError::local("GetObject", target.clone(), e))?
+            .into_bytes();
+        let body = String::from_utf8_lossy(&bytes).into_owned();
+        out.push(DlqEntry {
+            queue_url: format!("s3://{bucket}"),
+            message_id: key.clone(),
+            receipt_handle: key,
+            group_id: None,
+            message_attributes: HashMap::new(),
+            sent_ms,
+            receive_count: None,
+            source_arn: None,
+            letter: classify(&body, limits),
+            body,
+        });
+    }
+    Ok(out)
+}
+
 /// Every letter of some dead-letter queues, held (hidden) until [`Held::finish`] deletes the
 /// chosen ones and gives the rest back: for commands that act on what they read (`sluice dlq
 /// export --drain`, `sluice dlq purge`), so that a receipt handle is still the latest when the

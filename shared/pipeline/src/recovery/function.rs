@@ -88,6 +88,7 @@ impl RedriveError {
 pub struct RedriveFunction {
     config: RecoveryConfig,
     sqs: aws_sdk_sqs::Client,
+    s3: aws_sdk_s3::Client,
     objects: S3RawObjects,
     ingest: Ingest<S3RawStore, SqsDeadLetters>,
     contracts: ContractCache,
@@ -106,6 +107,7 @@ impl RedriveFunction {
         let s3 = s3_client(sdk);
         Self {
             sqs: sqs_client(sdk),
+            s3: s3.clone(),
             objects: S3RawObjects::new(s3.clone()),
             ingest: Ingest::from_sdk(config.ingest.clone(), sdk, Sink::Discard),
             contracts: ContractCache::new(
@@ -134,6 +136,7 @@ impl RedriveFunction {
             ingest: &self.ingest,
             contracts: &contracts,
             max_line_bytes: self.config.max_line_bytes,
+            s3: Some(&self.s3),
             #[cfg(feature = "streams")]
             streams: Some(&self.streams),
         };

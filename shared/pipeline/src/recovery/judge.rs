@@ -189,9 +189,16 @@ impl<O: RawObjects> Judge<'_, O> {
                 Step::Transform => self.transform_letter(env).await,
                 Step::Ingest | Step::Redrive => self.ingest_letter(env).await,
             },
-            DeadLetter::StreamBatch(b) => Plan {
-                verdict: Verdict::retry(format!("read again from the stream: {b}")),
-                action: Some(Action::Stream(b.clone())),
+            DeadLetter::StreamBatch(b) => match invocation_payload(&e.body) {
+                // A failed invocation kept in S3 holds its records: no stream to read.
+                Some(event) => Plan {
+                    verdict: self.check_ingest(&event),
+                    action: Some(Action::Ingest { event }),
+                },
+                None => Plan {
+                    verdict: Verdict::retry(format!("read again from the stream: {b}")),
+                    action: Some(Action::Stream(b.clone())),
+                },
             },
             DeadLetter::Moved(m) => self.moved(e, &m.holds),
         }
@@ -556,6 +563,29 @@ impl<O: RawObjects> Judge<'_, O> {
         }
         Err(format!("{at} does not exist"))
     }
+}
+
+/// The records of a failed invocation as an S3 on-failure destination keeps it: its `payload`
+/// (the event, as an object or as JSON text) when that holds a `Records` array.
+pub fn invocation_payload(body: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Kept {
+        payload: Option<Box<RawValue>>,
+    }
+    let payload = serde_json::from_str::<Kept>(body).ok()?.payload?;
+    let text = match serde_json::from_str::<String>(payload.get()) {
+        Ok(inner) => inner,
+        Err(_) => payload.get().to_owned(),
+    };
+    #[derive(Deserialize)]
+    struct Event<'a> {
+        #[serde(rename = "Records", borrow)]
+        records: Vec<&'a RawValue>,
+    }
+    serde_json::from_str::<Event<'_>>(&text)
+        .ok()
+        .filter(|e| !e.records.is_empty())?;
+    Some(text)
 }
 
 /// The parts of an envelope's `origin` a redrive needs.
@@ -951,6 +981,22 @@ mod tests {
         let p = plan(CONTRACT_V1, &test_event, &Memory::new()).await;
         assert_eq!(p.verdict.kind, VerdictKind::None);
         assert!(p.action.is_none());
+    }
+
+    #[test]
+    fn a_kept_invocation_gives_its_records_as_text_or_object() {
+        let event = r#"{"Records":[{"eventSource":"aws:dynamodb","eventID":"1"}]}"#;
+        let as_text = serde_json::json!({"DDBStreamBatchInfo": {}, "payload": event}).to_string();
+        assert_eq!(invocation_payload(&as_text).as_deref(), Some(event));
+        let as_object = format!(r#"{{"DDBStreamBatchInfo":{{}},"payload":{event}}}"#);
+        assert_eq!(invocation_payload(&as_object).as_deref(), Some(event));
+        for none in [
+            r#"{"DDBStreamBatchInfo":{}}"#,
+            r#"{"payload":"{\"Records\":[]}"}"#,
+            r#"{"payload":"not json"}"#,
+        ] {
+            assert_eq!(invocation_payload(none), None, "{none}");
+        }
     }
 
     #[test]

@@ -164,6 +164,20 @@ pub struct RedriveSummary {
     pub letters: Vec<LetterReport>,
 }
 
+/// What one run keeps from letter to letter.
+struct RunState<'p> {
+    summary: RedriveSummary,
+    /// The fate of each failure id decided, for its copies.
+    decided: HashMap<String, Fate>,
+    /// When the next send may go, under `--rate`.
+    next_send: Instant,
+    /// Queue URLs by ARN.
+    urls: Mutex<HashMap<String, String>>,
+    /// The transform queue's `MaximumMessageSize`.
+    max_message_bytes: usize,
+    progress: Option<Progress<'p>>,
+}
+
 /// Progress, called after each selected letter.
 pub type Progress<'a> = &'a (dyn Fn(&RedriveSummary) + Send + Sync);
 
@@ -181,150 +195,44 @@ pub struct Redrive<'a, O, R, D> {
     pub contracts: &'a ContractSet,
     /// The longest raw line transform reads.
     pub max_line_bytes: usize,
+    /// S3, for the failed stream invocations an S3 on-failure destination keeps under
+    /// `aws/lambda/` in the raw bucket; `None` skips them.
+    pub s3: Option<&'a aws_sdk_s3::Client>,
     /// Stream readers, for on-failure records.
     #[cfg(feature = "streams")]
     pub streams: Option<&'a super::streams::StreamReaders>,
 }
 
 impl<O: RawObjects, R: RawStore, D: DeadLetters> Redrive<'_, O, R, D> {
-    /// Runs a redrive over every dead-letter queue.
+    /// Runs a redrive over every dead-letter queue, then over the failed stream invocations
+    /// kept in S3 (the stream mappings' S3 on-failure destination), when `s3` is given.
     pub async fn run(
         &self,
         options: &RedriveOptions,
         progress: Option<Progress<'_>>,
     ) -> Result<RedriveSummary, AwsError> {
-        let mut summary = RedriveSummary {
-            dry_run: options.dry_run,
-            complete: true,
-            ..RedriveSummary::default()
+        let mut st = RunState {
+            summary: RedriveSummary {
+                dry_run: options.dry_run,
+                complete: true,
+                ..RedriveSummary::default()
+            },
+            decided: HashMap::new(),
+            next_send: Instant::now(),
+            urls: Mutex::new(HashMap::new()),
+            max_message_bytes: self.transform_max_message_bytes().await,
+            progress,
         };
-        let max_message_bytes = self.transform_max_message_bytes().await;
-        let urls = Mutex::new(HashMap::new());
-        let mut decided: HashMap<String, Fate> = HashMap::new();
-        let mut next_send = Instant::now();
         for dlq in &self.config.dlq_urls {
             let mut scan = Scan::new(dlq.clone(), options.budget);
             let mut keep = Vec::new();
             let result: Result<(), AwsError> = async {
                 while let Some(page) = scan.next_page(self.sqs).await? {
                     for m in page {
-                        summary.read += 1;
                         let e = DlqEntry::from_message(dlq, &m, &Limits::default());
-                        let now_ms = chrono::Utc::now().timestamp_millis();
-                        let f = facets(&e);
-                        if !options.filter.matches(&e) {
-                            keep.push(e.receipt_handle);
-                            continue;
-                        }
-                        // A copy follows the first copy read.
-                        if let Some(first) = f.failure_id.and_then(|id| decided.get(id)) {
-                            if *first == Fate::Redriven && self.delete(&e).await.is_ok() {
-                                summary.copies_deleted += 1;
-                            } else {
-                                keep.push(e.receipt_handle.clone());
-                            }
-                            continue;
-                        }
-                        if options.max.is_some_and(|m| summary.matched >= m) {
-                            keep.push(e.receipt_handle);
-                            continue;
-                        }
-                        summary.matched += 1;
-                        let judge = Judge {
-                            contracts: self.contracts,
-                            ingest: &self.config.ingest,
-                            max_line_bytes: self.max_line_bytes,
-                            max_message_bytes,
-                            objects: self.objects,
-                            now_ms,
-                        };
-                        let plan = judge.plan(&e).await;
-                        let mut report = LetterReport {
-                            message_id: e.message_id.clone(),
-                            failure_id: f.failure_id.map(str::to_owned),
-                            step: f.step.to_owned(),
-                            table: f.table.map(str::to_owned),
-                            class: f.class.to_owned(),
-                            code: f.code.to_owned(),
-                            verdict: plan.verdict.clone(),
-                            fate: Fate::Left,
-                            note: None,
-                        };
-                        let chosen = match &options.auto {
-                            Some(auto) => self.auto_allows(auto, &e, &plan.verdict, now_ms),
-                            None => match plan.verdict.kind {
-                                VerdictKind::Pass | VerdictKind::Retry => Ok(()),
-                                VerdictKind::Fails if options.all => Ok(()),
-                                VerdictKind::Fails => {
-                                    Err("it would fail again; fix its cause first, or pass --all"
-                                        .to_owned())
-                                }
-                                VerdictKind::None => Err(plan.verdict.detail.clone()),
-                            },
-                        };
-                        match (chosen, plan.action) {
-                            (Err(why), _) => {
-                                report.note = Some(why);
-                                keep.push(e.receipt_handle.clone());
-                            }
-                            (Ok(()), None) => {
-                                report.note = Some(plan.verdict.detail.clone());
-                                keep.push(e.receipt_handle.clone());
-                            }
-                            (Ok(()), Some(_)) if options.dry_run => {
-                                report.fate = Fate::WouldRedrive;
-                                keep.push(e.receipt_handle.clone());
-                            }
-                            (Ok(()), Some(action)) => {
-                                if let Some(rate) = options.rate.filter(|r| *r > 0.0) {
-                                    tokio::time::sleep_until(next_send.into()).await;
-                                    next_send = Instant::now().max(next_send)
-                                        + Duration::from_secs_f64(1.0 / rate);
-                                }
-                                let delay = options
-                                    .auto
-                                    .filter(|_| is_retry(&e))
-                                    .map_or(0, |a| a.backoff(retries(&e)).as_secs().min(900));
-                                match self.perform(action, &urls, delay).await {
-                                    Err(why) => {
-                                        summary.errors += 1;
-                                        report.note = Some(why);
-                                        keep.push(e.receipt_handle.clone());
-                                    }
-                                    Ok(()) => match self.delete(&e).await {
-                                        Ok(()) => report.fate = Fate::Redriven,
-                                        Err(err) => {
-                                            // Sent, not deleted: the next run sends it again,
-                                            // which the idempotent writes make harmless.
-                                            summary.errors += 1;
-                                            report.fate = Fate::Redriven;
-                                            report.note = Some(format!(
-                                                "sent back, but not deleted ({err}); a later \
-                                                 run sends it again"
-                                            ));
-                                            keep.push(e.receipt_handle.clone());
-                                        }
-                                    },
-                                }
-                            }
-                        }
-                        let tally = summary
-                            .by_class
-                            .entry(format!("{} {}", report.step, report.class))
-                            .or_default();
-                        if matches!(report.fate, Fate::Redriven | Fate::WouldRedrive) {
-                            summary.redriven += 1;
-                            tally.redriven += 1;
-                        } else {
-                            summary.left += 1;
-                            tally.left += 1;
-                        }
-                        if let Some(id) = &report.failure_id {
-                            decided.insert(id.clone(), report.fate);
-                        }
-                        summary.letters.push(report);
-                        if let Some(p) = progress {
-                            p(&summary);
+                        let handle = e.receipt_handle.clone();
+                        if !self.one(e, options, &mut st).await {
+                            keep.push(handle);
                         }
                     }
                 }
@@ -335,9 +243,126 @@ impl<O: RawObjects, R: RawStore, D: DeadLetters> Redrive<'_, O, R, D> {
             let released = scan.release(self.sqs, &keep).await;
             result?;
             released?;
-            summary.complete &= scan.complete();
+            st.summary.complete &= scan.complete();
         }
-        Ok(summary)
+        if let Some(s3) = self.s3 {
+            let held =
+                crate::dlq::s3_failures(s3, &self.config.ingest.raw_bucket, &Limits::default())
+                    .await?;
+            for e in held {
+                self.one(e, options, &mut st).await;
+            }
+        }
+        Ok(st.summary)
+    }
+
+    /// Handles one letter; whether it was deleted (else it is to be given back).
+    async fn one(&self, e: DlqEntry, options: &RedriveOptions, st: &mut RunState<'_>) -> bool {
+        st.summary.read += 1;
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let f = facets(&e);
+        if !options.filter.matches(&e) {
+            return false;
+        }
+        // A copy follows the first copy read.
+        if let Some(first) = f.failure_id.and_then(|id| st.decided.get(id)) {
+            if *first == Fate::Redriven && self.delete(&e).await.is_ok() {
+                st.summary.copies_deleted += 1;
+                return true;
+            }
+            return false;
+        }
+        if options.max.is_some_and(|m| st.summary.matched >= m) {
+            return false;
+        }
+        st.summary.matched += 1;
+        let judge = Judge {
+            contracts: self.contracts,
+            ingest: &self.config.ingest,
+            max_line_bytes: self.max_line_bytes,
+            max_message_bytes: st.max_message_bytes,
+            objects: self.objects,
+            now_ms,
+        };
+        let plan = judge.plan(&e).await;
+        let mut report = LetterReport {
+            message_id: e.message_id.clone(),
+            failure_id: f.failure_id.map(str::to_owned),
+            step: f.step.to_owned(),
+            table: f.table.map(str::to_owned),
+            class: f.class.to_owned(),
+            code: f.code.to_owned(),
+            verdict: plan.verdict.clone(),
+            fate: Fate::Left,
+            note: None,
+        };
+        let chosen = match &options.auto {
+            Some(auto) => self.auto_allows(auto, &e, &plan.verdict, now_ms),
+            None => match plan.verdict.kind {
+                VerdictKind::Pass | VerdictKind::Retry => Ok(()),
+                VerdictKind::Fails if options.all => Ok(()),
+                VerdictKind::Fails => Err("fix its cause first, or pass --all".to_owned()),
+                VerdictKind::None => Err(plan.verdict.detail.clone()),
+            },
+        };
+        let mut deleted = false;
+        match (chosen, plan.action) {
+            (Err(why), _) => report.note = Some(why),
+            (Ok(()), None) => report.note = Some(plan.verdict.detail.clone()),
+            (Ok(()), Some(_)) if options.dry_run => report.fate = Fate::WouldRedrive,
+            (Ok(()), Some(action)) => {
+                if let Some(rate) = options.rate.filter(|r| *r > 0.0) {
+                    tokio::time::sleep_until(st.next_send.into()).await;
+                    st.next_send =
+                        Instant::now().max(st.next_send) + Duration::from_secs_f64(1.0 / rate);
+                }
+                let delay = options
+                    .auto
+                    .filter(|_| is_retry(&e))
+                    .map_or(0, |a| a.backoff(retries(&e)).as_secs().min(900));
+                match self.perform(action, &st.urls, delay).await {
+                    Err(why) => {
+                        st.summary.errors += 1;
+                        report.note = Some(why);
+                    }
+                    Ok(()) => {
+                        report.fate = Fate::Redriven;
+                        match self.delete(&e).await {
+                            Ok(()) => deleted = true,
+                            Err(err) => {
+                                // Sent, not deleted: the next run sends it again, which the
+                                // idempotent writes make harmless.
+                                st.summary.errors += 1;
+                                report.note = Some(format!(
+                                    "sent back, but not deleted ({err}); a later run sends it \
+                                     again"
+                                ));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let tally = st
+            .summary
+            .by_class
+            .entry(format!("{} {}", report.step, report.class))
+            .or_default();
+        if matches!(report.fate, Fate::Redriven | Fate::WouldRedrive) {
+            st.summary.redriven += 1;
+            tally.redriven += 1;
+        } else {
+            st.summary.left += 1;
+            tally.left += 1;
+        }
+        if let Some(id) = &report.failure_id {
+            st.decided.insert(id.clone(), report.fate);
+        }
+        st.summary.letters.push(report);
+        if let Some(p) = st.progress {
+            p(&st.summary);
+        }
+        deleted
     }
 
     /// Whether the redrive function sends this letter back by itself.
@@ -527,6 +552,22 @@ impl<O: RawObjects, R: RawStore, D: DeadLetters> Redrive<'_, O, R, D> {
     }
 
     async fn delete(&self, e: &DlqEntry) -> Result<(), AwsError> {
+        if let (Some(bucket), Some(s3)) = (e.queue_url.strip_prefix("s3://"), self.s3) {
+            // A failed invocation kept in S3: its key is its id.
+            s3.delete_object()
+                .bucket(bucket)
+                .key(&e.message_id)
+                .send()
+                .await
+                .map_err(|err| {
+                    AwsError::from_sdk(
+                        "DeleteObject",
+                        format!("{}/{}", e.queue_url, e.message_id),
+                        err,
+                    )
+                })?;
+            return Ok(());
+        }
         self.sqs
             .delete_message()
             .queue_url(&e.queue_url)
