@@ -17,6 +17,7 @@ mod error;
 mod invoke;
 mod local;
 mod pipeline;
+mod replay;
 mod status;
 
 use std::io::IsTerminal;
@@ -58,6 +59,9 @@ enum Command {
     Status(status::StatusArgs),
     /// Inspect dead letters, send them back after a fix, export or purge them.
     Dlq(dlq::DlqArgs),
+    /// Run transform again over raw staging for a table and a time range (after a contract
+    /// change or a decoder fix).
+    Replay(replay::ReplayArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions(completions::CompletionsArgs),
 }
@@ -72,6 +76,7 @@ impl Command {
             Self::Audit(args) => args.run(output).await,
             Self::Status(args) => args.run(output).await,
             Self::Dlq(args) => args.run(output).await,
+            Self::Replay(args) => args.run(output).await,
             Self::Completions(args) => args.run::<Cli>(),
         }
     }

@@ -288,6 +288,7 @@ fn holds(body: &str, limits: &Limits) -> Holds {
                     Work::Line { bucket, key, line } => {
                         refs.push(format!("s3://{bucket}/{key}#L{line}"));
                     }
+                    Work::Window { bucket, key, .. } => refs.push(format!("s3://{bucket}/{key}")),
                     Work::Inline { line, .. } => {
                         let probe: Option<LineProbe> = serde_json::from_str(&line).ok();
                         return Holds::RawLine {

@@ -32,6 +32,17 @@ pub enum Work {
         /// The line's number, from 1, counting every `\n`-ended line as transform does.
         line: usize,
     },
+    /// The lines of a raw object whose source commit time (`ts_ms`) is in a window: a replay.
+    Window {
+        /// The bucket.
+        bucket: String,
+        /// The key.
+        key: String,
+        /// Lines at or after this time (epoch ms), when given.
+        since_ms: Option<i64>,
+        /// Lines before this time (epoch ms), when given.
+        until_ms: Option<i64>,
+    },
     /// One raw line, sent inline.
     Inline {
         /// The raw line.
@@ -57,6 +68,26 @@ struct Probe<'a> {
     record: Option<&'a RawValue>,
     #[serde(default)]
     sluice_line_ref: Option<String>,
+    #[serde(default)]
+    sluice_replay: Option<ReplayProbe>,
+}
+
+#[derive(Deserialize)]
+struct ReplayProbe {
+    object: String,
+    #[serde(default)]
+    since_ms: Option<i64>,
+    #[serde(default)]
+    until_ms: Option<i64>,
+}
+
+/// The body of a message that asks transform to replay the lines of a raw object whose source
+/// commit time is in `[since_ms, until_ms)`.
+pub fn replay_message(object: &str, since_ms: Option<i64>, until_ms: Option<i64>) -> String {
+    serde_json::json!({ "sluice_replay": {
+        "object": object, "since_ms": since_ms, "until_ms": until_ms,
+    }})
+    .to_string()
 }
 
 /// The body of a message that asks transform for one line of a raw object.
@@ -117,6 +148,23 @@ pub fn parse(body: &str, inline_ref: &str) -> Result<Vec<Work>, DecodeError> {
         if let Some(inner) = probe.sns_message.as_deref() {
             return parse(inner, inline_ref);
         }
+    }
+    if let Some(r) = probe.sluice_replay {
+        let (bucket, key) = r
+            .object
+            .strip_prefix("s3://")
+            .and_then(|p| p.split_once('/'))
+            .filter(|(b, k)| !b.is_empty() && !k.is_empty())
+            .ok_or_else(|| DecodeError::InvalidField {
+                path: "sluice_replay.object".into(),
+                detail: format!("{:?} is not s3://bucket/key", r.object),
+            })?;
+        return Ok(vec![Work::Window {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            since_ms: r.since_ms,
+            until_ms: r.until_ms,
+        }]);
     }
     if let Some(r) = probe.sluice_line_ref.as_deref() {
         let (bucket, key, line) = parse_line_ref(r).ok_or_else(|| DecodeError::InvalidField {
@@ -217,7 +265,7 @@ mod tests {
             .iter()
             .filter_map(|w| match w {
                 Work::Object { key, .. } => Some(key.clone()),
-                Work::Inline { .. } | Work::Line { .. } => None,
+                Work::Inline { .. } | Work::Line { .. } | Work::Window { .. } => None,
             })
             .collect();
         assert_eq!(keys, ["raw/t/x y.ndjson.gz", "raw/t/z.ndjson.gz"]);

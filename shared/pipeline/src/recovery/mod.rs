@@ -9,10 +9,12 @@
 //!   judged, sent back and only then deleted (send first, then delete: a stop in between
 //!   leaves a harmless duplicate, never a lost letter), the rest given back untouched;
 //! - [`function`]: the redrive function's handler, on a schedule and on demand;
+//! - [`replay`]: transform run again over raw staging for a table and a time range;
 //! - `streams` (feature `streams`): stream ranges read again.
 
 pub mod function;
 pub mod judge;
+pub mod replay;
 pub mod run;
 pub mod select;
 #[cfg(feature = "streams")]

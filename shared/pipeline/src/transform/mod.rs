@@ -39,7 +39,7 @@ mod object;
 #[cfg(test)]
 mod orchestration_tests;
 
-use object::ObjectBatch;
+use object::{ObjectBatch, Pick};
 
 /// The function name used in metrics.
 pub const FUNCTION: &str = "transform";
@@ -265,11 +265,23 @@ async fn handle_message<O: RawObjects, T: TypedTables, D: DeadLetters>(
         let outcome = match w {
             Work::Object { bucket, key } => {
                 stats.objects += 1;
-                batch.read_object(&bucket, &key, None, stats).await
+                batch.read_object(&bucket, &key, Pick::All, stats).await
             }
             Work::Line { bucket, key, line } => {
                 stats.objects += 1;
-                batch.read_object(&bucket, &key, Some(line), stats).await
+                batch
+                    .read_object(&bucket, &key, Pick::Line(line), stats)
+                    .await
+            }
+            Work::Window {
+                bucket,
+                key,
+                since_ms,
+                until_ms,
+            } => {
+                stats.objects += 1;
+                let pick = Pick::Window { since_ms, until_ms };
+                batch.read_object(&bucket, &key, pick, stats).await
             }
             Work::Inline { line, raw_ref } => {
                 stats.lines += 1;

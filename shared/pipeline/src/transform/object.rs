@@ -23,6 +23,35 @@ use crate::lines::{read_line_capped, LineRead};
 /// A typed row kept for writing, with its source commit time (for latency).
 type Kept = (TypedRow, Option<i64>);
 
+/// Which lines of an object to decide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Pick {
+    /// Every line.
+    All,
+    /// One line, by its number from 1 (a redrive of a line too large to travel inline).
+    Line(usize),
+    /// The lines whose source commit time is in `[since_ms, until_ms)` (a replay).
+    Window {
+        since_ms: Option<i64>,
+        until_ms: Option<i64>,
+    },
+}
+
+/// Whether a raw line's `ts_ms` is in the window. A line whose time cannot be read is decided
+/// anyway: transform then says what is wrong with it.
+fn in_window(line: &[u8], since_ms: Option<i64>, until_ms: Option<i64>) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Ts {
+        ts_ms: i64,
+    }
+    match serde_json::from_slice::<Ts>(line) {
+        Ok(Ts { ts_ms }) => {
+            since_ms.is_none_or(|s| ts_ms >= s) && until_ms.is_none_or(|u| ts_ms < u)
+        }
+        Err(_) => true,
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // One object (or one inline line)
 
@@ -62,15 +91,18 @@ impl<'a, O: RawObjects, T: TypedTables, D: DeadLetters> ObjectBatch<'a, O, T, D>
         self
     }
 
-    /// Reads an object and decides each line; with `only`, that line alone (its number, from
-    /// 1), which a redrive asks for when the line was too large to travel inline.
+    /// Reads an object and decides the lines `pick` selects.
     pub(super) async fn read_object(
         &mut self,
         bucket: &str,
         key: &str,
-        only: Option<usize>,
+        pick: Pick,
         stats: &mut TransformStats,
     ) -> Result<(), Retry> {
+        let only = match pick {
+            Pick::Line(n) => Some(n),
+            _ => None,
+        };
         let object_ref = format!("s3://{bucket}/{key}");
         let mut reader = match self.deps.objects.open(bucket, key).await {
             Ok(r) => r,
@@ -151,6 +183,12 @@ impl<'a, O: RawObjects, T: TypedTables, D: DeadLetters> ObjectBatch<'a, O, T, D>
                 LineRead::Line => {
                     if buf.iter().all(u8::is_ascii_whitespace) {
                         continue;
+                    }
+                    if let Pick::Window { since_ms, until_ms } = pick {
+                        if !in_window(&buf, since_ms, until_ms) {
+                            stats.lines -= 1;
+                            continue;
+                        }
                     }
                     match std::str::from_utf8(&buf) {
                         Ok(text) => {
