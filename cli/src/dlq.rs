@@ -234,10 +234,10 @@ impl DlqArgs {
 async fn read_all(
     setup: &Setup,
     sqs: &aws_sdk_sqs::Client,
-) -> anyhow::Result<(Vec<DlqEntry>, bool)> {
+) -> anyhow::Result<(Vec<DlqEntry>, Option<String>)> {
     let spinner = spinner("reading the dead letters");
     let held = Held::read(sqs, &setup.config.dlq_urls, READ_BUDGET).await?;
-    let complete = held.complete();
+    let incomplete = held.incomplete();
     let mut entries = held.entries.clone();
     held.finish(sqs, &[]).await?;
     // Failed stream invocations an S3 on-failure destination keeps are letters too.
@@ -252,7 +252,7 @@ async fn read_all(
     if let Some(s) = spinner {
         s.finish_and_clear();
     }
-    Ok((entries, complete))
+    Ok((entries, incomplete))
 }
 
 fn spinner(what: &str) -> Option<ProgressBar> {
@@ -267,12 +267,11 @@ fn spinner(what: &str) -> Option<ProgressBar> {
     })
 }
 
-fn incomplete_note(complete: bool, read: usize) {
-    if !complete {
+/// Says, on stderr, why a read did not cover the whole queue.
+fn incomplete_note(why: Option<&str>) {
+    if let Some(why) = why {
         eprintln!(
-            "note: the dead-letter queue was read only in part ({read} message(s) in {} s); the \
-             rest was not counted",
-            READ_BUDGET.as_secs()
+            "note: the dead-letter queue was read only in part ({why}); the rest was not counted"
         );
     }
 }
@@ -313,7 +312,8 @@ async fn stats(
     filter: &Filter,
     out: Output,
 ) -> anyhow::Result<Outcome> {
-    let (entries, complete) = read_all(setup, sqs).await?;
+    let (entries, incomplete) = read_all(setup, sqs).await?;
+    let complete = incomplete.is_none();
     let s = Stats::of(&entries, filter);
     if out.json() {
         output::print_json(&StatsJson {
@@ -353,7 +353,7 @@ async fn stats(
         }
         outln!("{t}");
     }
-    incomplete_note(complete, s.messages);
+    incomplete_note(incomplete.as_deref());
     Ok(Outcome::Ok)
 }
 
@@ -403,7 +403,8 @@ async fn list(
     max: usize,
     out: Output,
 ) -> anyhow::Result<Outcome> {
-    let (mut entries, complete) = read_all(setup, sqs).await?;
+    let (mut entries, incomplete) = read_all(setup, sqs).await?;
+    let complete = incomplete.is_none();
     entries.retain(|e| filter.matches(e));
     entries.sort_by_key(|e| facets(e).at_ms.unwrap_or(i64::MAX));
     let total = entries.len();
@@ -453,7 +454,7 @@ async fn list(
             ""
         }
     );
-    incomplete_note(complete, total);
+    incomplete_note(incomplete.as_deref());
     Ok(Outcome::Ok)
 }
 
@@ -486,13 +487,13 @@ async fn show(
     id: &str,
     out: Output,
 ) -> anyhow::Result<Outcome> {
-    let (entries, complete) = read_all(setup, sqs).await?;
+    let (entries, incomplete) = read_all(setup, sqs).await?;
     let found: Vec<&DlqEntry> = entries
         .iter()
         .filter(|e| e.message_id == id || facets(e).failure_id == Some(id))
         .collect();
     if found.is_empty() {
-        incomplete_note(complete, entries.len());
+        incomplete_note(incomplete.as_deref());
         return Err(anyhow::Error::new(InvalidInput(format!(
             "no letter on the dead-letter queue has the message id or failure id {id:?}; \
              `sluice dlq list` shows them"
@@ -714,7 +715,7 @@ async fn redrive(
         },
         started.elapsed().as_secs_f64()
     );
-    incomplete_note(summary.complete, summary.read);
+    incomplete_note(summary.incomplete.as_deref());
     Ok(outcome)
 }
 
@@ -782,7 +783,8 @@ async fn export(
     }
     let ids: Vec<String> = chosen.iter().map(|e| e.message_id.clone()).collect();
     let written = write_export(setup, to, text).await;
-    let complete = held.complete();
+    let incomplete = held.incomplete();
+    let complete = incomplete.is_none();
     // Deleted only once the copy is written; given back whatever happened.
     let deleted = held
         .finish(sqs, if drain && written.is_ok() { &ids } else { &[] })
@@ -802,7 +804,7 @@ async fn export(
                 "; they stay on the queue (--drain deletes them)".to_owned()
             }
         );
-        incomplete_note(complete, ids.len());
+        incomplete_note(incomplete.as_deref());
     }
     Ok(Outcome::Ok)
 }

@@ -558,3 +558,116 @@ async fn a_failed_invocation_kept_in_s3_is_redriven_from_its_records() {
         "the kept invocation is deleted once its records landed"
     );
 }
+
+async fn send_many(env: &TestEnv, url: &str, n: usize, group: Option<&str>) {
+    for chunk in (0..n).collect::<Vec<_>>().chunks(10) {
+        let entries = chunk
+            .iter()
+            .map(|i| {
+                let e = aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+                    .id(format!("m{i}"))
+                    .message_body(format!(r#"{{"n":{i}}}"#));
+                match group {
+                    Some(g) => e
+                        .message_group_id(g)
+                        .message_deduplication_id(format!("{g}-{i}")),
+                    None => e,
+                }
+                .build()
+                .unwrap()
+            })
+            .collect::<Vec<_>>();
+        env.sqs
+            .send_message_batch()
+            .queue_url(url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
+/// GIVEN a standard queue of 250 messages
+/// WHEN it is read without consuming, with several receives in flight at once
+/// THEN every message is read exactly once, the read says it is complete, and a second read
+/// finds the same messages (the first gave them all back).
+#[tokio::test]
+async fn a_parallel_read_sees_each_message_once_and_gives_all_back() {
+    let env = env().await;
+    let url = ensure_queue(&env.sqs, &unique("peek"), HashMap::new())
+        .await
+        .unwrap();
+    send_many(&env, &url, 250, None).await;
+    let read = |env: &TestEnv| {
+        let (sqs, url) = (env.sqs.clone(), url.clone());
+        async move {
+            sluice_aws::dead_letters::peek_all(&sqs, &url, Duration::from_secs(120))
+                .await
+                .unwrap()
+        }
+    };
+    let first = read(&env).await;
+    let ids: std::collections::HashSet<_> = first
+        .messages
+        .iter()
+        .map(|m| m.message_id().unwrap().to_owned())
+        .collect();
+    assert_eq!((first.messages.len(), ids.len()), (250, 250));
+    assert!(first.complete, "{:?}", first.incomplete_reason);
+    let second = read(&env).await;
+    let again: std::collections::HashSet<_> = second
+        .messages
+        .iter()
+        .map(|m| m.message_id().unwrap().to_owned())
+        .collect();
+    assert_eq!(again, ids, "the first read gave every message back");
+}
+
+/// GIVEN a FIFO dead-letter queue with 25 messages in one group and 3 in another
+/// WHEN it is read without consuming
+/// THEN the read does not call itself complete (a FIFO queue shows only the head of a group
+/// it holds) and says why, and every message is visible again afterwards.
+#[tokio::test]
+async fn a_read_of_a_fifo_queue_says_what_it_could_not_see() {
+    let env = env().await;
+    let url = ensure_queue(
+        &env.sqs,
+        &format!("{}.fifo", unique("dlq")),
+        HashMap::from([(QueueAttributeName::FifoQueue, "true".to_owned())]),
+    )
+    .await
+    .unwrap();
+    send_many(&env, &url, 25, Some("people-1")).await;
+    send_many(&env, &url, 3, Some("people-2")).await;
+    let peeked = sluice_aws::dead_letters::peek_all(&env.sqs, &url, Duration::from_secs(60))
+        .await
+        .unwrap();
+    // The head of each group: at most ten of the first (one receive's most), then it is held.
+    let read = peeked.messages.len();
+    assert!((3..=13).contains(&read), "{read}");
+    assert!(!peeked.complete);
+    let why = peeked.incomplete_reason.unwrap();
+    assert!(
+        why.contains(&format!(
+            "about {} more message(s) wait behind the {read} read",
+            28 - read
+        )) && why.contains("FIFO queue shows only the head"),
+        "{why}"
+    );
+    let visible = env
+        .sqs
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        visible
+            .attributes()
+            .unwrap()
+            .get(&QueueAttributeName::ApproximateNumberOfMessages)
+            .map(String::as_str),
+        Some("28")
+    );
+}

@@ -157,6 +157,8 @@ pub struct Peeked {
     pub complete: bool,
     /// The queue's `ApproximateNumberOfMessages` before the read (`None` if unreadable).
     pub approximate_total: Option<u64>,
+    /// Why the read is not the whole queue, for people (see [`Scan::incomplete_reason`]).
+    pub incomplete_reason: Option<String>,
 }
 
 /// How long messages stay hidden beyond the read's budget: they must not come back (and be
@@ -166,15 +168,25 @@ const PEEK_MARGIN_SECS: u64 = 30;
 /// SQS's longest visibility timeout, 12 hours.
 const MAX_HIDE_SECS: u64 = 43_200;
 
+/// How many receives a pass keeps in flight on a standard queue. Each message received is
+/// hidden at once, so parallel receives never return the same message twice, and a pass over
+/// 100,000 letters (10,000 receives) takes a few minutes instead of a quarter of an hour.
+const PARALLEL_RECEIVES: usize = 4;
+
 /// A pass over every message of a queue, in pages, each message once. Every message received
 /// stays hidden for the whole pass (its budget and a margin), so none comes back and is read
 /// again while the pass goes on; what the caller does not delete it gives back with
 /// [`Scan::release`].
 ///
 /// The pass ends in bounded time on any queue: when a long poll finds nothing more, when a
-/// receive brings back only messages already read, or when the budget runs out (then
-/// [`Scan::complete`] is false and the rest was not read). Used by [`peek_all`] and by the
-/// redrive, which deletes what it sent back and releases the rest.
+/// receive brings back only messages already read, when the budget runs out, or when the
+/// queue holds as many hidden messages as SQS allows (`OverLimit`, 120,000 on a standard
+/// queue). In the last two cases [`Scan::complete`] is false and the rest was not read.
+///
+/// A FIFO queue shows only the head of each message group while messages of that group are
+/// hidden, so a pass that keeps what it read cannot see past it: when such a pass ends with
+/// messages still waiting ([`Scan::held_back`]), it is not complete either. A pass that
+/// deletes what it read (a redrive) moves on through the group.
 #[derive(Debug)]
 pub struct Scan {
     queue_url: String,
@@ -185,17 +197,22 @@ pub struct Scan {
     long_poll: bool,
     done: bool,
     complete: bool,
+    fifo: bool,
+    held_back: Option<Option<u64>>,
+    over_limit: bool,
 }
 
 impl Scan {
     /// A pass over `queue_url` that reads for at most `budget`.
     pub fn new(queue_url: impl Into<String>, budget: std::time::Duration) -> Self {
+        let queue_url = queue_url.into();
         let hide = budget
             .as_secs()
             .saturating_add(PEEK_MARGIN_SECS)
             .min(MAX_HIDE_SECS);
         Self {
-            queue_url: queue_url.into(),
+            fifo: queue_url.ends_with(".fifo"),
+            queue_url,
             started: std::time::Instant::now(),
             budget,
             hide_secs: i32::try_from(hide).unwrap_or(43_200),
@@ -203,6 +220,8 @@ impl Scan {
             long_poll: false,
             done: false,
             complete: false,
+            held_back: None,
+            over_limit: false,
         }
     }
 
@@ -211,7 +230,8 @@ impl Scan {
         &self.queue_url
     }
 
-    /// Whether the pass reached the end of the queue (rather than its budget).
+    /// Whether the pass reached the end of the queue (rather than its budget, SQS's limit of
+    /// hidden messages, or the head of a FIFO group it holds).
     pub fn complete(&self) -> bool {
         self.complete
     }
@@ -221,35 +241,120 @@ impl Scan {
         self.seen.len()
     }
 
+    /// Why the pass is not complete, in words, or `None` when it is.
+    pub fn incomplete_reason(&self) -> Option<String> {
+        if self.complete {
+            return None;
+        }
+        Some(if let Some(waiting) = self.held_back {
+            let n = waiting.map_or_else(|| "an unknown number of".to_owned(), |n| n.to_string());
+            format!(
+                "about {n} more message(s) wait behind the {} read: a FIFO queue shows only the \
+                 head of each message group while it is held",
+                self.read()
+            )
+        } else if self.over_limit {
+            format!(
+                "the queue reached SQS's limit of hidden (in-flight) messages after {} were read",
+                self.read()
+            )
+        } else {
+            format!(
+                "the time budget ({} s) ran out after {} message(s) were read",
+                self.budget.as_secs(),
+                self.read()
+            )
+        })
+    }
+
+    /// On a FIFO queue, how many messages were still waiting when the pass ended (behind the
+    /// heads of groups it holds); `None` when there were none or the queue is standard.
+    pub fn held_back(&self) -> Option<u64> {
+        self.held_back.flatten()
+    }
+
+    async fn receive(
+        sqs: aws_sdk_sqs::Client,
+        queue_url: String,
+        hide_secs: i32,
+        wait_secs: i32,
+    ) -> Result<Vec<aws_sdk_sqs::types::Message>, AwsError> {
+        use aws_sdk_sqs::types::MessageSystemAttributeName;
+        let out = sqs
+            .receive_message()
+            .queue_url(&queue_url)
+            .max_number_of_messages(10)
+            .visibility_timeout(hide_secs)
+            .wait_time_seconds(wait_secs)
+            .message_system_attribute_names(MessageSystemAttributeName::All)
+            .message_attribute_names("All")
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("ReceiveMessage", queue_url, e))?;
+        Ok(out.messages.unwrap_or_default())
+    }
+
     /// The next page of messages not read before, or `None` at the end of the pass.
     pub async fn next_page(
         &mut self,
         sqs: &aws_sdk_sqs::Client,
     ) -> Result<Option<Vec<aws_sdk_sqs::types::Message>>, AwsError> {
-        use aws_sdk_sqs::types::MessageSystemAttributeName;
         while !self.done {
             if self.started.elapsed() >= self.budget {
                 self.done = true;
                 break;
             }
-            let out = sqs
-                .receive_message()
-                .queue_url(&self.queue_url)
-                .max_number_of_messages(10)
-                .visibility_timeout(self.hide_secs)
-                // A short poll may miss messages on some of the queue's servers: an empty one
-                // is confirmed by a long poll, which asks them all.
-                .wait_time_seconds(i32::from(self.long_poll))
-                .message_system_attribute_names(MessageSystemAttributeName::All)
-                .message_attribute_names("All")
-                .send()
-                .await
-                .map_err(|e| AwsError::from_sdk("ReceiveMessage", self.queue_url.clone(), e))?;
-            let batch = out.messages.unwrap_or_default();
+            // A short poll may miss messages on some of the queue's servers: an empty one is
+            // confirmed by a long poll, which asks them all. Several short polls run at once on
+            // a standard queue; a FIFO queue gives one group's head to one receive at a time.
+            let fan_out = if self.long_poll || self.fifo {
+                1
+            } else {
+                PARALLEL_RECEIVES
+            };
+            let wait = i32::from(self.long_poll);
+            let mut receives = tokio::task::JoinSet::new();
+            for _ in 0..fan_out {
+                receives.spawn(Self::receive(
+                    sqs.clone(),
+                    self.queue_url.clone(),
+                    self.hide_secs,
+                    wait,
+                ));
+            }
+            let mut batch = Vec::new();
+            let mut failed = None;
+            while let Some(joined) = receives.join_next().await {
+                match joined {
+                    Ok(Ok(messages)) => batch.extend(messages),
+                    Ok(Err(e)) => failed = Some(e),
+                    Err(join) => {
+                        failed = Some(AwsError::local(
+                            "ReceiveMessage",
+                            self.queue_url.clone(),
+                            join,
+                        ))
+                    }
+                }
+            }
+            if let Some(e) = failed {
+                if e.code.as_deref().is_some_and(|c| c.ends_with("OverLimit")) {
+                    // What was received is kept (and given back by the caller); the rest of
+                    // the queue cannot be read while this pass holds so much.
+                    self.over_limit = true;
+                    self.done = true;
+                    if batch.is_empty() {
+                        break;
+                    }
+                } else {
+                    // The messages this round received stay hidden until the pass's timeout;
+                    // the caller's release covers only what it was given.
+                    return Err(e);
+                }
+            }
             if batch.is_empty() {
                 if self.long_poll {
-                    self.complete = true;
-                    self.done = true;
+                    self.end_of_queue(sqs).await;
                     break;
                 }
                 self.long_poll = true;
@@ -265,13 +370,40 @@ impl Scan {
                 .collect();
             if new.is_empty() {
                 // Only messages already read came back: the pass went round the whole queue.
-                self.complete = true;
-                self.done = true;
+                self.end_of_queue(sqs).await;
                 break;
             }
             return Ok(Some(new));
         }
         Ok(None)
+    }
+
+    /// The pass found nothing more to receive. On a FIFO queue, messages may still wait behind
+    /// the heads of groups this pass holds: the queue's count of visible messages says so.
+    async fn end_of_queue(&mut self, sqs: &aws_sdk_sqs::Client) {
+        use aws_sdk_sqs::types::QueueAttributeName;
+        self.done = true;
+        self.complete = true;
+        if !self.fifo {
+            return;
+        }
+        let waiting = sqs
+            .get_queue_attributes()
+            .queue_url(&self.queue_url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .send()
+            .await
+            .ok()
+            .and_then(|out| {
+                out.attributes()
+                    .and_then(|a| a.get(&QueueAttributeName::ApproximateNumberOfMessages))
+                    .and_then(|v| v.parse::<u64>().ok())
+            });
+        // An unknown count is not taken for zero: completeness is claimed only when known.
+        if waiting != Some(0) {
+            self.held_back = Some(waiting);
+            self.complete = false;
+        }
     }
 
     /// Makes received messages visible again at once.
@@ -325,5 +457,6 @@ pub async fn peek_all(
         messages: all,
         complete: scan.complete(),
         approximate_total,
+        incomplete_reason: scan.incomplete_reason(),
     })
 }

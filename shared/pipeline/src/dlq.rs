@@ -111,6 +111,8 @@ pub struct DlqSnapshot {
     pub complete: bool,
     /// The queue's approximate depth before the read.
     pub approximate_total: Option<u64>,
+    /// Why the read is not the whole queue (`None` when it is, or not known).
+    pub incomplete_reason: Option<String>,
 }
 
 impl DlqSnapshot {
@@ -123,6 +125,7 @@ impl DlqSnapshot {
         let peeked = sluice_aws::dead_letters::peek_all(sqs, url, budget).await?;
         let mut s =
             Self::from_messages(&peeked.messages, peeked.complete, peeked.approximate_total);
+        s.incomplete_reason = peeked.incomplete_reason;
         for e in &mut s.entries {
             e.queue_url = url.to_owned();
         }
@@ -144,6 +147,7 @@ impl DlqSnapshot {
             entries,
             complete,
             approximate_total,
+            incomplete_reason: None,
         }
     }
 
@@ -207,12 +211,14 @@ impl DlqSnapshot {
     pub fn incomplete_note(&self) -> Option<String> {
         (!self.complete).then(|| {
             format!(
-                "the dead-letter queue was read only in part: {} message(s) in {} s, of about {}; \
+                "the dead-letter queue was read only in part: {} message(s) of about {} ({}); \
                  the rest was not checked",
                 self.entries.len(),
-                READ_BUDGET.as_secs(),
                 self.approximate_total
-                    .map_or_else(|| "?".to_owned(), |n| n.to_string())
+                    .map_or_else(|| "?".to_owned(), |n| n.to_string()),
+                self.incomplete_reason
+                    .as_deref()
+                    .unwrap_or("reading stopped at its time budget")
             )
         })
     }
@@ -312,6 +318,19 @@ impl Held {
         self.scans
             .iter()
             .all(sluice_aws::dead_letters::Scan::complete)
+    }
+
+    /// Why some queue was not read to its end, for people; `None` when every one was.
+    pub fn incomplete(&self) -> Option<String> {
+        let why: Vec<String> = self
+            .scans
+            .iter()
+            .filter_map(|s| {
+                s.incomplete_reason()
+                    .map(|r| format!("{}: {r}", s.queue_url()))
+            })
+            .collect();
+        (!why.is_empty()).then(|| why.join("; "))
     }
 
     /// Deletes the messages with the given ids and gives every other one back. Returns how many

@@ -158,6 +158,9 @@ pub struct RedriveSummary {
     pub errors: usize,
     /// Whether every queue was read to its end (rather than to the budget).
     pub complete: bool,
+    /// Why some queue was not read to its end (`None` when every one was).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub incomplete: Option<String>,
     /// By `"<step> <class>"`.
     pub by_class: BTreeMap<String, Tally>,
     /// Every selected letter.
@@ -244,6 +247,13 @@ impl<O: RawObjects, R: RawStore, D: DeadLetters> Redrive<'_, O, R, D> {
             result?;
             released?;
             st.summary.complete &= scan.complete();
+            if let Some(why) = scan.incomplete_reason() {
+                let why = format!("{dlq}: {why}");
+                st.summary.incomplete = Some(match st.summary.incomplete.take() {
+                    Some(before) => format!("{before}; {why}"),
+                    None => why,
+                });
+            }
         }
         if let Some(s3) = self.s3 {
             let held =
