@@ -18,7 +18,9 @@
 //! "receive_count", "error"}]}`; for `show`: `{"letters": [{..., "body", "verdict"}]}`; for
 //! `redrive`: the summary (`dry_run`, `read`, `matched`, `redriven`, `left`,
 //! `copies_deleted`, `errors`, `complete`, `by_class`, and `letters` with each `verdict` and
-//! `fate`); for `export` and `purge`: `{"letters": N, "to": ..., "deleted": N}`.
+//! `fate`); for `redrive --server-side`: `{"server_side": [{"queue", "task_handle", "status",
+//! "moved", "to_move", "failure_reason"}]}`; for `export` and `purge`: `{"letters": N, "to": ...,
+//! "deleted": N}`.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::time::Duration;
@@ -141,6 +143,11 @@ enum DlqCommand {
         /// Send back the letters that would fail again too.
         #[arg(long)]
         all: bool,
+        /// On AWS only: move the whole queue with SQS's own StartMessageMoveTask (no filter,
+        /// no judging), when it holds nothing but source messages a queue's redrive policy
+        /// moved; each goes back to the queue it came from.
+        #[arg(long, conflicts_with_all = ["dry_run", "all", "max", "step", "table", "class", "code", "contains", "since", "until"])]
+        server_side: bool,
     },
     /// Copy letters out (body, attributes, receive count, origin queue) as NDJSON, to a file or
     /// to s3://bucket/prefix/; they stay on the queue unless --drain.
@@ -187,7 +194,11 @@ impl DlqArgs {
                 rate,
                 dry_run,
                 all,
+                server_side,
             } => {
+                if *server_side {
+                    return server_side_move(&setup, &sqs, *rate, out).await;
+                }
                 let options = RedriveOptions {
                     filter: filter.filter()?,
                     max: *max,
@@ -576,6 +587,142 @@ async fn show(
     Ok(Outcome::Ok)
 }
 
+/// Why a queue's letters cannot be moved by `StartMessageMoveTask`, or `None` when they can:
+/// it sends each message to the queue whose redrive policy moved it there, so every letter
+/// must be such a message. sluice's failure envelopes and stream on-failure records were sent
+/// to the DLQ directly and have no source queue to go back to.
+fn server_side_refusal(entries: &[DlqEntry]) -> Option<String> {
+    let others = entries
+        .iter()
+        .filter(|e| !matches!(e.letter, DeadLetter::Moved(_)))
+        .count();
+    (others > 0).then(|| {
+        format!(
+            "{others} of the {} letter(s) were not moved there by a queue's redrive policy \
+             (failure envelopes or stream on-failure records), and StartMessageMoveTask has \
+             no source queue to send them to; run `sluice dlq redrive` without --server-side, \
+             which sends each kind where it belongs",
+            entries.len()
+        )
+    })
+}
+
+/// `sluice dlq redrive --server-side`: SQS moves the whole queue itself.
+async fn server_side_move(
+    setup: &Setup,
+    sqs: &aws_sdk_sqs::Client,
+    rate: Option<f64>,
+    out: Output,
+) -> anyhow::Result<Outcome> {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    if let Some(endpoint) = setup.sdk.endpoint_url() {
+        anyhow::bail!(
+            "--server-side runs SQS's StartMessageMoveTask, which only AWS runs, and this \
+             command talks to {endpoint}; run `sluice dlq redrive` without --server-side, \
+             which moves the same letters on any endpoint"
+        );
+    }
+    let (entries, incomplete) = read_all(setup, sqs).await?;
+    if let Some(why) = incomplete {
+        anyhow::bail!(
+            "the dead-letter queue could not be read whole ({why}), so what a whole-queue move \
+             would send is unknown; run `sluice dlq redrive`, which judges each letter"
+        );
+    }
+    if let Some(why) = server_side_refusal(&entries) {
+        anyhow::bail!("{why}");
+    }
+    let mut results = Vec::new();
+    for url in &setup.config.dlq_urls {
+        if !entries.iter().any(|e| &e.queue_url == url) {
+            continue;
+        }
+        let arn = sqs
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .with_context(|| format!("reading the ARN of {url}"))?
+            .attributes()
+            .and_then(|a| a.get(&QueueAttributeName::QueueArn))
+            .cloned()
+            .with_context(|| format!("{url} has no QueueArn"))?;
+        let mut start = sqs.start_message_move_task().source_arn(&arn);
+        if let Some(rate) = rate {
+            // SQS takes a whole number of messages per second, from 1 to 500.
+            start = start.max_number_of_messages_per_second(rate.clamp(1.0, 500.0).round() as i32);
+        }
+        let handle = start
+            .send()
+            .await
+            .with_context(|| format!("starting a message move task on {arn}"))?
+            .task_handle
+            .unwrap_or_default();
+        let bar = output::stderr_is_terminal().then(|| {
+            let b = ProgressBar::new(0).with_style(
+                ProgressStyle::with_template("{spinner} server-side move [{bar:30}] {pos}/{len}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            b.enable_steady_tick(Duration::from_millis(120));
+            b
+        });
+        let task = loop {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            let tasks = sqs
+                .list_message_move_tasks()
+                .source_arn(&arn)
+                .max_results(10)
+                .send()
+                .await
+                .with_context(|| format!("reading the message move tasks of {arn}"))?;
+            // The most recent task comes first, and a source runs one task at a time: it is
+            // this one (a finished task no longer shows its handle).
+            let Some(task) = tasks.results.unwrap_or_default().into_iter().next() else {
+                continue;
+            };
+            if let Some(b) = &bar {
+                b.set_length(
+                    task.approximate_number_of_messages_to_move
+                        .unwrap_or(0)
+                        .max(0) as u64,
+                );
+                b.set_position(task.approximate_number_of_messages_moved.max(0) as u64);
+            }
+            if task.status.as_deref() != Some("RUNNING") {
+                break task;
+            }
+        };
+        if let Some(b) = &bar {
+            b.finish_and_clear();
+        }
+        results.push(serde_json::json!({
+            "queue": url,
+            "task_handle": handle,
+            "status": task.status,
+            "moved": task.approximate_number_of_messages_moved,
+            "to_move": task.approximate_number_of_messages_to_move,
+            "failure_reason": task.failure_reason,
+        }));
+    }
+    let failed = results.iter().any(|r| r["status"] != "COMPLETED");
+    if out.json() {
+        output::print_json(&serde_json::json!({ "server_side": results }))?;
+    } else {
+        let mut t = output::table(&["queue", "status", "moved", "failure"]);
+        for r in &results {
+            t.add_row(vec![
+                r["queue"].as_str().unwrap_or("-").to_owned(),
+                r["status"].as_str().unwrap_or("-").to_owned(),
+                r["moved"].to_string(),
+                r["failure_reason"].as_str().unwrap_or("").to_owned(),
+            ]);
+        }
+        outln!("{t}");
+    }
+    Ok(if failed { Outcome::Found } else { Outcome::Ok })
+}
+
 async fn redrive(
     setup: &Setup,
     sqs: &aws_sdk_sqs::Client,
@@ -888,4 +1035,32 @@ async fn purge(
         outln!("nothing deleted");
     }
     Ok(Outcome::Ok)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn entry(body: &str) -> DlqEntry {
+        let m = aws_sdk_sqs::types::Message::builder()
+            .message_id("m")
+            .body(body)
+            .build();
+        DlqEntry::from_message("q", &m, &sluice_core::json::Limits::default())
+    }
+
+    #[test]
+    fn a_whole_queue_move_needs_nothing_but_moved_source_messages() {
+        let moved =
+            entry(r#"{"table":"people","op":"insert","key":{"id":1},"after":{"id":1},"seq":1}"#);
+        assert!(matches!(moved.letter, DeadLetter::Moved(_)));
+        assert_eq!(server_side_refusal(&[moved.clone(), moved.clone()]), None);
+        let envelope = entry(
+            r#"{"sluice_failure":1,"failure_id":"f","step":"transform","error_class":"internal","error":"x","origin":{},"original_bytes":0,"first_failed_at":"t","failed_at":"t","retry_count":0,"pipeline_version":"0"}"#,
+        );
+        assert!(matches!(envelope.letter, DeadLetter::Envelope(_)));
+        let why = server_side_refusal(&[moved, envelope]).unwrap();
+        assert!(why.starts_with("1 of the 2 letter(s)"), "{why}");
+    }
 }

@@ -331,6 +331,19 @@ async fn filters_select_exactly_and_reading_leaves_the_dlq_as_it_was() {
     assert!(o.status.success());
     assert_eq!(p.dlq(&env).await, before, "every message is visible again");
 
+    // SQS's own whole-queue move runs only on AWS, and takes no filter.
+    let o = p.run(&["dlq", "redrive", "--server-side"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        err.lines().next().unwrap_or("").contains("only AWS runs"),
+        "{err}"
+    );
+    let o = p.run(&["dlq", "redrive", "--server-side", "--table", "pets"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("cannot be used with"));
+    assert_eq!(p.dlq(&env).await, before, "a refused move touches nothing");
+
     // A contract for pets; only pets go back.
     std::fs::write(
         p.contracts.join("pets.yaml"),
