@@ -614,7 +614,6 @@ async fn server_side_move(
     rate: Option<f64>,
     out: Output,
 ) -> anyhow::Result<Outcome> {
-    use aws_sdk_sqs::types::QueueAttributeName;
     if let Some(endpoint) = setup.sdk.endpoint_url() {
         anyhow::bail!(
             "--server-side runs SQS's StartMessageMoveTask, which only AWS runs, and this \
@@ -637,17 +636,7 @@ async fn server_side_move(
         if !entries.iter().any(|e| &e.queue_url == url) {
             continue;
         }
-        let arn = sqs
-            .get_queue_attributes()
-            .queue_url(url)
-            .attribute_names(QueueAttributeName::QueueArn)
-            .send()
-            .await
-            .with_context(|| format!("reading the ARN of {url}"))?
-            .attributes()
-            .and_then(|a| a.get(&QueueAttributeName::QueueArn))
-            .cloned()
-            .with_context(|| format!("{url} has no QueueArn"))?;
+        let arn = sluice_local::provision::queue_arn(sqs, url).await?;
         let mut start = sqs.start_message_move_task().source_arn(&arn);
         if let Some(rate) = rate {
             // SQS takes a whole number of messages per second, from 1 to 500.

@@ -144,7 +144,7 @@ async fn s3_throttling_is_retried_not_dead_lettered() {
     assert_eq!(raw_lines(&env, &resources.raw_bucket).await.len(), 2);
 }
 
-/// GIVEN a DLQ of 40 messages that is slow to read (every receive delayed)
+/// GIVEN a DLQ of 200 messages that is slow to read (every receive delayed)
 /// WHEN it is read with a budget too short to read it all, and then with enough
 /// THEN the first read stops at its budget and says so; the second reads every message once,
 /// ends, and leaves them all on the queue.
@@ -155,11 +155,21 @@ async fn reading_a_slow_dlq_ends_in_bounded_time_and_says_what_it_missed() {
 
     let env = env().await;
     let resources = ingest_resources(&env, false).await;
-    for i in 0..40 {
+    // More than four parallel receives of ten can read in the short budget below.
+    for batch in 0..20 {
+        let entries = (0..10)
+            .map(|i| {
+                aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+                    .id(format!("m{i}"))
+                    .message_body(app_body("orders", batch * 10 + i))
+                    .build()
+                    .unwrap()
+            })
+            .collect::<Vec<_>>();
         env.sqs
-            .send_message()
+            .send_message_batch()
             .queue_url(&resources.dlq_url)
-            .message_body(app_body("orders", i))
+            .set_entries(Some(entries))
             .send()
             .await
             .unwrap();
@@ -178,24 +188,27 @@ async fn reading_a_slow_dlq_ends_in_bounded_time_and_says_what_it_missed() {
         .unwrap();
     assert!(started.elapsed() < Duration::from_secs(10), "bounded");
     assert!(!partial.complete);
-    assert!(partial.entries.len() < 40, "{}", partial.entries.len());
+    assert!(partial.entries.len() < 200, "{}", partial.entries.len());
     let note = partial.incomplete_note().unwrap();
-    assert!(note.contains("of about 40"), "{note}");
+    assert!(
+        note.contains("of about 200") && note.contains("time budget (1 s) ran out"),
+        "{note}"
+    );
 
     let whole = DlqSnapshot::read(&via.sqs, &resources.dlq_url, Duration::from_secs(60))
         .await
         .unwrap();
     assert!(whole.complete);
-    assert_eq!(whole.entries.len(), 40);
+    assert_eq!(whole.entries.len(), 200);
     assert_eq!(
         whole.unprocessed().len(),
-        40,
+        200,
         "bare changes are unprocessed"
     );
     let again = DlqSnapshot::read(&env.sqs, &resources.dlq_url, Duration::from_secs(60))
         .await
         .unwrap();
-    assert_eq!(again.entries.len(), 40, "peeked, not consumed");
+    assert_eq!(again.entries.len(), 200, "peeked, not consumed");
 }
 
 /// GIVEN an endpoint that answers a Scan with HTTP 200 and an item the SDK cannot read (as the
