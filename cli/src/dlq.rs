@@ -247,23 +247,28 @@ async fn read_all(
     sqs: &aws_sdk_sqs::Client,
 ) -> anyhow::Result<(Vec<DlqEntry>, Option<String>)> {
     let spinner = spinner("reading the dead letters");
-    let held = Held::read(sqs, &setup.config.dlq_urls, READ_BUDGET).await?;
+    let held = hold(setup, sqs).await?;
     let incomplete = held.incomplete();
-    let mut entries = held.entries.clone();
+    let entries = held.entries.clone();
     held.finish(sqs, &[]).await?;
-    // Failed stream invocations an S3 on-failure destination keeps are letters too.
-    entries.extend(
-        sluice_pipeline::dlq::s3_failures(
-            &s3_client(&setup.sdk),
-            &setup.config.ingest.raw_bucket,
-            &sluice_core::json::Limits::default(),
-        )
-        .await?,
-    );
     if let Some(s) = spinner {
         s.finish_and_clear();
     }
     Ok((entries, incomplete))
+}
+
+/// Reads every letter of every queue, holding them hidden, and the failed stream invocations an
+/// S3 on-failure destination keeps (letters too). What is read is given back if the rest fails.
+async fn hold(setup: &Setup, sqs: &aws_sdk_sqs::Client) -> anyhow::Result<Held> {
+    let mut held = Held::read(sqs, &setup.config.dlq_urls, READ_BUDGET).await?;
+    if let Err(e) = held
+        .add_s3_failures(&s3_client(&setup.sdk), &setup.config.ingest.raw_bucket)
+        .await
+    {
+        held.finish(sqs, &[]).await?;
+        return Err(e.into());
+    }
+    Ok(held)
 }
 
 fn spinner(what: &str) -> Option<ProgressBar> {
@@ -907,7 +912,7 @@ async fn export(
     out: Output,
 ) -> anyhow::Result<Outcome> {
     let spinner = spinner("reading the dead letters");
-    let held = Held::read(sqs, &setup.config.dlq_urls, READ_BUDGET).await?;
+    let held = hold(setup, sqs).await?;
     if let Some(s) = spinner {
         s.finish_and_clear();
     }
@@ -991,7 +996,7 @@ async fn purge(
     yes: bool,
     out: Output,
 ) -> anyhow::Result<Outcome> {
-    let held = Held::read(sqs, &setup.config.dlq_urls, READ_BUDGET).await?;
+    let held = hold(setup, sqs).await?;
     let ids: Vec<String> = held
         .entries
         .iter()

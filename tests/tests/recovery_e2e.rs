@@ -671,3 +671,78 @@ async fn a_read_of_a_fifo_queue_says_what_it_could_not_see() {
         Some("28")
     );
 }
+
+/// GIVEN a failed stream invocation kept in S3 by an on-failure destination
+/// WHEN the letters are held (as `sluice dlq export` and `purge` hold them), given back, then
+/// held again and its id deleted
+/// THEN it is one of the letters, as unprocessed; giving it back leaves the object, and deleting
+/// it removes the object.
+#[tokio::test]
+async fn export_and_purge_cover_invocations_kept_in_s3() {
+    use sluice_pipeline::dlq::Held;
+    let env = env().await;
+    let r = ingest_resources(&env, false).await;
+    let key = format!("aws/lambda/{}/shard-1/2026/11/30/x", unique("esm"));
+    env.s3
+        .put_object()
+        .bucket(&r.raw_bucket)
+        .key(&key)
+        .body(
+            on_failure_record(
+                "arn:aws:dynamodb:us-east-1:123456789012:table/t/stream/s",
+                "shard-1",
+                "1",
+                "2",
+                2,
+            )
+            .into_bytes()
+            .into(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let hold = || async {
+        let mut held = Held::read(
+            &env.sqs,
+            std::slice::from_ref(&r.dlq_url),
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+        held.add_s3_failures(&env.s3, &r.raw_bucket).await.unwrap();
+        held
+    };
+    let held = hold().await;
+    let kept: Vec<_> = held
+        .entries
+        .iter()
+        .filter(|e| e.message_id == key)
+        .collect();
+    assert_eq!(kept.len(), 1);
+    assert!(kept[0].letter.is_unprocessed());
+    assert_eq!(held.finish(&env.sqs, &[]).await.unwrap(), 0);
+    assert!(env
+        .s3
+        .head_object()
+        .bucket(&r.raw_bucket)
+        .key(&key)
+        .send()
+        .await
+        .is_ok());
+
+    let held = hold().await;
+    assert_eq!(
+        held.finish(&env.sqs, std::slice::from_ref(&key))
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(env
+        .s3
+        .head_object()
+        .bucket(&r.raw_bucket)
+        .key(&key)
+        .send()
+        .await
+        .is_err());
+}

@@ -227,6 +227,24 @@ impl DlqSnapshot {
 /// Where a stream event source mapping's S3 on-failure destination keeps failed invocations.
 pub const S3_FAILURES_PREFIX: &str = "aws/lambda/";
 
+/// Deletes a failed invocation kept in S3 (an entry of [`s3_failures`]: its key is its id).
+pub async fn delete_s3_failure(s3: &aws_sdk_s3::Client, e: &DlqEntry) -> Result<(), AwsError> {
+    let bucket = e.queue_url.strip_prefix("s3://").unwrap_or(&e.queue_url);
+    s3.delete_object()
+        .bucket(bucket)
+        .key(&e.message_id)
+        .send()
+        .await
+        .map_err(|err| {
+            AwsError::from_sdk(
+                "DeleteObject",
+                format!("{}/{}", e.queue_url, e.message_id),
+                err,
+            )
+        })?;
+    Ok(())
+}
+
 /// The failed stream invocations kept in S3 under [`S3_FAILURES_PREFIX`] of `bucket`, as
 /// letters: each object is one, named by its key (in `message_id`), in a "queue" `s3://bucket`.
 /// Each holds the on-failure record and, unlike one sent to SQS, the invocation's records.
@@ -278,8 +296,9 @@ pub async fn s3_failures(
 #[derive(Debug)]
 pub struct Held {
     scans: Vec<sluice_aws::dead_letters::Scan>,
-    /// Every message read, once each.
+    /// Every message read, once each, then the failed invocations kept in S3 (when asked).
     pub entries: Vec<DlqEntry>,
+    s3: Option<aws_sdk_s3::Client>,
 }
 
 impl Held {
@@ -293,6 +312,7 @@ impl Held {
         let mut held = Self {
             scans: Vec::new(),
             entries: Vec::new(),
+            s3: None,
         };
         for url in urls {
             let mut scan = sluice_aws::dead_letters::Scan::new(url.clone(), budget);
@@ -311,6 +331,19 @@ impl Held {
             }
         }
         Ok(held)
+    }
+
+    /// Adds the failed stream invocations an S3 on-failure destination keeps in `bucket`
+    /// (see [`s3_failures`]); [`Held::finish`] deletes those it is given the ids of too.
+    pub async fn add_s3_failures(
+        &mut self,
+        s3: &aws_sdk_s3::Client,
+        bucket: &str,
+    ) -> Result<(), AwsError> {
+        self.entries
+            .extend(s3_failures(s3, bucket, &Limits::default()).await?);
+        self.s3 = Some(s3.clone());
+        Ok(())
     }
 
     /// Whether every queue was read to its end.
@@ -382,6 +415,18 @@ impl Held {
             let handles: Vec<String> = keep.iter().map(|e| e.receipt_handle.clone()).collect();
             if let Err(e) = scan.release(sqs, &handles).await {
                 first_error.get_or_insert(e);
+            }
+        }
+        if let Some(s3) = &self.s3 {
+            for e in self.entries.iter().filter(|e| {
+                e.queue_url.starts_with("s3://") && delete.contains(e.message_id.as_str())
+            }) {
+                match delete_s3_failure(s3, e).await {
+                    Ok(()) => deleted += 1,
+                    Err(err) => {
+                        first_error.get_or_insert(err);
+                    }
+                }
             }
         }
         match first_error {

@@ -562,21 +562,8 @@ impl<O: RawObjects, R: RawStore, D: DeadLetters> Redrive<'_, O, R, D> {
     }
 
     async fn delete(&self, e: &DlqEntry) -> Result<(), AwsError> {
-        if let (Some(bucket), Some(s3)) = (e.queue_url.strip_prefix("s3://"), self.s3) {
-            // A failed invocation kept in S3: its key is its id.
-            s3.delete_object()
-                .bucket(bucket)
-                .key(&e.message_id)
-                .send()
-                .await
-                .map_err(|err| {
-                    AwsError::from_sdk(
-                        "DeleteObject",
-                        format!("{}/{}", e.queue_url, e.message_id),
-                        err,
-                    )
-                })?;
-            return Ok(());
+        if let (true, Some(s3)) = (e.queue_url.starts_with("s3://"), self.s3) {
+            return crate::dlq::delete_s3_failure(s3, e).await;
         }
         self.sqs
             .delete_message()
