@@ -535,3 +535,57 @@ async fn replay_rewrites_every_row_of_the_range_and_only_those() {
     let (code, audit) = p.json(&["audit"]);
     assert_eq!(code, 0, "{audit}");
 }
+
+/// GIVEN a change without an email and with an age that is not a number, quarantined under the
+/// strict contract (missing email), then lettered again by a replay under the fixed contract
+/// (bad age): two letters for one raw line
+/// WHEN a contract that takes the age as a string is published and the DLQ is redriven
+/// THEN the line is sent back once and both letters are deleted; the row is typed under the
+/// newest contract and the audit is clean.
+#[tokio::test]
+async fn two_letters_of_one_line_go_back_once() {
+    let env = env().await;
+    let p = Pipe::new(&env, STRICT).await;
+    p.send(&env, &[person(7, r#"{"id":7,"age":"unknown"}"#)])
+        .await;
+    p.drain();
+    p.set_contract(FIXED);
+    assert!(p.run(&["local", "up"]).status.success());
+    let (_, replayed) = p.json(&["replay", "--table", "people", "--local"]);
+    assert_eq!(replayed["quarantined"].as_u64(), Some(1), "{replayed}");
+    let (_, stats) = p.json(&["dlq", "stats"]);
+    assert_eq!(count(&stats, "letters"), 2, "{stats}");
+    assert_eq!(stats["by_code"]["missing_field"], 1, "{stats}");
+    assert_eq!(stats["by_code"]["type_mismatch"], 1, "{stats}");
+
+    p.set_contract(
+        &FIXED
+            .replace("version: 2", "version: 3")
+            .replace("{name: age, type: int}", "{name: age, type: string}"),
+    );
+    assert!(p.run(&["local", "up"]).status.success());
+    let (code, done) = p.json(&["dlq", "redrive"]);
+    assert_eq!(
+        (
+            code,
+            count(&done, "redriven"),
+            count(&done, "copies_deleted"),
+            count(&done, "left")
+        ),
+        (0, 1, 1, 0),
+        "{done}"
+    );
+    assert!(p.dlq(&env).await.is_empty());
+    p.drain();
+    let rows = p.rows(&env).await;
+    assert_eq!(
+        rows["7"],
+        (
+            "3".to_owned(),
+            "unknown@example.com".to_owned(),
+            "unknown".to_owned()
+        )
+    );
+    let (code, audit) = p.json(&["audit"]);
+    assert_eq!(code, 0, "{audit}");
+}

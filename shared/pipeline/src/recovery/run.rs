@@ -274,8 +274,10 @@ impl<O: RawObjects, R: RawStore, D: DeadLetters> Redrive<'_, O, R, D> {
         if !options.filter.matches(&e) {
             return false;
         }
-        // A copy follows the first copy read.
-        if let Some(first) = f.failure_id.and_then(|id| st.decided.get(id)) {
+        // A copy follows the first copy read: the same failure, or another failure of the same
+        // raw line (a replay under a newer contract letters a line again, with its new cause).
+        let keys = copy_keys(&e);
+        if let Some(first) = keys.iter().find_map(|k| st.decided.get(k)) {
             if *first == Fate::Redriven && self.delete(&e).await.is_ok() {
                 st.summary.copies_deleted += 1;
                 return true;
@@ -365,8 +367,8 @@ impl<O: RawObjects, R: RawStore, D: DeadLetters> Redrive<'_, O, R, D> {
             st.summary.left += 1;
             tally.left += 1;
         }
-        if let Some(id) = &report.failure_id {
-            st.decided.insert(id.clone(), report.fate);
+        for k in keys {
+            st.decided.insert(k, report.fate);
         }
         st.summary.letters.push(report);
         if let Some(p) = st.progress {
@@ -599,6 +601,22 @@ fn mark(e: &DlqEntry) -> Option<RedriveMark> {
         .get(sluice_core::envelope::REDRIVE_ATTRIBUTE)
         .and_then(|v| v.string_value())
         .and_then(RedriveMark::parse)
+}
+
+/// What makes two letters copies of one another: the same `failure_id`, or, for transform, the
+/// same raw line (`raw_ref`), whose content never changes, so sending it once is enough.
+fn copy_keys(e: &DlqEntry) -> Vec<String> {
+    match &e.letter {
+        DeadLetter::Envelope(env) => {
+            let mut keys = vec![env.failure_id.clone()];
+            if env.step == sluice_core::envelope::Step::Transform {
+                // A redriven line that fails again keeps its first raw_ref.
+                keys.extend(env.raw_ref.as_ref().map(|r| format!("line {r}")));
+            }
+            keys
+        }
+        _ => Vec::new(),
+    }
 }
 
 /// Whether sending the letter back is a retry of something that failed on the way (rather than
