@@ -11,6 +11,7 @@
 //! - [`raw`] writes raw lines and objects; [`envelope`] describes dead letters.
 //! - [`dead_letter`] tells apart what reaches the dead-letter queue.
 //! - [`notification`] reads transform messages (S3 notifications and inline raw lines).
+//! - [`scaling`] is the queue-depth scaling policy.
 
 pub mod body;
 pub mod change;
@@ -29,6 +30,7 @@ pub mod logical;
 pub mod notification;
 pub mod raw;
 pub mod row;
+pub mod scaling;
 pub mod seq;
 pub mod time;
 pub mod typing;
