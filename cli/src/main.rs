@@ -18,6 +18,7 @@ mod invoke;
 mod local;
 mod pipeline;
 mod replay;
+mod scale;
 mod status;
 
 use std::io::IsTerminal;
@@ -62,6 +63,8 @@ enum Command {
     /// Run transform again over raw staging for a table and a time range (after a contract
     /// change or a decoder fix).
     Replay(replay::ReplayArgs),
+    /// Queue-depth scaling: compare policies in a model of a mapping and its downstream.
+    Scale(scale::ScaleArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions(completions::CompletionsArgs),
 }
@@ -77,6 +80,7 @@ impl Command {
             Self::Status(args) => args.run(output).await,
             Self::Dlq(args) => args.run(output).await,
             Self::Replay(args) => args.run(output).await,
+            Self::Scale(args) => args.run(output).await,
             Self::Completions(args) => args.run::<Cli>(),
         }
     }

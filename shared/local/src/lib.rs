@@ -13,3 +13,4 @@ pub mod cloudwatch;
 pub mod events;
 pub mod mappings;
 pub mod provision;
+pub mod simulate;
