@@ -17,6 +17,7 @@ mod error;
 mod invoke;
 mod local;
 mod pipeline;
+mod plot;
 mod replay;
 mod scale;
 mod status;

@@ -64,6 +64,9 @@ struct SimulateArgs {
     /// The seed of the model's randomness: the same seed gives the same run.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Also draw backlog, batches running and throttles over time, a panel a policy, as SVG.
+    #[arg(long)]
+    plot: Option<std::path::PathBuf>,
 }
 
 #[derive(Serialize)]
@@ -133,10 +136,34 @@ impl SimulateArgs {
             batch_size: self.batch_size,
             ..Model::default()
         };
-        let scores: Vec<Score> = policies
+        if let Some(path) = &self.plot {
+            if path.extension().and_then(|e| e.to_str()) != Some("svg") {
+                return Err(invalid(format!(
+                    "--plot {}: the chart is drawn as SVG; name the file *.svg",
+                    path.display()
+                )));
+            }
+        }
+        let runs: Vec<_> = policies
             .iter()
-            .map(|p| run(&model, &trace, p, self.seed).0)
+            .map(|p| run(&model, &trace, p, self.seed))
             .collect();
+        if let Some(path) = &self.plot {
+            let panels: Vec<_> = runs
+                .iter()
+                .map(|(score, samples)| (score.policy.clone(), samples.clone()))
+                .collect();
+            crate::plot::draw(
+                path,
+                &format!(
+                    "trace {name}: downstream {} writes/s, {} s a record",
+                    self.capacity, self.per_record_secs
+                ),
+                &panels,
+            )
+            .with_context(|| format!("drawing {}", path.display()))?;
+        }
+        let scores: Vec<Score> = runs.into_iter().map(|(s, _)| s).collect();
         if out.json() {
             output::print_json(&Report {
                 trace: &name,
