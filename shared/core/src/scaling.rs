@@ -9,8 +9,10 @@
 //! The rules, in order:
 //! 1. **Need.** The concurrency that keeps up with arrivals and drains the visible backlog within
 //!    the backlog target, less the cold-start allowance: `(arrivals/s + visible / (target −
-//!    cold start)) / (messages/s per concurrent batch)`. The rate per batch is calibrated from the
-//!    pipeline's own metrics; without one, a backlog doubles the setting.
+//!    cold start)) / (messages/s per concurrent batch)`. The arrival rate is smoothed (half the
+//!    last minute, half the average before), so a burst is not counted in full twice. The rate
+//!    per batch is calibrated from the pipeline's own metrics; without one, a backlog doubles
+//!    the setting.
 //! 2. **Downstream first.** While the downstream throttles (or fails retriably), the setting backs
 //!    off multiplicatively and a ceiling is kept there; the ceiling rises by a step a minute once
 //!    the throttling stops (additive increase, multiplicative decrease). A spike never drives more
@@ -138,6 +140,10 @@ pub struct ScalerState {
     pub last_decrease_secs: Option<u64>,
     /// The ceiling a throttling left, and when it was last raised or set.
     pub ceiling: Option<(f64, u64)>,
+    /// The arrival rate, smoothed: half the last observation, half the average before it. A
+    /// burst counts in the backlog as soon as it is queued; taken at its full rate as well, it
+    /// would be counted twice in the minute it arrives.
+    pub arrivals_avg: Option<f64>,
 }
 
 /// Why the policy decided what it did.
@@ -250,11 +256,15 @@ pub fn decide(
         .or_else(|| {
             (obs.completions_per_sec > 0.0).then(|| obs.completions_per_sec / f64::from(current))
         });
-    let arrivals = if obs.arrivals_per_sec.is_finite() {
+    let observed = if obs.arrivals_per_sec.is_finite() {
         obs.arrivals_per_sec.max(0.0)
     } else {
         0.0
     };
+    let arrivals = next
+        .arrivals_avg
+        .map_or(observed, |avg| (avg + observed) / 2.0);
+    next.arrivals_avg = Some(arrivals);
     let (mut wanted, mut reason) = match rate {
         Some(r) => {
             let needed = (arrivals + obs.visible as f64 / cfg.drain_secs()) / r;

@@ -632,7 +632,7 @@ mod tests {
         let fixed = score("spike", "static:2");
         let cfg = ScalingConfig::default();
         assert_eq!(sluice.dead_lettered, 0, "{sluice:?}");
-        let limit = (cfg.backlog_target_secs + cfg.cold_start_secs) as u64 + 60;
+        let limit = (cfg.backlog_target_secs + cfg.cold_start_secs) as u64;
         assert!(
             sluice.drain_secs.is_some_and(|d| d <= limit),
             "drained in {:?}, limit {limit}: {sluice:?}",
