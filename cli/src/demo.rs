@@ -222,7 +222,7 @@ impl DemoArgs {
         } else {
             let (sdk, p) = (sdk.clone(), p.clone());
             Some(tokio::spawn(async move {
-                pipeline::run(&sdk, &p, false, stop_rx, demo_backoff(), None).await
+                pipeline::run(&sdk, &p, false, stop_rx, demo_backoff(), None, None).await
             }))
         };
         let made = self.generate(&sdk, &ddb, &p.ingest_url).await?;
@@ -245,6 +245,7 @@ impl DemoArgs {
             true,
             tokio::sync::watch::channel(false).1,
             demo_backoff(),
+            None,
             None,
         )
         .await?;

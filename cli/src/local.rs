@@ -6,7 +6,9 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use sluice_aws::clients::{s3_client, sqs_client, SdkConfig};
-use sluice_local::mappings::{mappings_path, Backoff, FunctionKind, Mapping, Mappings};
+use sluice_local::mappings::{
+    mappings_path, Backoff, FunctionKind, Mapping, Mappings, ScalingOptions,
+};
 use sluice_local::provision::{
     ensure_ingest, ensure_transform, ensure_typed_table, queue_arn, Names,
 };
@@ -107,6 +109,20 @@ enum LocalCommand {
         /// 0 for none
         #[arg(long, default_value_t = 10)]
         progress_secs: u64,
+        /// Let the scaling policy set each queue mapping's concurrency, from 2 up to this (as the
+        /// scaler function does on AWS); without it, each mapping keeps its own fixed concurrency
+        #[arg(long)]
+        max_concurrency: Option<u32>,
+        /// With --max-concurrency: the seconds a backlog should drain in
+        #[arg(long, default_value_t = 120.0, requires = "max_concurrency")]
+        scale_target_secs: f64,
+        /// With --max-concurrency: seconds between two decisions of the policy
+        #[arg(long, default_value_t = 10, requires = "max_concurrency")]
+        scale_interval_secs: u64,
+        /// With --max-concurrency: seconds every recommendation must have been lower before the
+        /// concurrency is lowered
+        #[arg(long, default_value_t = 60, requires = "max_concurrency")]
+        scale_down_window_secs: u64,
     },
     /// Delete the local pipeline: queues, bucket, typed tables and local state.
     Down {
@@ -160,7 +176,33 @@ impl LocalArgs {
                 retry_delay_secs,
                 max_retry_delay_secs,
                 progress_secs,
+                max_concurrency,
+                scale_target_secs,
+                scale_interval_secs,
+                scale_down_window_secs,
             } => {
+                let scaling = match max_concurrency {
+                    None => None,
+                    Some(max) => {
+                        let config = sluice_core::scaling::ScalingConfig {
+                            max,
+                            backlog_target_secs: scale_target_secs,
+                            scale_down_window_secs,
+                            // Local batches start at once: no cold start to allow for.
+                            cold_start_secs: 0.0,
+                            ..sluice_core::scaling::ScalingConfig::default()
+                        };
+                        config.validate().map_err(|e| {
+                            anyhow::Error::new(crate::error::InvalidInput(format!(
+                                "--max-concurrency and the scaling settings: {e}"
+                            )))
+                        })?;
+                        Some(ScalingOptions {
+                            config,
+                            interval: Duration::from_secs(scale_interval_secs.max(1)),
+                        })
+                    }
+                };
                 let p = self.common.pipeline(&sdk).await?;
                 let shutdown = pipeline::shutdown_on_signals();
                 // Progress goes to a terminal (a line a while) or, with --output json, to
@@ -180,14 +222,30 @@ impl LocalArgs {
                         cap: Duration::from_secs(max_retry_delay_secs.max(retry_delay_secs)),
                     },
                     progress,
+                    scaling,
                 )
                 .await?;
+                for (mapping, s) in &report.scaling {
+                    if !out.json() {
+                        eprintln!(
+                            "{mapping}: concurrency {} now, {} at most, {} change(s){}",
+                            s.setting,
+                            s.highest,
+                            s.changes,
+                            s.last_reason
+                                .as_deref()
+                                .map(|r| format!("; last: {r}"))
+                                .unwrap_or_default()
+                        );
+                    }
+                }
                 let summary = serde_json::json!({
                     "invocations": report.invocations,
                     "records": report.records,
                     "failed_invocations": report.failed_invocations,
                     "on_failure_records": report.on_failure_records,
                     "drained": report.drained,
+                    "scaling": report.scaling,
                     "landed": totals.sum("ingest", "RecordsLanded"),
                     "rows_written": totals.sum("transform", "RowsWritten"),
                     "rows_already_written": totals.sum("transform", "RowsAlreadyWritten"),

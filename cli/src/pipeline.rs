@@ -12,7 +12,7 @@ use sluice_aws::metrics::{Collector, MetricSet, Sink};
 use sluice_local::cloudwatch::put_metric_data;
 use sluice_local::mappings::{
     checkpoints_path, mappings_path, Backoff, LocalFunctions, Mappings, RunOptions, RunReport,
-    Runner,
+    Runner, ScalingOptions,
 };
 use sluice_local::provision::{queue_url, Names};
 use sluice_pipeline::ingest::Ingest;
@@ -174,6 +174,7 @@ pub async fn run(
     shutdown: watch::Receiver<bool>,
     backoff: Backoff,
     progress: Option<Progress>,
+    scaling: Option<ScalingOptions>,
 ) -> anyhow::Result<(RunReport, Totals)> {
     let mappings = Mappings::load(&p.mappings_path())
         .with_context(|| format!("could not read {}", p.mappings_path().display()))?;
@@ -249,6 +250,7 @@ pub async fn run(
             shutdown,
             backoff,
             poll_interval: Duration::from_millis(250),
+            scaling,
         })
         .await;
     let _ = stop_publishing.send(true);

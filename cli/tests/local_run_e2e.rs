@@ -302,6 +302,7 @@ async fn a_retriable_failure_is_retried_until_the_fault_is_gone() {
             cap: Duration::from_secs(2),
         },
         poll_interval: Duration::from_millis(100),
+        scaling: None,
     }));
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(
@@ -802,4 +803,80 @@ async fn a_small_demo_ends_with_a_clean_audit() {
     ] {
         assert!(t.contains(needle), "missing {needle:?} in:\n{t}");
     }
+}
+
+/// GIVEN a burst of 600 changes on the ingest queue, and `local run` with the scaling policy
+/// (up to 8 concurrent batches, a 2 s backlog target, a decision a second, a 3 s window)
+/// WHEN it drains
+/// THEN the ingest mapping's concurrency was raised above its baseline, came back to it after
+/// the window once the queue was drained (the run ends only then), and the audit is clean.
+#[tokio::test]
+async fn a_burst_raises_the_concurrency_and_the_drained_queue_lowers_it() {
+    let env = env().await;
+    let (local, url) = sqs_only(&env).await;
+    for chunk in (0..600u64).collect::<Vec<_>>().chunks(10) {
+        let entries = chunk
+            .iter()
+            .map(|id| {
+                let body = serde_json::json!({"table": "customers", "op": "insert",
+                    "key": {"id": id}, "after": {"id": id, "name": format!("c{id}")}, "seq": 1});
+                aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+                    .id(format!("m{id}"))
+                    .message_body(body.to_string())
+                    .build()
+                    .unwrap()
+            })
+            .collect::<Vec<_>>();
+        env.sqs
+            .send_message_batch()
+            .queue_url(&url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .unwrap();
+    }
+    let out = local.run(&[
+        "local",
+        "run",
+        "--until-idle",
+        "--retry-delay-secs",
+        "1",
+        "--max-concurrency",
+        "8",
+        "--scale-target-secs",
+        "2",
+        "--scale-interval-secs",
+        "1",
+        "--scale-down-window-secs",
+        "3",
+        "-o",
+        "json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let summary: serde_json::Value = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v.get("scaling").is_some())
+        .unwrap_or_else(|| panic!("no summary: {}", text(&out)));
+    let scaling = summary["scaling"].as_object().unwrap();
+    let ingest = scaling
+        .iter()
+        .find(|(name, _)| name.contains("ingest"))
+        .map(|(_, s)| s)
+        .unwrap_or_else(|| panic!("{summary}"));
+    assert!(ingest["highest"].as_u64().unwrap() > 2, "{summary}");
+    assert_eq!(ingest["setting"], 2, "back at the baseline: {summary}");
+    assert!(ingest["changes"].as_u64().unwrap() >= 2, "{summary}");
+    assert!(
+        text(&out).contains("Concurrency changed."),
+        "each change is logged with its reason"
+    );
+    let audit = local.run(&["audit"]);
+    assert!(audit.status.success(), "{}", text(&audit));
+    assert_eq!(
+        scan(&env, &format!("{}-customers", local.prefix))
+            .await
+            .len(),
+        600
+    );
 }

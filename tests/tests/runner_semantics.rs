@@ -56,6 +56,7 @@ fn options(until_idle: bool) -> RunOptions {
             cap: Duration::from_secs(1),
         },
         poll_interval: Duration::from_millis(100),
+        scaling: None,
     }
 }
 

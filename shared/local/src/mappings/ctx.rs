@@ -78,6 +78,11 @@ pub(crate) struct Ctx<F> {
     pub counters: Counters,
     pub backoff: Backoff,
     pub poll_interval: Duration,
+    /// The scaling policy queue mappings follow, when on.
+    pub scaling: Option<super::runner::ScalingOptions>,
+    /// What each queue mapping's scaler did, by mapping name.
+    pub scaling_report:
+        std::sync::Mutex<std::collections::BTreeMap<String, super::runner::MappingScaling>>,
 }
 
 impl<F> Ctx<F> {

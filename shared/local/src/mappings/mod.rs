@@ -13,7 +13,10 @@
 //!   message to the DLQ after `maxReceiveCount`. Unlike Lambda, a failed message is made visible
 //!   again after an exponential backoff ([`Backoff`]) instead of the whole visibility timeout, so
 //!   local retries are quick after a blip and still ride out an outage of minutes.
-//! - **Concurrency:** at most `max_concurrency` batches of a mapping run at once.
+//! - **Concurrency:** at most `max_concurrency` batches of a mapping run at once; with
+//!   [`ScalingOptions`], a queue mapping's concurrency follows the scaling policy
+//!   ([`sluice_core::scaling`]) instead, observed every interval, and an `until_idle` run ends only
+//!   once each has come back to the policy's baseline.
 //! - **Shutdown:** on Ctrl-C, no new batch starts, in-flight batches finish, checkpoints are saved,
 //!   and nothing unfinished is acknowledged. `until_idle` stops once every source is drained.
 
@@ -26,7 +29,7 @@ mod streams;
 
 pub use backoff::Backoff;
 pub use ctx::{Functions, InvokeError};
-pub use runner::{LocalFunctions, RunOptions, RunReport, Runner};
+pub use runner::{LocalFunctions, MappingScaling, RunOptions, RunReport, Runner, ScalingOptions};
 pub use state::{
     checkpoints_path, mappings_path, Checkpoints, FunctionKind, Mapping, MappingSource, Mappings,
     StartingPosition,

@@ -1,7 +1,7 @@
 //! SQS queue polling with the semantics of a Lambda event source mapping.
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -37,9 +37,22 @@ pub(crate) async fn run<F: Functions>(
             "A failing message is retried with backoff; the queue's redrive policy moves it to the dead-letter queue after an outage longer than this."
         );
     }
-    let permits = Arc::new(Semaphore::new(m.max_concurrency.max(1)));
+    // Without scaling, the mapping's own concurrency; with it, the policy's setting between its
+    // baseline and its maximum.
+    let (floor, cap) = match &ctx.scaling {
+        Some(s) => (s.config.min.max(1) as usize, s.config.max.max(1) as usize),
+        None => (m.max_concurrency.max(1), m.max_concurrency.max(1)),
+    };
+    let permits = Arc::new(Semaphore::new(cap));
+    let limit = Arc::new(AtomicUsize::new(floor));
+    let meter = Arc::new(Meter::default());
     let in_flight = Arc::new(AtomicUsize::new(0));
     let m = Arc::new(m);
+    let scaler = ctx.scaling.clone().map(|opts| {
+        let (ctx, m, url) = (ctx.clone(), m.clone(), queue_url.clone());
+        let (limit, meter, stop) = (limit.clone(), meter.clone(), stop.clone());
+        tokio::spawn(async move { scale(&ctx, &m, &url, &opts, &limit, &meter, stop).await })
+    });
     loop {
         if *stop.borrow() {
             break;
@@ -48,6 +61,14 @@ pub(crate) async fn run<F: Functions>(
             p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
             _ = stop.changed() => break,
         };
+        if in_flight.load(Ordering::SeqCst) >= limit.load(Ordering::SeqCst) {
+            // The setting is lower than what runs: wait for a batch to end.
+            drop(permit);
+            if sleep_or_stop(Duration::from_millis(50), &mut stop).await {
+                break;
+            }
+            continue;
+        }
         let batch = match gather(&ctx, &m, &queue_url, &mut stop).await {
             Ok(b) => b,
             Err(e) => {
@@ -62,8 +83,10 @@ pub(crate) async fn run<F: Functions>(
         };
         if batch.is_empty() {
             drop(permit);
-            let empty =
-                in_flight.load(Ordering::SeqCst) == 0 && queue_is_empty(&ctx, &queue_url).await;
+            // Idle once drained and, when scaling, back at the baseline.
+            let empty = in_flight.load(Ordering::SeqCst) == 0
+                && limit.load(Ordering::SeqCst) <= floor
+                && queue_is_empty(&ctx, &queue_url).await;
             idle.store(empty, Ordering::SeqCst);
             if sleep_or_stop(ctx.poll_interval, &mut stop).await {
                 break;
@@ -73,17 +96,134 @@ pub(crate) async fn run<F: Functions>(
         idle.store(false, Ordering::SeqCst);
         in_flight.fetch_add(1, Ordering::SeqCst);
         let (ctx, m, in_flight) = (ctx.clone(), m.clone(), in_flight.clone());
-        let (url, arn) = (queue_url.clone(), queue_arn.clone());
+        let (url, arn, meter) = (queue_url.clone(), queue_arn.clone(), meter.clone());
         tokio::spawn(async move {
-            process(&ctx, &m, &url, &arn, batch, visibility).await;
+            let started = Instant::now();
+            let (done, failed) = process(&ctx, &m, &url, &arn, batch, visibility).await;
+            meter.add(done, failed, started.elapsed());
             in_flight.fetch_sub(1, Ordering::SeqCst);
             drop(permit);
         });
     }
+    if let Some(s) = scaler {
+        s.abort();
+    }
     // In-flight batches finish before the run ends; nothing new is received.
-    let _ = permits
-        .acquire_many(u32::try_from(m.max_concurrency.max(1)).unwrap_or(1))
-        .await;
+    let _ = permits.acquire_many(u32::try_from(cap).unwrap_or(1)).await;
+}
+
+/// What a queue mapping's batches did since the scaler last looked.
+#[derive(Debug, Default)]
+struct Meter {
+    done: AtomicU64,
+    failed: AtomicU64,
+    busy_ms: AtomicU64,
+}
+
+impl Meter {
+    fn add(&self, done: usize, failed: usize, took: Duration) {
+        self.done.fetch_add(done as u64, Ordering::SeqCst);
+        self.failed.fetch_add(failed as u64, Ordering::SeqCst);
+        self.busy_ms.fetch_add(
+            u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
+            Ordering::SeqCst,
+        );
+    }
+
+    /// Messages done, failed, and batch-milliseconds, since the last call.
+    fn take(&self) -> (u64, u64, u64) {
+        (
+            self.done.swap(0, Ordering::SeqCst),
+            self.failed.swap(0, Ordering::SeqCst),
+            self.busy_ms.swap(0, Ordering::SeqCst),
+        )
+    }
+}
+
+/// A queue mapping's scaler: every interval it observes the queue and what the batches did,
+/// asks the policy, and sets the mapping's concurrency.
+async fn scale<F>(
+    ctx: &Ctx<F>,
+    m: &Mapping,
+    url: &str,
+    opts: &super::runner::ScalingOptions,
+    limit: &AtomicUsize,
+    meter: &Meter,
+    mut stop: watch::Receiver<bool>,
+) {
+    use sluice_core::scaling::{decide, Observation, ScalerState};
+    let started = Instant::now();
+    let mut state = ScalerState::default();
+    let mut before: Option<u64> = None;
+    let floor = u32::try_from(limit.load(Ordering::SeqCst)).unwrap_or(u32::MAX);
+    let mut report = super::runner::MappingScaling {
+        setting: floor,
+        highest: floor,
+        ..Default::default()
+    };
+    let save = |report: &super::runner::MappingScaling| {
+        if let Ok(mut r) = ctx.scaling_report.lock() {
+            r.insert(m.name.clone(), report.clone());
+        }
+    };
+    save(&report);
+    loop {
+        if sleep_or_stop(opts.interval, &mut stop).await {
+            break;
+        }
+        let Ok(attrs) = ctx
+            .sqs
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+        else {
+            continue;
+        };
+        let count = |name: &QueueAttributeName| {
+            attrs
+                .attributes()
+                .and_then(|a| a.get(name))
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        let visible = count(&QueueAttributeName::ApproximateNumberOfMessages);
+        let hidden = count(&QueueAttributeName::ApproximateNumberOfMessagesNotVisible);
+        let (done, failed, busy_ms) = meter.take();
+        let secs = opts.interval.as_secs_f64().max(0.001);
+        // What arrived: what the queue holds more than before, plus what was done meanwhile.
+        let arrivals = before.map_or(0.0, |b| {
+            ((visible + hidden) as f64 - b as f64 + done as f64).max(0.0) / secs
+        });
+        before = Some(visible + hidden);
+        let current = u32::try_from(limit.load(Ordering::SeqCst)).unwrap_or(u32::MAX);
+        let obs = Observation {
+            now_secs: started.elapsed().as_secs(),
+            visible,
+            in_flight: hidden,
+            oldest_age_secs: 0.0,
+            arrivals_per_sec: arrivals,
+            completions_per_sec: done as f64 / secs,
+            rate_per_batch: (busy_ms > 0)
+                .then(|| (done + failed) as f64 / (busy_ms as f64 / 1000.0)),
+            batch_size: u32::try_from(m.batch_size).unwrap_or(u32::MAX),
+            throttles_per_sec: failed as f64 / secs,
+            current,
+        };
+        let (decision, next) = decide(&opts.config, &obs, &state);
+        state = next;
+        if let Some(set) = decision.set {
+            limit.store(set as usize, Ordering::SeqCst);
+            tracing::info!(mapping = %m.name, from = current, to = set, reason = %decision.reason, "Concurrency changed.");
+            report.changes += 1;
+            report.highest = report.highest.max(set);
+            report.setting = set;
+            report.last_reason = Some(decision.reason.to_string());
+            save(&report);
+        }
+    }
 }
 
 /// The queue's visibility timeout, and the `maxReceiveCount` of its redrive policy.
@@ -170,7 +310,7 @@ async fn process<F: Functions>(
     arn: &str,
     batch: Vec<Message>,
     visibility: Duration,
-) {
+) -> (usize, usize) {
     let event = sqs_event(arn, &ctx.region, &batch);
     ctx.counters.invocations.fetch_add(1, Ordering::Relaxed);
     ctx.counters
@@ -218,6 +358,7 @@ async fn process<F: Functions>(
         .iter()
         .partition(|msg| !failed.contains(msg.message_id().unwrap_or_default()));
     delete(&ctx.sqs, url, &done).await;
+    let failed_count = retry.len();
     // Each failed message waits according to how often it has failed so far: its receive count.
     let mut waits: BTreeMap<u64, Vec<String>> = BTreeMap::new();
     for msg in retry {
@@ -234,6 +375,7 @@ async fn process<F: Functions>(
     for (secs, handles) in waits {
         change_visibility(&ctx.sqs, url, &handles, Duration::from_secs(secs)).await;
     }
+    (done.len(), failed_count)
 }
 
 async fn delete(sqs: &aws_sdk_sqs::Client, url: &str, done: &[&Message]) {

@@ -57,6 +57,31 @@ pub struct RunOptions {
     pub backoff: Backoff,
     /// How long an idle stream or queue waits before polling again.
     pub poll_interval: Duration,
+    /// The scaling policy each queue mapping's concurrency follows (between the policy's `min`
+    /// and `max`), or `None` for each mapping's fixed `max_concurrency`.
+    pub scaling: Option<ScalingOptions>,
+}
+
+/// How queue mappings scale in a local run.
+#[derive(Debug, Clone)]
+pub struct ScalingOptions {
+    /// The policy's settings.
+    pub config: sluice_core::scaling::ScalingConfig,
+    /// How often each queue mapping's scaler observes and decides.
+    pub interval: Duration,
+}
+
+/// What one queue mapping's scaler did in a run.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct MappingScaling {
+    /// The concurrency at the end.
+    pub setting: u32,
+    /// The highest it was set to.
+    pub highest: u32,
+    /// How often it changed.
+    pub changes: u32,
+    /// The reason of the last change.
+    pub last_reason: Option<String>,
 }
 
 /// What a run did.
@@ -72,6 +97,8 @@ pub struct RunReport {
     pub on_failure_records: u64,
     /// Whether the run stopped because everything was drained.
     pub drained: bool,
+    /// What each queue mapping's scaler did, by mapping name (empty without scaling).
+    pub scaling: std::collections::BTreeMap<String, MappingScaling>,
 }
 
 /// Runs local event source mappings.
@@ -122,6 +149,8 @@ impl<F: Functions> Runner<F> {
             counters: Counters::default(),
             backoff: opts.backoff,
             poll_interval: opts.poll_interval,
+            scaling: opts.scaling,
+            scaling_report: std::sync::Mutex::new(std::collections::BTreeMap::new()),
         });
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut idles = Vec::new();
@@ -179,6 +208,11 @@ impl<F: Functions> Runner<F> {
             failed_invocations: c.failed_invocations.load(Ordering::SeqCst),
             on_failure_records: c.on_failure_records.load(Ordering::SeqCst),
             drained,
+            scaling: ctx
+                .scaling_report
+                .lock()
+                .map(|r| r.clone())
+                .unwrap_or_default(),
         })
     }
 }
