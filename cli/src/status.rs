@@ -10,8 +10,13 @@
 //!                   "duplicates": 0, "oldest_age_secs": 12, "read_complete": true},
 //!  "metrics": {"minutes": 15, "sums": [{"function": "ingest", "metric": "RecordsIn", "sum": 3000.0}]},
 //!  "alarms": {"evaluated": [{"name": "dead letters visible > 0", "alarm": true, "value": 7.0}],
-//!             "stored": [{"name": "sluice-local-dlq-visible", "state": "OK"}]}}
+//!             "stored": [{"name": "sluice-local-dlq-visible", "state": "OK"}]},
+//!  "concurrency": {"<mapping>": {"setting": 2, "highest": 8, "changes": 3,
+//!                  "last_reason": "...", "last_change_at": "..."}}}
 //! ```
+//!
+//! `concurrency` is what the last `local run --max-concurrency` set for each queue mapping (empty
+//! when none ran with it).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -121,6 +126,7 @@ pub struct Status {
     dead_letters: DeadLetters,
     metrics: Metrics,
     alarms: Alarms,
+    concurrency: BTreeMap<String, sluice_local::mappings::MappingScaling>,
 }
 
 impl StatusArgs {
@@ -248,7 +254,16 @@ async fn gather(
                 .map_or_else(|| "?".to_owned(), |s| s.as_str().to_owned()),
         })
         .collect();
+    // What the last run's scalers set, if any ran.
+    let concurrency = std::fs::read(sluice_local::mappings::scaling_path(
+        &p.state_dir,
+        &p.prefix,
+    ))
+    .ok()
+    .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+    .unwrap_or_default();
     Ok(Status {
+        concurrency,
         queues,
         dead_letters,
         metrics: Metrics { minutes, sums },
@@ -387,6 +402,28 @@ fn print(s: &Status) {
         ]);
     }
     outln!("{t}");
+    if !s.concurrency.is_empty() {
+        let mut t = output::table(&[
+            "mapping",
+            "concurrency",
+            "highest",
+            "changes",
+            "last change",
+        ]);
+        for (name, c) in &s.concurrency {
+            t.add_row(vec![
+                name.clone(),
+                c.setting.to_string(),
+                c.highest.to_string(),
+                c.changes.to_string(),
+                match (&c.last_change_at, &c.last_reason) {
+                    (Some(at), Some(why)) => format!("{at}: {why}"),
+                    _ => "-".to_owned(),
+                },
+            ]);
+        }
+        outln!("{t}");
+    }
     let d = &s.dead_letters;
     let mut t = output::table(&["dead letters (each failure_id once)", "count"]);
     for (k, v) in &d.by_class {

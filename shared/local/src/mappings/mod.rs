@@ -31,6 +31,6 @@ pub use backoff::Backoff;
 pub use ctx::{Functions, InvokeError};
 pub use runner::{LocalFunctions, MappingScaling, RunOptions, RunReport, Runner, ScalingOptions};
 pub use state::{
-    checkpoints_path, mappings_path, Checkpoints, FunctionKind, Mapping, MappingSource, Mappings,
-    StartingPosition,
+    checkpoints_path, mappings_path, scaling_path, Checkpoints, FunctionKind, Mapping,
+    MappingSource, Mappings, StartingPosition,
 };

@@ -161,9 +161,21 @@ async fn scale<F>(
         highest: floor,
         ..Default::default()
     };
+    // Kept in the run's report, and in a file next to the checkpoints for `sluice status`.
+    let path = ctx.checkpoints_path.with_file_name("scaling.json");
     let save = |report: &super::runner::MappingScaling| {
-        if let Ok(mut r) = ctx.scaling_report.lock() {
-            r.insert(m.name.clone(), report.clone());
+        let all = match ctx.scaling_report.lock() {
+            Ok(mut r) => {
+                r.insert(m.name.clone(), report.clone());
+                r.clone()
+            }
+            Err(_) => return,
+        };
+        let written = serde_json::to_vec_pretty(&all)
+            .map_err(std::io::Error::other)
+            .and_then(|json| std::fs::write(&path, json));
+        if let Err(e) = written {
+            tracing::debug!(error = %e, path = %path.display(), "Could not save the scaling state.");
         }
     };
     save(&report);
@@ -221,6 +233,8 @@ async fn scale<F>(
             report.highest = report.highest.max(set);
             report.setting = set;
             report.last_reason = Some(decision.reason.to_string());
+            report.last_change_at =
+                Some(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
             save(&report);
         }
     }

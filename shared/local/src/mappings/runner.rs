@@ -72,7 +72,7 @@ pub struct ScalingOptions {
 }
 
 /// What one queue mapping's scaler did in a run.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MappingScaling {
     /// The concurrency at the end.
     pub setting: u32,
@@ -82,6 +82,8 @@ pub struct MappingScaling {
     pub changes: u32,
     /// The reason of the last change.
     pub last_reason: Option<String>,
+    /// When it last changed (RFC 3339).
+    pub last_change_at: Option<String>,
 }
 
 /// What a run did.

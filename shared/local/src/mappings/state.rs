@@ -131,6 +131,12 @@ pub fn checkpoints_path(state_dir: &Path, prefix: &str) -> PathBuf {
     state_dir.join(prefix).join("checkpoints.json")
 }
 
+/// Where `local run` keeps what each queue mapping's scaler did (for `sluice status`), next to
+/// the checkpoints.
+pub fn scaling_path(state_dir: &Path, prefix: &str) -> PathBuf {
+    state_dir.join(prefix).join("scaling.json")
+}
+
 impl Mappings {
     /// Reads the mappings, or none if the file does not exist.
     pub fn load(path: &Path) -> std::io::Result<Self> {
