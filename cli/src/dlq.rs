@@ -246,7 +246,7 @@ async fn read_all(
     setup: &Setup,
     sqs: &aws_sdk_sqs::Client,
 ) -> anyhow::Result<(Vec<DlqEntry>, Option<String>)> {
-    let spinner = spinner("reading the dead letters");
+    let spinner = output::spinner("reading the dead letters");
     let held = hold(setup, sqs).await?;
     let incomplete = held.incomplete();
     let entries = held.entries.clone();
@@ -269,18 +269,6 @@ async fn hold(setup: &Setup, sqs: &aws_sdk_sqs::Client) -> anyhow::Result<Held> 
         return Err(e.into());
     }
     Ok(held)
-}
-
-fn spinner(what: &str) -> Option<ProgressBar> {
-    output::stderr_is_terminal().then(|| {
-        let s = ProgressBar::new_spinner().with_style(
-            ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
-                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-        );
-        s.set_message(what.to_owned());
-        s.enable_steady_tick(Duration::from_millis(120));
-        s
-    })
 }
 
 /// Says, on stderr, why a read did not cover the whole queue.
@@ -911,7 +899,7 @@ async fn export(
     drain: bool,
     out: Output,
 ) -> anyhow::Result<Outcome> {
-    let spinner = spinner("reading the dead letters");
+    let spinner = output::spinner("reading the dead letters");
     let held = hold(setup, sqs).await?;
     if let Some(s) = spinner {
         s.finish_and_clear();

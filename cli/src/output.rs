@@ -81,3 +81,16 @@ pub fn print_json(value: &impl Serialize) -> anyhow::Result<()> {
     outln!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
+
+/// A spinner with a message and the time elapsed, on a terminal only (long work shows progress).
+pub fn spinner(what: &str) -> Option<indicatif::ProgressBar> {
+    stderr_is_terminal().then(|| {
+        let s = indicatif::ProgressBar::new_spinner().with_style(
+            indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        s.set_message(what.to_owned());
+        s.enable_steady_tick(std::time::Duration::from_millis(120));
+        s
+    })
+}

@@ -144,10 +144,19 @@ impl SimulateArgs {
                 )));
             }
         }
+        let spinner = output::spinner("simulating");
         let runs: Vec<_> = policies
             .iter()
-            .map(|p| run(&model, &trace, p, self.seed))
+            .map(|p| {
+                if let Some(s) = &spinner {
+                    s.set_message(format!("simulating {}", p.label()));
+                }
+                run(&model, &trace, p, self.seed)
+            })
             .collect();
+        if let Some(s) = spinner {
+            s.finish_and_clear();
+        }
         if let Some(path) = &self.plot {
             let panels: Vec<_> = runs
                 .iter()
