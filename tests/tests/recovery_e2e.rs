@@ -377,6 +377,26 @@ async fn a_stream_on_failure_record_is_read_again_from_its_stream() {
     let mut want = ids[..2].to_vec();
     want.sort();
     assert_eq!(landed, want, "exactly the range, from the stream");
+
+    // A range whose last record the shard does not hold: nothing of it is sent, the letter stays.
+    let beyond = format!("{}0", seqs[2]);
+    env.sqs
+        .send_message()
+        .queue_url(&r.dlq_url)
+        .message_body(on_failure_record(&arn, &shard, &seqs[2], &beyond, 2))
+        .send()
+        .await
+        .unwrap();
+    let s = redrive(&env, &q, &ContractSet::from_files([]), false).await;
+    assert_eq!((s.redriven, s.left, s.errors), (0, 1, 1), "{s:?}");
+    let note = s.letters[0].note.clone().unwrap_or_default();
+    assert!(note.contains("was not reached"), "{note}");
+    assert_eq!(letters(&env, &r.dlq_url).await.unprocessed().len(), 1);
+    assert_eq!(
+        raw_lines(&env, &r.raw_bucket).await.len(),
+        2,
+        "nothing more landed"
+    );
 }
 
 /// GIVEN a record over 256 KiB that fails its contract, on queues whose messages hold at most

@@ -17,6 +17,17 @@ use crate::stream_events::stream_record_json;
 /// The most `GetRecords` calls one range may take (a range is at most a mapping's batch).
 const MAX_PAGES: usize = 1_000;
 
+/// Empty pages in a row after which a range's last record is taken as not there.
+const MAX_EMPTY_PAGES: usize = 20;
+
+fn not_reached(end: &str, read: usize, pages: usize) -> RangeError {
+    RangeError::NotReached {
+        end: end.to_owned(),
+        read,
+        pages,
+    }
+}
+
 /// Why a range could not be read again.
 #[derive(Debug, thiserror::Error)]
 pub enum RangeError {
@@ -29,6 +40,20 @@ pub enum RangeError {
     /// The on-failure record does not name a stream, a shard or a range.
     #[error("the on-failure record names no {0}")]
     Incomplete(&'static str),
+    /// The range's last record was not reached (the shard ended, or too many pages came back
+    /// empty); nothing of it is sent, so the letter stays.
+    #[error(
+        "the range's last record ({end}) was not reached after {read} record(s) and {pages} \
+         page(s); the letter stays, to try again later"
+    )]
+    NotReached {
+        /// The range's last sequence number.
+        end: String,
+        /// Records read before giving up.
+        read: usize,
+        /// Pages asked for.
+        pages: usize,
+    },
     /// A call failed.
     #[error(transparent)]
     Aws(#[from] AwsError),
@@ -37,7 +62,11 @@ pub enum RangeError {
 impl RangeError {
     /// Whether trying again later may succeed.
     pub fn is_retriable(&self) -> bool {
-        matches!(self, Self::Aws(e) if e.is_retriable())
+        match self {
+            Self::Aws(e) => e.is_retriable(),
+            Self::NotReached { .. } => true,
+            Self::PastRetention(_) | Self::Incomplete(_) => false,
+        }
     }
 }
 
@@ -129,7 +158,8 @@ impl StreamReaders {
             .shard_iterator
             .ok_or(RangeError::Incomplete("shard iterator in the answer"))?;
         let mut out = Vec::new();
-        for _ in 0..MAX_PAGES {
+        let mut empty = 0;
+        for pages in 1..=MAX_PAGES {
             let page = self
                 .dynamodb
                 .get_records()
@@ -143,20 +173,26 @@ impl StreamReaders {
                     .dynamodb()
                     .and_then(|d| d.sequence_number())
                     .unwrap_or_default();
-                if cmp_sequence(seq, end) == Ordering::Greater {
+                let at = cmp_sequence(seq, end);
+                if at == Ordering::Greater {
                     return Ok(out);
                 }
                 if let Some(json) = stream_record_json(arn, &self.region, r) {
                     out.push(json);
                 }
+                if at == Ordering::Equal {
+                    return Ok(out);
+                }
             }
+            empty = if records.is_empty() { empty + 1 } else { 0 };
+            // A page may be empty in the middle of a shard; many in a row, or a shard's end,
+            // before the range's last record means it was not reached.
             match page.next_shard_iterator() {
-                // An open shard answers with nothing at its end; the range is then complete.
-                Some(next) if !records.is_empty() => iterator = next.to_owned(),
-                _ => break,
+                Some(next) if empty < MAX_EMPTY_PAGES => iterator = next.to_owned(),
+                _ => return Err(not_reached(end, out.len(), pages)),
             }
         }
-        Ok(out)
+        Err(not_reached(end, out.len(), MAX_PAGES))
     }
 
     async fn kinesis_range(
@@ -181,7 +217,8 @@ impl StreamReaders {
             .shard_iterator
             .ok_or(RangeError::Incomplete("shard iterator in the answer"))?;
         let mut out = Vec::new();
-        for _ in 0..MAX_PAGES {
+        let mut empty = 0;
+        for pages in 1..=MAX_PAGES {
             let page = self
                 .kinesis
                 .get_records()
@@ -192,7 +229,8 @@ impl StreamReaders {
                 .map_err(|e| classify(AwsError::from_sdk("GetRecords", target.clone(), e)))?;
             let records = page.records();
             for r in records {
-                if cmp_sequence(r.sequence_number(), end) == Ordering::Greater {
+                let at = cmp_sequence(r.sequence_number(), end);
+                if at == Ordering::Greater {
                     return Ok(out);
                 }
                 let arrival = r
@@ -218,13 +256,17 @@ impl StreamReaders {
                     record["kinesis"]["approximateArrivalTimestamp"] = n;
                 }
                 out.push(record.to_string());
+                if at == Ordering::Equal {
+                    return Ok(out);
+                }
             }
+            empty = if records.is_empty() { empty + 1 } else { 0 };
             match page.next_shard_iterator() {
-                Some(next) if !records.is_empty() => iterator = next.to_owned(),
-                _ => break,
+                Some(next) if empty < MAX_EMPTY_PAGES => iterator = next.to_owned(),
+                _ => return Err(not_reached(end, out.len(), pages)),
             }
         }
-        Ok(out)
+        Err(not_reached(end, out.len(), MAX_PAGES))
     }
 }
 
