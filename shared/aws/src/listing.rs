@@ -84,3 +84,28 @@ pub async fn queue_depth(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Result<u
         .map(|a| a.values().filter_map(|v| v.parse::<u64>().ok()).sum())
         .unwrap_or(0))
 }
+
+/// A whole object read into memory (contracts, kept failures, audit reads: small objects off the
+/// hot path), with when it was last modified (epoch ms).
+pub async fn get_bytes(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+) -> Result<(Vec<u8>, Option<i64>), AwsError> {
+    let target = format!("s3://{bucket}/{key}");
+    let out = s3
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("GetObject", target.clone(), e))?;
+    let modified = out.last_modified().and_then(|t| t.to_millis().ok());
+    let bytes = out
+        .body
+        .collect()
+        .await
+        .map_err(|e| AwsError::local("GetObject", target, e))?
+        .to_vec();
+    Ok((bytes, modified))
+}

@@ -632,19 +632,7 @@ fn num_attr(item: &HashMap<String, AttributeValue>, name: &str) -> Option<String
 
 async fn read_object(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Result<String, AwsError> {
     let target = format!("s3://{bucket}/{key}");
-    let out = s3
-        .get_object()
-        .bucket(bucket)
-        .key(key)
-        .send()
-        .await
-        .map_err(|e| AwsError::from_sdk("GetObject", target.clone(), e))?;
-    let bytes = out
-        .body
-        .collect()
-        .await
-        .map_err(|e| AwsError::local("GetObject", target.clone(), e))?
-        .into_bytes();
+    let (bytes, _) = sluice_aws::listing::get_bytes(s3, bucket, key).await?;
     let mut text = String::new();
     if key.ends_with(".gz") {
         flate2::read::GzDecoder::new(&bytes[..])

@@ -115,19 +115,7 @@ pub async fn load(
                     continue;
                 }
                 let target = format!("s3://{bucket}/{key}");
-                let obj = s3
-                    .get_object()
-                    .bucket(bucket)
-                    .key(&key)
-                    .send()
-                    .await
-                    .map_err(|e| AwsError::from_sdk("GetObject", target.clone(), e))?;
-                let bytes = obj
-                    .body
-                    .collect()
-                    .await
-                    .map_err(|e| AwsError::local("GetObject", target.clone(), e))?
-                    .into_bytes();
+                let (bytes, _) = sluice_aws::listing::get_bytes(s3, bucket, &key).await?;
                 files.push((target, String::from_utf8_lossy(&bytes).into_owned()));
             }
         }

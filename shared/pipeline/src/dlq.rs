@@ -255,23 +255,7 @@ pub async fn s3_failures(
 ) -> Result<Vec<DlqEntry>, AwsError> {
     let mut out = Vec::new();
     for key in sluice_aws::listing::list_keys(s3, bucket, S3_FAILURES_PREFIX).await? {
-        let target = format!("s3://{bucket}/{key}");
-        let object = s3
-            .get_object()
-            .bucket(bucket)
-            .key(&key)
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("GetObject", target.clone(), e))?;
-        let sent_ms = object
-            .last_modified()
-            .map(|t| t.to_millis().unwrap_or_default());
-        let bytes = object
-            .body
-            .collect()
-            .await
-            .map_err(|e| AwsError::local("GetObject", target.clone(), e))?
-            .into_bytes();
+        let (bytes, sent_ms) = sluice_aws::listing::get_bytes(s3, bucket, &key).await?;
         let body = String::from_utf8_lossy(&bytes).into_owned();
         out.push(DlqEntry {
             queue_url: format!("s3://{bucket}"),
