@@ -185,6 +185,15 @@ pub enum Reason {
     },
     /// Within the tolerance of the current setting.
     WithinTolerance,
+    /// A stream's lag against the backlog target.
+    IteratorAge {
+        /// The iterator age, seconds.
+        age_secs: f64,
+        /// The backlog target, seconds.
+        target_secs: f64,
+    },
+    /// No iterator age was measured lately: left as it is.
+    Unmeasured,
 }
 
 impl std::fmt::Display for Reason {
@@ -217,6 +226,14 @@ impl std::fmt::Display for Reason {
                 "lower is recommended, but {highest} was within the stabilisation window"
             ),
             Self::WithinTolerance => write!(f, "within the tolerance of the current setting"),
+            Self::IteratorAge {
+                age_secs,
+                target_secs,
+            } => write!(
+                f,
+                "iterator age {age_secs:.0} s against a target of {target_secs:.0} s"
+            ),
+            Self::Unmeasured => write!(f, "no iterator age measured lately: left as it is"),
         }
     }
 }
@@ -331,42 +348,192 @@ pub fn decide(
         .retain(|(t, _)| now.saturating_sub(*t) <= window);
 
     // 4. Up at once, down slowly.
-    let within = |target: u32| {
-        (f64::from(target) - f64::from(current)).abs() <= cfg.tolerance * f64::from(current)
-    };
-    // Up at once; down at once only to back off a throttling downstream.
-    let set = if recommended > current || (recommended < current && throttled) {
-        Some(recommended)
-    } else if recommended < current {
-        let highest = next
-            .recent
-            .iter()
-            .map(|(_, r)| *r)
-            .max()
-            .unwrap_or(recommended)
-            .max(floor);
-        let window_seen = state
-            .recent
-            .first()
-            .is_some_and(|(t, _)| now.saturating_sub(*t) >= window);
-        let decreased_lately = state
-            .last_decrease_secs
-            .is_some_and(|t| now.saturating_sub(t) < window);
-        if !window_seen || decreased_lately || highest >= current {
-            reason = Reason::Stabilising {
+    let (set, reason) = settle(
+        cfg,
+        state,
+        &mut next,
+        Settle {
+            now,
+            current,
+            floor,
+            recommended,
+            throttled,
+        },
+        reason,
+    );
+    let set = set.filter(|s| *s != obs.current);
+    (
+        Decision {
+            set,
+            recommended,
+            reason,
+        },
+        next,
+    )
+}
+
+/// What [`settle`] weighs.
+struct Settle {
+    now: u64,
+    current: u32,
+    floor: u32,
+    recommended: u32,
+    throttled: bool,
+}
+
+/// Rule 4, shared by both policies: up at once; down at once only to back off a throttling
+/// downstream; otherwise down only when every recommendation of a whole window was lower, at
+/// most once a window, and beyond the tolerance. `next.recent` already holds this call's
+/// recommendation.
+fn settle(
+    cfg: &ScalingConfig,
+    state: &ScalerState,
+    next: &mut ScalerState,
+    s: Settle,
+    reason: Reason,
+) -> (Option<u32>, Reason) {
+    let Settle {
+        now,
+        current,
+        floor,
+        recommended,
+        throttled,
+    } = s;
+    let window = cfg.scale_down_window_secs;
+    if recommended > current || (recommended < current && throttled) {
+        return (Some(recommended), reason);
+    }
+    if recommended == current {
+        return (None, reason);
+    }
+    let highest = next
+        .recent
+        .iter()
+        .map(|(_, r)| *r)
+        .max()
+        .unwrap_or(recommended)
+        .max(floor);
+    let window_seen = state
+        .recent
+        .first()
+        .is_some_and(|(t, _)| now.saturating_sub(*t) >= window);
+    let decreased_lately = state
+        .last_decrease_secs
+        .is_some_and(|t| now.saturating_sub(t) < window);
+    let within =
+        (f64::from(highest) - f64::from(current)).abs() <= cfg.tolerance * f64::from(current);
+    if !window_seen || decreased_lately || highest >= current {
+        (
+            None,
+            Reason::Stabilising {
                 highest: highest.max(recommended),
-            };
-            None
-        } else if within(highest) {
-            reason = Reason::WithinTolerance;
-            None
-        } else {
-            next.last_decrease_secs = Some(now);
-            Some(highest)
-        }
+            },
+        )
+    } else if within {
+        (None, Reason::WithinTolerance)
     } else {
-        None
+        next.last_decrease_secs = Some(now);
+        (Some(highest), reason)
+    }
+}
+
+/// The most `ParallelizationFactor` AWS takes.
+pub const MAX_PARALLELIZATION: u32 = 10;
+
+/// What the scaler sees of a stream mapping (DynamoDB Streams or Kinesis), whose concurrency is
+/// one batch per shard times its `ParallelizationFactor`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StreamObservation {
+    /// Seconds on any monotonic clock (the same one across calls).
+    pub now_secs: u64,
+    /// The age of the last record read (the mapping's `IteratorAge`, its highest lately),
+    /// seconds, when measured.
+    pub iterator_age_secs: Option<f64>,
+    /// Throttles and retriable failures downstream per second, lately.
+    pub throttles_per_sec: f64,
+    /// The current `ParallelizationFactor` (1 to 10).
+    pub current: u32,
+}
+
+/// Decides a stream mapping's next `ParallelizationFactor`, by the same rules as [`decide`]
+/// with the stream's lag in place of a queue's backlog: a stream whose iterator age is beyond
+/// the backlog target doubles its factor (at most 10); one whose age is under a quarter of the
+/// target is recommended one less, which applies under the stabilisation window; a throttling
+/// downstream backs it off at once. Without a measured age it is left as it is.
+pub fn decide_parallelization(
+    cfg: &ScalingConfig,
+    obs: &StreamObservation,
+    state: &ScalerState,
+) -> (Decision, ScalerState) {
+    let now = obs.now_secs;
+    let mut next = state.clone();
+    let current = obs.current.clamp(1, MAX_PARALLELIZATION);
+    let target = cfg.backlog_target_secs;
+    let (mut wanted, mut reason) = match obs.iterator_age_secs.filter(|a| a.is_finite()) {
+        None => (current, Reason::Unmeasured),
+        Some(age) => {
+            let wanted = if age > target {
+                current.saturating_mul(2)
+            } else if age < target / 4.0 {
+                current.saturating_sub(1)
+            } else {
+                current
+            };
+            (
+                wanted,
+                Reason::IteratorAge {
+                    age_secs: age,
+                    target_secs: target,
+                },
+            )
+        }
     };
+    let throttled = obs.throttles_per_sec.is_finite() && obs.throttles_per_sec > 0.0;
+    if throttled {
+        let base = next
+            .ceiling
+            .map_or(f64::from(current), |(c, _)| c.min(f64::from(current)));
+        let ceiling = (base * cfg.throttle_factor).max(1.0);
+        next.ceiling = Some((ceiling, now));
+        reason = Reason::Throttled {
+            throttles_per_sec: obs.throttles_per_sec,
+            ceiling,
+        };
+        wanted = wanted.min(clamp_u32(ceiling.floor()));
+    } else if let Some((ceiling, since)) = next.ceiling {
+        // A factor is a tenth of a queue's range: the ceiling recovers by one step a minute.
+        let raised = ceiling + (now.saturating_sub(since) as f64 / 60.0);
+        if raised >= f64::from(MAX_PARALLELIZATION) {
+            next.ceiling = None;
+        } else {
+            next.ceiling = Some((raised, now));
+            let cap = clamp_u32(raised.floor()).max(1);
+            if wanted > cap {
+                reason = Reason::Ceiling {
+                    ceiling: raised,
+                    wanted,
+                };
+                wanted = cap;
+            }
+        }
+    }
+    let recommended = wanted.clamp(1, MAX_PARALLELIZATION);
+    next.recent.push((now, recommended));
+    next.recent
+        .retain(|(t, _)| now.saturating_sub(*t) <= cfg.scale_down_window_secs);
+    let (set, reason) = settle(
+        cfg,
+        state,
+        &mut next,
+        Settle {
+            now,
+            current,
+            floor: 1,
+            recommended,
+            throttled,
+        },
+        reason,
+    );
     let set = set.filter(|s| *s != obs.current);
     (
         Decision {
@@ -478,6 +645,65 @@ mod tests {
         assert!(matches!(d.reason, Reason::NoRate { visible: 500 }));
     }
 
+    fn stream(now: u64, age: Option<f64>, current: u32) -> StreamObservation {
+        StreamObservation {
+            now_secs: now,
+            iterator_age_secs: age,
+            throttles_per_sec: 0.0,
+            current,
+        }
+    }
+
+    #[test]
+    fn a_lagging_stream_doubles_its_parallelization_up_to_ten() {
+        let cfg = ScalingConfig::default();
+        let (d, state) =
+            decide_parallelization(&cfg, &stream(0, Some(600.0), 1), &ScalerState::default());
+        assert_eq!(d.set, Some(2));
+        assert_eq!(
+            d.reason.to_string(),
+            "iterator age 600 s against a target of 120 s"
+        );
+        let (d, _) = decide_parallelization(&cfg, &stream(60, Some(600.0), 8), &state);
+        assert_eq!(d.set, Some(10), "never above AWS's 10");
+        let (d, _) = decide_parallelization(&cfg, &stream(60, Some(600.0), 10), &state);
+        assert_eq!(d.set, None);
+    }
+
+    #[test]
+    fn a_caught_up_stream_steps_down_only_after_a_window_and_unmeasured_is_left() {
+        let cfg = ScalingConfig::default();
+        let mut state = ScalerState::default();
+        let mut lowered = Vec::new();
+        for minute in 0..12u64 {
+            let (d, next) =
+                decide_parallelization(&cfg, &stream(minute * 60, Some(1.0), 4), &state);
+            state = next;
+            if let Some(s) = d.set {
+                lowered.push((minute, s));
+            }
+        }
+        // The window is 300 s: the first decrease at minute 5, the next not before minute 10.
+        assert_eq!(lowered, vec![(5, 3), (10, 3)]);
+        let (d, _) = decide_parallelization(&cfg, &stream(0, None, 4), &ScalerState::default());
+        assert_eq!((d.set, d.reason), (None, Reason::Unmeasured));
+    }
+
+    #[test]
+    fn a_throttling_downstream_halves_a_stream_factor_at_once() {
+        let cfg = ScalingConfig::default();
+        let mut o = stream(0, Some(600.0), 8);
+        o.throttles_per_sec = 3.0;
+        let (d, state) = decide_parallelization(&cfg, &o, &ScalerState::default());
+        assert_eq!(d.set, Some(4));
+        assert!(matches!(d.reason, Reason::Throttled { .. }));
+        // Still lagging a minute later, throttling over: held under the ceiling, which rises by
+        // one a minute.
+        let (d, _) = decide_parallelization(&cfg, &stream(60, Some(600.0), 4), &state);
+        assert_eq!(d.set, Some(5));
+        assert!(matches!(d.reason, Reason::Ceiling { .. }), "{}", d.reason);
+    }
+
     #[test]
     fn bad_settings_are_named() {
         let cfg = ScalingConfig {
@@ -535,6 +761,34 @@ mod tests {
     proptest! {
         /// Never above the maximum, never below the baseline, never below the batches in flight
         /// (when the maximum allows them).
+        #[test]
+        fn a_stream_factor_stays_between_one_and_ten(
+            age in proptest::option::of(0.0f64..100_000.0),
+            throttles in prop_oneof![Just(0.0), 0.0f64..100.0],
+            current in 1u32..=10,
+            steps in 1usize..20,
+        ) {
+            let cfg = ScalingConfig::default();
+            let mut state = ScalerState::default();
+            let mut current = current;
+            for step in 0..steps {
+                let o = StreamObservation {
+                    now_secs: step as u64 * 60,
+                    iterator_age_secs: age,
+                    throttles_per_sec: throttles,
+                    current,
+                };
+                let (d, next) = decide_parallelization(&cfg, &o, &state);
+                prop_assert!((1..=MAX_PARALLELIZATION).contains(&d.recommended));
+                if let Some(s) = d.set {
+                    prop_assert!((1..=MAX_PARALLELIZATION).contains(&s));
+                    prop_assert_ne!(s, current);
+                    current = s;
+                }
+                state = next;
+            }
+        }
+
         #[test]
         fn it_stays_within_its_bounds(
             cfg in any_cfg(),
