@@ -10,6 +10,7 @@ use sluice_aws::metrics::Sink;
 use sluice_pipeline::ingest::{handle_counted, Ingest};
 use sluice_pipeline::recovery::function::{RedriveError, RedriveFunction};
 use sluice_pipeline::recovery::RecoveryConfig;
+use sluice_pipeline::scaler::{Scaler, ScalerConfig, ScalerError};
 use sluice_pipeline::transform::{self, Transform};
 use sluice_pipeline::{IngestConfig, TransformConfig};
 
@@ -26,6 +27,8 @@ pub enum Function {
     Transform,
     /// The redrive handler (a scheduled event, or a request such as {"dry_run": true}).
     Redrive,
+    /// The scaler handler (a scheduled event, {}, or {"dry_run": true}).
+    Scaler,
 }
 
 /// Arguments of `sluice invoke`.
@@ -146,10 +149,61 @@ impl InvokeArgs {
                     summary.errors
                 );
             }
+            Function::Scaler => {
+                let config = ScalerConfig::from_env().context(
+                    "the scaler handler is not configured: set SLUICE_SCALER_MAPPINGS \
+                     (function:uuid[:max], comma-separated) and SLUICE_SCALER_STATE \
+                     (s3://bucket/key), as the README's configuration table says",
+                )?;
+                let sdk = self.aws.sdk_config().await?;
+                let scaler = Scaler::from_sdk(config, &sdk, sink);
+                let report = match scaler.handle(&event).await {
+                    Ok(r) => r,
+                    Err(e @ ScalerError::UnsupportedEvent(_)) => {
+                        return Err(refused(e.to_string(), "scaler", SCALER_TAKES))
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                outln!("{}", serde_json::to_string_pretty(&report)?);
+                for m in &report.mappings {
+                    match &m.error {
+                        Some(e) => {
+                            eprintln!("scaler: {} ({}): not scaled: {e}", m.uuid, m.function)
+                        }
+                        None => eprintln!(
+                            "scaler: {} {} {}: {} -> {}{}: {}",
+                            m.source,
+                            m.setting,
+                            m.uuid,
+                            m.before.map_or("unset".to_owned(), |v| v.to_string()),
+                            m.after.map_or("unset".to_owned(), |v| v.to_string()),
+                            if m.changed { "" } else { " (kept)" },
+                            m.reason
+                        ),
+                    }
+                }
+                eprintln!(
+                    "scaler{}: {} mapping(s): {} changed, {} failed",
+                    if report.dry_run { " (dry run)" } else { "" },
+                    report.mappings.len(),
+                    report.changes,
+                    report.failed
+                );
+                if let Some(first) = report.mappings.iter().find_map(|m| m.error.as_deref()) {
+                    anyhow::bail!(
+                        "{} of {} mapping(s) could not be scaled; the first: {first}",
+                        report.failed,
+                        report.mappings.len()
+                    );
+                }
+            }
         }
         Ok(Outcome::Ok)
     }
 }
+
+const SCALER_TAKES: &str =
+    "`sluice invoke scaler` takes an EventBridge scheduled event, {} or {\"dry_run\": true}";
 
 const REDRIVE_TAKES: &str = "`sluice invoke redrive` takes an EventBridge scheduled event, or \
     a request such as {\"dry_run\": true, \"table\": \"orders\"}";

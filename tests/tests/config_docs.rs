@@ -6,6 +6,7 @@ use std::cell::RefCell;
 use std::collections::BTreeSet;
 
 use sluice_pipeline::recovery::RecoveryConfig;
+use sluice_pipeline::scaler::ScalerConfig;
 use sluice_pipeline::{IngestConfig, TransformConfig};
 
 fn repo_file(path: &str) -> String {
@@ -14,6 +15,14 @@ fn repo_file(path: &str) -> String {
 
 /// A valid value for any variable, so that every lookup is made.
 fn any_value(name: &str) -> Option<String> {
+    match name {
+        "SLUICE_SCALER_MAPPINGS" => {
+            return Some("ingest:0a1b2c3d-0000-4000-8000-000000000001".into())
+        }
+        "SLUICE_SCALER_STATE" => return Some("s3://x/scaler/state.json".into()),
+        _ if name.starts_with("SLUICE_SCALE_") => return Some("60".into()),
+        _ => {}
+    }
     let numeric = ["SLUICE_MAX", "CONCURRENCY", "TTL", "RETRIES"]
         .iter()
         .any(|n| name.contains(n));
@@ -46,6 +55,17 @@ fn read_by_transform() -> BTreeSet<String> {
 fn read_by_redrive() -> BTreeSet<String> {
     let asked = RefCell::new(BTreeSet::new());
     RecoveryConfig::from_lookup(|name| {
+        asked.borrow_mut().insert(name.to_owned());
+        any_value(name)
+    })
+    .unwrap();
+    asked.into_inner()
+}
+
+/// The variables the scaler function looks up.
+fn read_by_scaler() -> BTreeSet<String> {
+    let asked = RefCell::new(BTreeSet::new());
+    ScalerConfig::from_lookup(|name| {
         asked.borrow_mut().insert(name.to_owned());
         any_value(name)
     })
@@ -161,6 +181,25 @@ fn readme_template_and_code_agree_on_redrive_configuration() {
         sluice_only(&readme),
         code,
         "the README documents exactly what redrive reads"
+    );
+    assert!(template.contains("RUST_LOG"));
+}
+
+#[test]
+fn readme_template_and_code_agree_on_scaler_configuration() {
+    let code = read_by_scaler();
+    let template = template_variables(&repo_file("template.yaml"), "ScalerFunction");
+    let readme = readme_variables(&repo_file("README.md"), "scaler");
+    assert!(code.contains("SLUICE_SCALER_MAPPINGS") && code.contains("SLUICE_SCALE_TARGET_SECS"));
+    assert_eq!(
+        sluice_only(&template),
+        code,
+        "template.yaml sets exactly what the scaler reads"
+    );
+    assert_eq!(
+        sluice_only(&readme),
+        code,
+        "the README documents exactly what the scaler reads"
     );
     assert!(template.contains("RUST_LOG"));
 }

@@ -9,6 +9,8 @@ pub mod ingest;
 pub mod lambda;
 mod lines;
 pub mod recovery;
+#[cfg(feature = "scaler")]
+pub mod scaler;
 mod sqs;
 #[cfg(feature = "streams")]
 pub mod stream_events;

@@ -209,7 +209,7 @@ pub async fn handle<O: RawObjects, T: TypedTables, D: DeadLetters>(
     emit_metrics(
         &stats,
         started,
-        response.batch_item_failures.len(),
+        (records.len(), response.batch_item_failures.len()),
         &deps.metrics,
         now_ms,
     );
@@ -300,12 +300,14 @@ async fn handle_message<O: RawObjects, T: TypedTables, D: DeadLetters>(
 fn emit_metrics(
     stats: &TransformStats,
     started: Instant,
-    failed_messages: usize,
+    (messages, failed_messages): (usize, usize),
     sink: &Sink,
     now_ms: i64,
 ) {
     let mut m = MetricSet::new(FUNCTION);
-    m.put("LinesIn", Unit::Count, stats.lines as f64)
+    // MessagesIn and BatchDuration calibrate the scaler: messages a concurrent batch takes a second.
+    m.put("MessagesIn", Unit::Count, messages as f64)
+        .put("LinesIn", Unit::Count, stats.lines as f64)
         .put("ObjectsRead", Unit::Count, stats.objects as f64)
         .put("ControlRecords", Unit::Count, stats.control as f64)
         .put(
