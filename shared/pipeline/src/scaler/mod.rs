@@ -357,9 +357,8 @@ impl Scaler {
                 out.rate_per_batch = rate;
                 out.arrivals_per_sec = Some(arrivals);
                 out.throttles_per_sec = m.throttles_per_sec;
-                out.capacity_exhausted = target >= policy.max
-                    && visible > 0
-                    && entry.backlog.is_some_and(|before| backlog > before);
+                out.capacity_exhausted =
+                    falling_behind(target, policy.max, visible, entry.backlog, backlog);
                 out.decision = Some(decision.reason);
                 out.reason = reason;
                 if target != actual {
@@ -499,6 +498,12 @@ impl Scaler {
     }
 }
 
+/// A queue mapping at its maximum whose backlog still grew since the last run: more of the
+/// same setting will not catch up.
+fn falling_behind(setting: u32, max: u32, visible: u64, before: Option<u64>, now: u64) -> bool {
+    setting >= max && visible > 0 && before.is_some_and(|b| now > b)
+}
+
 fn failed(spec: &MappingSpec, e: &AwsError) -> MappingOutcome {
     MappingOutcome {
         function: spec.function.clone(),
@@ -545,6 +550,21 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("not a JSON object"));
+    }
+
+    #[test]
+    fn capacity_is_exhausted_only_at_the_maximum_with_a_growing_backlog() {
+        assert!(falling_behind(50, 50, 10, Some(100), 120));
+        assert!(
+            !falling_behind(49, 50, 10, Some(100), 120),
+            "below the maximum"
+        );
+        assert!(!falling_behind(50, 50, 10, Some(120), 120), "not growing");
+        assert!(
+            !falling_behind(50, 50, 10, None, 120),
+            "nothing to compare with"
+        );
+        assert!(!falling_behind(50, 50, 0, Some(100), 120), "all in flight");
     }
 
     #[test]
