@@ -282,7 +282,7 @@ pub fn decide(
         .arrivals_avg
         .map_or(observed, |avg| (avg + observed) / 2.0);
     next.arrivals_avg = Some(arrivals);
-    let (mut wanted, mut reason) = match rate {
+    let (wanted, reason) = match rate {
         Some(r) => {
             let needed = (arrivals + obs.visible as f64 / cfg.drain_secs()) / r;
             (
@@ -312,24 +312,80 @@ pub fn decide(
 
     // 2. Downstream first.
     let throttled = obs.throttles_per_sec.is_finite() && obs.throttles_per_sec > 0.0;
+    let (wanted, reason) = downstream_first(
+        &mut next,
+        Backoff {
+            now,
+            current,
+            throttles_per_sec: obs.throttles_per_sec,
+            factor: cfg.throttle_factor,
+            least: f64::from(cfg.min),
+            recovery_per_min: cfg.recovery_per_min,
+            top: f64::from(cfg.max),
+        },
+        wanted,
+        reason,
+    );
+
+    // 3. Bounds, and 4. up at once, down slowly.
+    settle(
+        cfg,
+        state,
+        next,
+        Settle {
+            now,
+            current,
+            actual: obs.current,
+            floor,
+            top: cfg.max,
+            wanted,
+            throttled,
+        },
+        reason,
+    )
+}
+
+/// How [`downstream_first`] backs off and recovers.
+struct Backoff {
+    now: u64,
+    current: u32,
+    throttles_per_sec: f64,
+    factor: f64,
+    /// The ceiling never goes below this.
+    least: f64,
+    recovery_per_min: f64,
+    /// A ceiling that recovers to this is dropped.
+    top: f64,
+}
+
+/// Rule 2, shared by both policies: while the downstream throttles, the ceiling is the setting
+/// (or the ceiling, if lower) times the factor; once it stops, the ceiling rises by a step a
+/// minute and is dropped at the top. Returns what is wanted under it, and why.
+fn downstream_first(
+    next: &mut ScalerState,
+    b: Backoff,
+    mut wanted: u32,
+    mut reason: Reason,
+) -> (u32, Reason) {
+    let throttled = b.throttles_per_sec.is_finite() && b.throttles_per_sec > 0.0;
     if throttled {
         let base = next
             .ceiling
-            .map_or(f64::from(current), |(c, _)| c.min(f64::from(current)));
-        let ceiling = (base * cfg.throttle_factor).max(f64::from(cfg.min));
-        next.ceiling = Some((ceiling, now));
+            .map_or(f64::from(b.current), |(c, _)| c.min(f64::from(b.current)));
+        let ceiling = (base * b.factor).max(b.least);
+        next.ceiling = Some((ceiling, b.now));
         reason = Reason::Throttled {
-            throttles_per_sec: obs.throttles_per_sec,
+            throttles_per_sec: b.throttles_per_sec,
             ceiling,
         };
         wanted = wanted.min(clamp_u32(ceiling.floor()));
     } else if let Some((ceiling, since)) = next.ceiling {
-        let raised = ceiling + cfg.recovery_per_min * (now.saturating_sub(since) as f64 / 60.0);
-        if raised >= f64::from(cfg.max) {
+        let raised = ceiling + b.recovery_per_min * (b.now.saturating_sub(since) as f64 / 60.0);
+        if raised >= b.top {
             next.ceiling = None;
         } else {
-            next.ceiling = Some((raised, now));
-            let cap = clamp_u32(raised.floor());
+            next.ceiling = Some((raised, b.now));
+            let cap = clamp_u32(raised.floor()).max(1);
             if wanted > cap {
                 reason = Reason::Ceiling {
                     ceiling: raised,
@@ -339,102 +395,90 @@ pub fn decide(
             }
         }
     }
-
-    // 3. Bounds.
-    let recommended = wanted.clamp(floor, cfg.max);
-    let window = cfg.scale_down_window_secs;
-    next.recent.push((now, recommended));
-    next.recent
-        .retain(|(t, _)| now.saturating_sub(*t) <= window);
-
-    // 4. Up at once, down slowly.
-    let (set, reason) = settle(
-        cfg,
-        state,
-        &mut next,
-        Settle {
-            now,
-            current,
-            floor,
-            recommended,
-            throttled,
-        },
-        reason,
-    );
-    let set = set.filter(|s| *s != obs.current);
-    (
-        Decision {
-            set,
-            recommended,
-            reason,
-        },
-        next,
-    )
+    (wanted, reason)
 }
 
 /// What [`settle`] weighs.
 struct Settle {
     now: u64,
+    /// The current setting, at least 1.
     current: u32,
+    /// The setting as observed, which a decision must differ from.
+    actual: u32,
     floor: u32,
-    recommended: u32,
+    top: u32,
+    wanted: u32,
     throttled: bool,
 }
 
-/// Rule 4, shared by both policies: up at once; down at once only to back off a throttling
-/// downstream; otherwise down only when every recommendation of a whole window was lower, at
-/// most once a window, and beyond the tolerance. `next.recent` already holds this call's
-/// recommendation.
+/// Rules 3 and 4, shared by both policies. The recommendation is `wanted` within `floor..=top`,
+/// kept in the window. Then: up at once; down at once only to back off a throttling downstream;
+/// otherwise down only when every recommendation of a whole window was lower, at most once a
+/// window, and beyond the tolerance.
 fn settle(
     cfg: &ScalingConfig,
     state: &ScalerState,
-    next: &mut ScalerState,
+    mut next: ScalerState,
     s: Settle,
     reason: Reason,
-) -> (Option<u32>, Reason) {
+) -> (Decision, ScalerState) {
     let Settle {
         now,
         current,
+        actual,
         floor,
-        recommended,
+        top,
+        wanted,
         throttled,
     } = s;
     let window = cfg.scale_down_window_secs;
-    if recommended > current || (recommended < current && throttled) {
-        return (Some(recommended), reason);
-    }
-    if recommended == current {
-        return (None, reason);
-    }
-    let highest = next
-        .recent
-        .iter()
-        .map(|(_, r)| *r)
-        .max()
-        .unwrap_or(recommended)
-        .max(floor);
-    let window_seen = state
-        .recent
-        .first()
-        .is_some_and(|(t, _)| now.saturating_sub(*t) >= window);
-    let decreased_lately = state
-        .last_decrease_secs
-        .is_some_and(|t| now.saturating_sub(t) < window);
-    let within =
-        (f64::from(highest) - f64::from(current)).abs() <= cfg.tolerance * f64::from(current);
-    if !window_seen || decreased_lately || highest >= current {
-        (
-            None,
-            Reason::Stabilising {
-                highest: highest.max(recommended),
-            },
-        )
-    } else if within {
-        (None, Reason::WithinTolerance)
+    let recommended = wanted.clamp(floor.min(top), top);
+    next.recent.push((now, recommended));
+    next.recent
+        .retain(|(t, _)| now.saturating_sub(*t) <= window);
+    let (set, reason) = if recommended > current || (recommended < current && throttled) {
+        (Some(recommended), reason)
+    } else if recommended == current {
+        (None, reason)
     } else {
-        next.last_decrease_secs = Some(now);
-        (Some(highest), reason)
-    }
+        let highest = next
+            .recent
+            .iter()
+            .map(|(_, r)| *r)
+            .max()
+            .unwrap_or(recommended)
+            .max(floor);
+        let window_seen = state
+            .recent
+            .first()
+            .is_some_and(|(t, _)| now.saturating_sub(*t) >= window);
+        let decreased_lately = state
+            .last_decrease_secs
+            .is_some_and(|t| now.saturating_sub(t) < window);
+        let within =
+            (f64::from(highest) - f64::from(current)).abs() <= cfg.tolerance * f64::from(current);
+        if !window_seen || decreased_lately || highest >= current {
+            (
+                None,
+                Reason::Stabilising {
+                    highest: highest.max(recommended),
+                },
+            )
+        } else if within {
+            (None, Reason::WithinTolerance)
+        } else {
+            next.last_decrease_secs = Some(now);
+            (Some(highest), reason)
+        }
+    };
+    (
+        Decision {
+            set: set.filter(|s| *s != actual),
+            recommended,
+            reason,
+        },
+        next,
+    )
 }
 
 /// The most `ParallelizationFactor` AWS takes.
@@ -469,7 +513,7 @@ pub fn decide_parallelization(
     let mut next = state.clone();
     let current = obs.current.clamp(1, MAX_PARALLELIZATION);
     let target = cfg.backlog_target_secs;
-    let (mut wanted, mut reason) = match obs.iterator_age_secs.filter(|a| a.is_finite()) {
+    let (wanted, reason) = match obs.iterator_age_secs.filter(|a| a.is_finite()) {
         None => (current, Reason::Unmeasured),
         Some(age) => {
             let wanted = if age > target {
@@ -489,59 +533,35 @@ pub fn decide_parallelization(
         }
     };
     let throttled = obs.throttles_per_sec.is_finite() && obs.throttles_per_sec > 0.0;
-    if throttled {
-        let base = next
-            .ceiling
-            .map_or(f64::from(current), |(c, _)| c.min(f64::from(current)));
-        let ceiling = (base * cfg.throttle_factor).max(1.0);
-        next.ceiling = Some((ceiling, now));
-        reason = Reason::Throttled {
+    // A factor is a tenth of a queue's range: the ceiling recovers by one step a minute.
+    let (wanted, reason) = downstream_first(
+        &mut next,
+        Backoff {
+            now,
+            current,
             throttles_per_sec: obs.throttles_per_sec,
-            ceiling,
-        };
-        wanted = wanted.min(clamp_u32(ceiling.floor()));
-    } else if let Some((ceiling, since)) = next.ceiling {
-        // A factor is a tenth of a queue's range: the ceiling recovers by one step a minute.
-        let raised = ceiling + (now.saturating_sub(since) as f64 / 60.0);
-        if raised >= f64::from(MAX_PARALLELIZATION) {
-            next.ceiling = None;
-        } else {
-            next.ceiling = Some((raised, now));
-            let cap = clamp_u32(raised.floor()).max(1);
-            if wanted > cap {
-                reason = Reason::Ceiling {
-                    ceiling: raised,
-                    wanted,
-                };
-                wanted = cap;
-            }
-        }
-    }
-    let recommended = wanted.clamp(1, MAX_PARALLELIZATION);
-    next.recent.push((now, recommended));
-    next.recent
-        .retain(|(t, _)| now.saturating_sub(*t) <= cfg.scale_down_window_secs);
-    let (set, reason) = settle(
+            factor: cfg.throttle_factor,
+            least: 1.0,
+            recovery_per_min: 1.0,
+            top: f64::from(MAX_PARALLELIZATION),
+        },
+        wanted,
+        reason,
+    );
+    settle(
         cfg,
         state,
-        &mut next,
+        next,
         Settle {
             now,
             current,
+            actual: obs.current,
             floor: 1,
-            recommended,
+            top: MAX_PARALLELIZATION,
+            wanted,
             throttled,
         },
         reason,
-    );
-    let set = set.filter(|s| *s != obs.current);
-    (
-        Decision {
-            set,
-            recommended,
-            reason,
-        },
-        next,
     )
 }
 

@@ -49,6 +49,25 @@ fn log_filter(value: Option<&str>) -> (tracing_subscriber::filter::Targets, Opti
     }
 }
 
+/// Whether `event` is a scheduled event (EventBridge or EventBridge Scheduler), which runs a
+/// function by its own rules; an error when it is not a JSON object at all.
+pub fn is_schedule(event: &str) -> Result<bool, String> {
+    #[derive(serde::Deserialize)]
+    struct Probe {
+        #[serde(rename = "detail-type", default)]
+        detail_type: Option<String>,
+        #[serde(default)]
+        source: Option<String>,
+    }
+    let probe: Probe =
+        serde_json::from_str(event).map_err(|e| format!("not a JSON object: {e}"))?;
+    Ok(probe.detail_type.as_deref() == Some("Scheduled Event")
+        || matches!(
+            probe.source.as_deref(),
+            Some("aws.events" | "aws.scheduler")
+        ))
+}
+
 impl From<IngestError> for Diagnostic {
     fn from(e: IngestError) -> Self {
         Self {

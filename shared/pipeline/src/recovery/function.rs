@@ -156,23 +156,11 @@ impl RedriveFunction {
 
     /// The run an event asks for.
     pub fn options(&self, event: &str) -> Result<RedriveOptions, RedriveError> {
-        #[derive(Deserialize)]
-        struct Probe {
-            #[serde(rename = "detail-type", default)]
-            detail_type: Option<String>,
-            #[serde(default)]
-            source: Option<String>,
-        }
         let auto = Auto {
             max_retries: self.config.max_retries,
             base_delay: self.base_delay,
         };
-        let probe: Probe = serde_json::from_str(event)
-            .map_err(|e| RedriveError::UnsupportedEvent(format!("not a JSON object: {e}")))?;
-        if probe.detail_type.as_deref() == Some("Scheduled Event")
-            || probe.source.as_deref() == Some("aws.events")
-            || probe.source.as_deref() == Some("aws.scheduler")
-        {
+        if crate::lambda::is_schedule(event).map_err(RedriveError::UnsupportedEvent)? {
             return Ok(RedriveOptions {
                 auto: Some(auto),
                 budget: self.budget,

@@ -128,6 +128,33 @@ pub struct MappingOutcome {
     pub retriable: bool,
 }
 
+impl MappingOutcome {
+    /// An outcome of `spec` with nothing observed yet.
+    fn new(spec: &MappingSpec) -> Self {
+        Self {
+            function: spec.function.clone(),
+            uuid: spec.uuid.clone(),
+            source: String::new(),
+            setting: "MaximumConcurrency",
+            before: None,
+            after: None,
+            recommended: None,
+            changed: false,
+            reason: String::new(),
+            decision: None,
+            visible: None,
+            in_flight: None,
+            rate_per_batch: None,
+            arrivals_per_sec: None,
+            iterator_age_secs: None,
+            throttles_per_sec: 0.0,
+            capacity_exhausted: false,
+            error: None,
+            retriable: false,
+        }
+    }
+}
+
 /// A run's report.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ScalerReport {
@@ -196,21 +223,7 @@ impl Scaler {
 
     /// What an event asks: a scheduled event runs; any other event is a [`ScalerRequest`].
     pub fn request(event: &str) -> Result<ScalerRequest, ScalerError> {
-        #[derive(Deserialize)]
-        struct Probe {
-            #[serde(rename = "detail-type", default)]
-            detail_type: Option<String>,
-            #[serde(default)]
-            source: Option<String>,
-        }
-        let probe: Probe = serde_json::from_str(event)
-            .map_err(|e| ScalerError::UnsupportedEvent(format!("not a JSON object: {e}")))?;
-        if probe.detail_type.as_deref() == Some("Scheduled Event")
-            || matches!(
-                probe.source.as_deref(),
-                Some("aws.events" | "aws.scheduler")
-            )
-        {
+        if crate::lambda::is_schedule(event).map_err(ScalerError::UnsupportedEvent)? {
             return Ok(ScalerRequest::default());
         }
         serde_json::from_str(event).map_err(|e| {
@@ -275,27 +288,8 @@ impl Scaler {
         dry_run: bool,
     ) -> Result<MappingOutcome, AwsError> {
         let mapping = observe::mapping(&self.clients.lambda, &spec.uuid).await?;
-        let mut out = MappingOutcome {
-            function: spec.function.clone(),
-            uuid: spec.uuid.clone(),
-            source: mapping.source.name().to_owned(),
-            setting: "MaximumConcurrency",
-            before: None,
-            after: None,
-            recommended: None,
-            changed: false,
-            reason: String::new(),
-            decision: None,
-            visible: None,
-            in_flight: None,
-            rate_per_batch: None,
-            arrivals_per_sec: None,
-            iterator_age_secs: None,
-            throttles_per_sec: 0.0,
-            capacity_exhausted: false,
-            error: None,
-            retriable: false,
-        };
+        let mut out = MappingOutcome::new(spec);
+        out.source = mapping.source.name().to_owned();
         if mapping.provisioned {
             out.reason = "provisioned mode (ProvisionedPollerConfig): MaximumConcurrency does not \
                           apply, left as it is"
@@ -506,25 +500,9 @@ fn falling_behind(setting: u32, max: u32, visible: u64, before: Option<u64>, now
 
 fn failed(spec: &MappingSpec, e: &AwsError) -> MappingOutcome {
     MappingOutcome {
-        function: spec.function.clone(),
-        uuid: spec.uuid.clone(),
-        source: String::new(),
-        setting: "MaximumConcurrency",
-        before: None,
-        after: None,
-        recommended: None,
-        changed: false,
-        reason: String::new(),
-        decision: None,
-        visible: None,
-        in_flight: None,
-        rate_per_batch: None,
-        arrivals_per_sec: None,
-        iterator_age_secs: None,
-        throttles_per_sec: 0.0,
-        capacity_exhausted: false,
         error: Some(e.to_string()),
         retriable: e.is_retriable(),
+        ..MappingOutcome::new(spec)
     }
 }
 
