@@ -204,6 +204,31 @@ fn readme_template_and_code_agree_on_scaler_configuration() {
     assert!(template.contains("RUST_LOG"));
 }
 
+/// The lines of one resource of the template.
+fn template_resource(template: &str, resource: &str) -> String {
+    let mut lines = template
+        .lines()
+        .skip_while(|l| l.trim_end() != format!("  {resource}:"));
+    let first = lines.next().unwrap_or_default();
+    let rest: Vec<&str> = lines
+        .take_while(|l| l.is_empty() || l.starts_with("   ") || l.starts_with("  #"))
+        .collect();
+    format!("{first}\n{}", rest.join("\n"))
+}
+
+#[test]
+fn the_capacity_alarm_watches_the_metric_the_scaler_emits() {
+    let alarm = template_resource(&repo_file("template.yaml"), "ScalerCapacityExhaustedAlarm");
+    assert!(alarm.contains("Namespace: Sluice"), "{alarm}");
+    assert!(alarm.contains("MetricName: CapacityExhausted"), "{alarm}");
+    assert!(
+        alarm.contains(&format!("Value: {}", sluice_pipeline::scaler::FUNCTION)),
+        "{alarm}"
+    );
+    let code = repo_file("shared/pipeline/src/scaler/mod.rs");
+    assert!(code.contains("\"CapacityExhausted\""));
+}
+
 #[test]
 fn every_event_source_mapping_reports_batch_item_failures() {
     let template = repo_file("template.yaml");
