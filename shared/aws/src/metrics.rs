@@ -11,6 +11,136 @@ use serde_json::{json, Map, Value};
 /// The CloudWatch namespace of every sluice metric.
 pub const NAMESPACE: &str = "Sluice";
 
+/// One kind of metric set a function emits: its dimensions and the metrics it may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Emitted {
+    /// The `Function` dimension's value.
+    pub function: &'static str,
+    /// The dimensions, `Function` first.
+    pub dimensions: &'static [&'static str],
+    /// The metrics a set of this kind may hold.
+    pub metrics: &'static [&'static str],
+}
+
+/// Every metric sluice emits, by function and dimensions. Alarms, the dashboard and the README
+/// name only these, and tests check that the functions emit nothing else.
+pub const CATALOG: &[Emitted] = &[
+    Emitted {
+        function: "ingest",
+        dimensions: &["Function"],
+        metrics: &[
+            "RecordsIn",
+            "RecordsLanded",
+            "RecordsQuarantined",
+            "RetriableFailures",
+            "ObjectsWritten",
+            "BytesWritten",
+            "BatchDuration",
+        ],
+    },
+    Emitted {
+        function: "transform",
+        dimensions: &["Function"],
+        metrics: &[
+            "MessagesIn",
+            "LinesIn",
+            "ObjectsRead",
+            "ControlRecords",
+            "RecordsQuarantined",
+            "RetriableFailures",
+            "BatchDuration",
+        ],
+    },
+    Emitted {
+        function: "transform",
+        dimensions: &["Function", "Table"],
+        metrics: &[
+            "RowsWritten",
+            "RowsAlreadyWritten",
+            "RowsStale",
+            "RowsQuarantined",
+            "EndToEndLatency",
+        ],
+    },
+    Emitted {
+        function: "redrive",
+        dimensions: &["Function"],
+        metrics: &["LettersRead", "Redriven", "Left", "RedriveErrors"],
+    },
+    Emitted {
+        function: "redrive",
+        dimensions: &["Function", "Class"],
+        metrics: &["Redriven", "Left"],
+    },
+    Emitted {
+        function: "scaler",
+        dimensions: &["Function"],
+        metrics: &["ScalingChanges", "ScalerErrors", "CapacityExhausted"],
+    },
+    Emitted {
+        function: "scaler",
+        dimensions: &["Function", "Source"],
+        metrics: &[
+            "Concurrency",
+            "ParallelizationFactor",
+            "Recommended",
+            "Backlog",
+            "ScalingChanges",
+            "CapacityExhausted",
+        ],
+    },
+];
+
+/// The catalogue entry a set belongs to; an error naming what is not catalogued.
+pub fn catalogued(set: &MetricSet) -> Result<&'static Emitted, String> {
+    let function = set
+        .dimensions()
+        .iter()
+        .find(|(k, _)| *k == "Function")
+        .map_or("", |(_, v)| v.as_str());
+    let dims: Vec<&str> = set.dimensions().iter().map(|(k, _)| *k).collect();
+    let entry = CATALOG
+        .iter()
+        .find(|e| e.function == function && e.dimensions == dims.as_slice())
+        .ok_or_else(|| {
+            format!("no metric set of {function:?} with dimensions {dims:?} is catalogued")
+        })?;
+    match set.values().find(|(n, _, _)| !entry.metrics.contains(n)) {
+        Some((n, _, _)) => Err(format!(
+            "{function} emits {n} with dimensions {dims:?}, which is not catalogued"
+        )),
+        None => Ok(entry),
+    }
+}
+
+/// Checks what `function` emitted in a run: every set is catalogued, and every metric the
+/// catalogue lists for `function` was emitted at least once (so the catalogue cannot drift from
+/// the code either way).
+pub fn check_coverage<'a>(
+    function: &str,
+    sets: impl IntoIterator<Item = &'a MetricSet>,
+) -> Result<(), String> {
+    let mut seen = std::collections::BTreeSet::new();
+    for set in sets {
+        let entry = catalogued(set)?;
+        for (name, _, _) in set.values() {
+            seen.insert((entry.dimensions, name));
+        }
+    }
+    let missing: Vec<String> = CATALOG
+        .iter()
+        .filter(|e| e.function == function)
+        .flat_map(|e| e.metrics.iter().map(move |m| (e.dimensions, *m)))
+        .filter(|k| !seen.contains(k))
+        .map(|(d, m)| format!("{m} {d:?}"))
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{function} did not emit {}", missing.join(", ")))
+    }
+}
+
 /// The unit of a metric.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unit {
@@ -169,6 +299,18 @@ impl MetricSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sets_are_checked_against_the_catalogue() {
+        let mut m = MetricSet::new("ingest");
+        m.put("RecordsIn", Unit::Count, 1.0);
+        assert!(catalogued(&m).is_ok());
+        m.put("Invented", Unit::Count, 1.0);
+        assert!(catalogued(&m).unwrap_err().contains("Invented"));
+        let mut t = MetricSet::new("ingest").dimension("Table", "orders");
+        t.put("RecordsIn", Unit::Count, 1.0);
+        assert!(catalogued(&t).unwrap_err().contains("no metric set"));
+    }
 
     #[test]
     fn emf_document_declares_every_metric() {

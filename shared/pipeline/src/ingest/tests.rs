@@ -356,3 +356,15 @@ async fn events_that_are_not_batches_are_refused_whole() {
     let empty = handle(r#"{"Records":[]}"#, &d).await.unwrap();
     assert!(empty.failed_ids().is_empty());
 }
+
+#[tokio::test]
+async fn its_metrics_are_the_catalogued_ones() {
+    let collector = sluice_aws::metrics::Collector::default();
+    let mut d = deps(Memory::new(), Memory::new());
+    d.metrics = Sink::Collect(collector.clone());
+    handle(&event(&[stream_record("1", "people")]), &d)
+        .await
+        .unwrap();
+    let sets = collector.drain();
+    sluice_aws::metrics::check_coverage(FUNCTION, sets.iter().map(|(_, m)| m)).unwrap();
+}

@@ -29,6 +29,22 @@ use crate::ingest::Ingest;
 /// The function name in metrics.
 pub const FUNCTION: &str = "redrive";
 
+/// The run's metrics: totals, and per step and class.
+pub(crate) fn emit(s: &RedriveSummary, sink: &Sink, now_ms: i64) {
+    let mut m = MetricSet::new(FUNCTION);
+    m.put("LettersRead", Unit::Count, s.read as f64)
+        .put("Redriven", Unit::Count, s.redriven as f64)
+        .put("Left", Unit::Count, s.left as f64)
+        .put("RedriveErrors", Unit::Count, s.errors as f64);
+    m.emit(sink, now_ms);
+    for (class, t) in &s.by_class {
+        let mut m = MetricSet::new(FUNCTION).dimension("Class", class.clone());
+        m.put("Redriven", Unit::Count, t.redriven as f64)
+            .put("Left", Unit::Count, t.left as f64);
+        m.emit(sink, now_ms);
+    }
+}
+
 /// What a request (any event but a scheduled one) may ask.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -199,21 +215,24 @@ impl RedriveFunction {
     }
 
     fn emit(&self, s: &RedriveSummary) {
-        let now_ms = chrono::Utc::now().timestamp_millis();
-        let mut m = MetricSet::new(FUNCTION);
-        m.put("LettersRead", Unit::Count, s.read as f64)
-            .put("Redriven", Unit::Count, s.redriven as f64)
-            .put("Left", Unit::Count, s.left as f64)
-            .put("RedriveErrors", Unit::Count, s.errors as f64);
-        m.emit(&self.metrics, now_ms);
-        for (class, t) in &s.by_class {
-            let mut m = MetricSet::new(FUNCTION).dimension("Class", class.clone());
-            m.put("Redriven", Unit::Count, t.redriven as f64).put(
-                "Left",
-                Unit::Count,
-                t.left as f64,
-            );
-            m.emit(&self.metrics, now_ms);
-        }
+        emit(s, &self.metrics, chrono::Utc::now().timestamp_millis());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use sluice_aws::metrics::{check_coverage, Collector};
+
+    #[test]
+    fn its_metrics_are_the_catalogued_ones() {
+        let mut s = RedriveSummary::default();
+        s.by_class
+            .insert("transform contract_violation".into(), Default::default());
+        let c = Collector::default();
+        emit(&s, &Sink::Collect(c.clone()), 0);
+        let sets = c.drain();
+        check_coverage(FUNCTION, sets.iter().map(|(_, m)| m)).unwrap();
     }
 }

@@ -275,7 +275,7 @@ impl Scaler {
             observe::save_state(&self.clients.s3, &c.state_bucket, &c.state_key, &state)
                 .await
                 .map_err(ScalerError::State)?;
-            self.emit(&report, now);
+            emit(&report, now, &self.metrics);
         }
         Ok(report)
     }
@@ -444,52 +444,53 @@ impl Scaler {
         }
         Ok(out)
     }
+}
 
-    fn emit(&self, report: &ScalerReport, now: u64) {
-        let ms = i64::try_from(now.saturating_mul(1000)).unwrap_or(i64::MAX);
-        for o in report.mappings.iter().filter(|o| o.error.is_none()) {
-            let mut m = MetricSet::new(FUNCTION).dimension("Source", o.source.clone());
-            if let Some(after) = o.after {
-                m.put(
-                    if o.setting == "MaximumConcurrency" {
-                        "Concurrency"
-                    } else {
-                        "ParallelizationFactor"
-                    },
-                    Unit::Count,
-                    f64::from(after),
-                );
-            }
-            if let Some(r) = o.recommended {
-                m.put("Recommended", Unit::Count, f64::from(r));
-            }
-            if let (Some(v), Some(f)) = (o.visible, o.in_flight) {
-                m.put("Backlog", Unit::Count, (v + f) as f64);
-            }
+/// A run's metrics: per mapping (dimension `Source`), and totals.
+fn emit(report: &ScalerReport, now: u64, sink: &Sink) {
+    let ms = i64::try_from(now.saturating_mul(1000)).unwrap_or(i64::MAX);
+    for o in report.mappings.iter().filter(|o| o.error.is_none()) {
+        let mut m = MetricSet::new(FUNCTION).dimension("Source", o.source.clone());
+        if let Some(after) = o.after {
             m.put(
-                "ScalingChanges",
+                if o.setting == "MaximumConcurrency" {
+                    "Concurrency"
+                } else {
+                    "ParallelizationFactor"
+                },
                 Unit::Count,
-                f64::from(u8::from(o.changed)),
-            )
-            .put(
-                "CapacityExhausted",
-                Unit::Count,
-                f64::from(u8::from(o.capacity_exhausted)),
+                f64::from(after),
             );
-            m.emit(&self.metrics, ms);
         }
-        let mut m = MetricSet::new(FUNCTION);
-        m.put("ScalingChanges", Unit::Count, report.changes as f64)
-            .put("ScalerErrors", Unit::Count, report.failed as f64)
-            .put(
-                "CapacityExhausted",
-                Unit::Count,
-                f64::from(u8::from(
-                    report.mappings.iter().any(|o| o.capacity_exhausted),
-                )),
-            );
-        m.emit(&self.metrics, ms);
+        if let Some(r) = o.recommended {
+            m.put("Recommended", Unit::Count, f64::from(r));
+        }
+        if let (Some(v), Some(f)) = (o.visible, o.in_flight) {
+            m.put("Backlog", Unit::Count, (v + f) as f64);
+        }
+        m.put(
+            "ScalingChanges",
+            Unit::Count,
+            f64::from(u8::from(o.changed)),
+        )
+        .put(
+            "CapacityExhausted",
+            Unit::Count,
+            f64::from(u8::from(o.capacity_exhausted)),
+        );
+        m.emit(sink, ms);
     }
+    let mut m = MetricSet::new(FUNCTION);
+    m.put("ScalingChanges", Unit::Count, report.changes as f64)
+        .put("ScalerErrors", Unit::Count, report.failed as f64)
+        .put(
+            "CapacityExhausted",
+            Unit::Count,
+            f64::from(u8::from(
+                report.mappings.iter().any(|o| o.capacity_exhausted),
+            )),
+        );
+    m.emit(sink, ms);
 }
 
 /// A queue mapping at its maximum whose backlog still grew since the last run: more of the
@@ -543,6 +544,41 @@ mod tests {
             "nothing to compare with"
         );
         assert!(!falling_behind(50, 50, 0, Some(100), 120), "all in flight");
+    }
+
+    #[test]
+    fn its_metrics_are_the_catalogued_ones() {
+        let spec = MappingSpec {
+            function: "ingest".into(),
+            uuid: "u".into(),
+            max: None,
+        };
+        let queue = MappingOutcome {
+            source: "q".into(),
+            after: Some(4),
+            recommended: Some(4),
+            visible: Some(10),
+            in_flight: Some(2),
+            ..MappingOutcome::new(&spec)
+        };
+        let stream = MappingOutcome {
+            source: "s".into(),
+            setting: "ParallelizationFactor",
+            after: Some(2),
+            recommended: Some(2),
+            ..MappingOutcome::new(&spec)
+        };
+        let report = ScalerReport {
+            dry_run: false,
+            at: 0,
+            mappings: vec![queue, stream],
+            changes: 0,
+            failed: 0,
+        };
+        let c = sluice_aws::metrics::Collector::default();
+        emit(&report, 0, &Sink::Collect(c.clone()));
+        let sets = c.drain();
+        sluice_aws::metrics::check_coverage(FUNCTION, sets.iter().map(|(_, m)| m)).unwrap();
     }
 
     #[test]

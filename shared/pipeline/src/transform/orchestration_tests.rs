@@ -321,3 +321,17 @@ async fn a_redriven_line_that_fails_again_keeps_its_history() {
     );
     assert_eq!(env.failure_id, first);
 }
+
+#[tokio::test]
+async fn its_metrics_are_the_catalogued_ones() {
+    let text = format!("{}\n", line("people", 1, 1, r#"{"id":1,"email":"a@x"}"#));
+    let objects = objects(&[("raw/people/o.ndjson.gz", gzip(text.as_bytes()))]);
+    let collector = sluice_aws::metrics::Collector::default();
+    let mut d = deps(objects, Memory::new(), Memory::new());
+    d.metrics = Sink::Collect(collector.clone());
+    handle(&notification(&["raw/people/o.ndjson.gz"]), &d)
+        .await
+        .unwrap();
+    let sets = collector.drain();
+    sluice_aws::metrics::check_coverage(FUNCTION, sets.iter().map(|(_, m)| m)).unwrap();
+}
