@@ -14,7 +14,7 @@ ifdef CI
 export CARGO_INCREMENTAL ?= 0
 endif
 
-.PHONY: help emulator emulator-stop build test fuzz demo fmt lint clean
+.PHONY: help emulator emulator-stop build test fuzz demo package fmt lint clean
 
 help: ## List the targets
 	@echo "Usage: make <target>"
@@ -48,6 +48,9 @@ demo: ## Run the whole pipeline locally on a realistic workload, then audit it (
 	$(DEMO_ENV) bash infra/emulator.sh start
 	$(DEMO_ENV) bash infra/demo.sh $(DEMO_ARGS)
 	@echo "The emulator is still running at http://127.0.0.1:$(DEMO_PORT): run eval \"\$$(SLUICE_EMULATOR_PORT=$(DEMO_PORT) bash infra/emulator.sh env)\" then target/debug/sluice status. Stop it with: make emulator-stop"
+
+package: ## Build every function for arm64 with cargo-lambda (release) and print each bootstrap's size
+	bash infra/package.sh
 
 fmt: ## Format all Rust code
 	cargo fmt --all
