@@ -1,9 +1,11 @@
 //! Creating sluice's resources on an endpoint, idempotently: running it twice is harmless.
 //!
-//! Used by `sluice local up` and by the end-to-end tests. Deployed stacks get the same
-//! resources from `template.yaml`.
+//! Used by `sluice local up` and by the end-to-end tests; a deployed pipeline's typed tables by
+//! `sluice tables apply` too ([`apply_typed_table`]). Deployed stacks get the other resources
+//! from `template.yaml`.
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::types::QueueAttributeName;
 
@@ -169,86 +171,497 @@ pub async fn ensure_ingest(
     })
 }
 
+/// How long a table may take to become `ACTIVE` (after it is created, or while another change
+/// to it is under way) before [`apply_typed_table`] gives up.
+const ACTIVE_WAIT: Duration = Duration::from_secs(600);
+
+/// How long DynamoDB may refuse to turn on point-in-time recovery right after a table was
+/// created (`ContinuousBackupsUnavailableException`: "backups are being enabled").
+const BACKUPS_WAIT: Duration = Duration::from_secs(300);
+
+/// What a typed table gets besides its key, on-demand capacity and TTL on `_expires_at`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableSettings {
+    /// A local pipeline's table: nothing more, since `sluice local down` deletes it.
+    Local,
+    /// A deployed pipeline's table: point-in-time recovery, encryption with the AWS managed KMS
+    /// key (at creation) and deletion protection as well.
+    Deployed,
+}
+
+/// A setting [`apply_typed_table`] turns on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableSetting {
+    /// Encryption at rest with the AWS managed key (`alias/aws/dynamodb`); set at creation only.
+    ManagedKeyEncryption,
+    /// Deletion protection.
+    DeletionProtection,
+    /// Point-in-time recovery (continuous backups).
+    PointInTimeRecovery,
+    /// TTL on `_expires_at`, which expires delete tombstones.
+    Ttl,
+}
+
+impl TableSetting {
+    /// The setting in words, for reports.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::ManagedKeyEncryption => "encryption with the AWS managed key",
+            Self::DeletionProtection => "deletion protection",
+            Self::PointInTimeRecovery => "point-in-time recovery",
+            Self::Ttl => "TTL on _expires_at",
+        }
+    }
+}
+
+/// What [`apply_typed_table`] did to a table, or would do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableAction {
+    /// It did not exist and was created.
+    Created,
+    /// It does not exist and would be created (dry run).
+    WouldCreate,
+    /// It existed, and settings that were off were turned on.
+    Updated,
+    /// It exists, and settings that are off would be turned on (dry run).
+    WouldUpdate,
+    /// It exists with every setting on.
+    Unchanged,
+    /// It exists with another key than the contract's: left as it is.
+    KeyMismatch,
+    /// Its TTL is on another attribute than `_expires_at`: left as it is.
+    TtlMismatch,
+}
+
+/// A typed table's outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TypedTable {
+    /// What was done.
+    pub action: TableAction,
+    /// The settings turned on (or, in a dry run, that would be).
+    pub changes: Vec<TableSetting>,
+    /// The table's key, partition key first: (attribute, `S`/`N`/`B`). The contract's for a
+    /// table that is (or would be) created.
+    pub key: Vec<(String, String)>,
+    /// What differs from the contract, in words (with a mismatch).
+    pub differences: Vec<String>,
+}
+
 /// Creates a typed table (on-demand capacity, TTL on `_expires_at`) unless it exists.
 /// `keys` is the key schema, partition key first, with attribute types `S`, `N` or `B`.
+///
+/// For a local pipeline: no deletion protection, so `sluice local down` can delete it. A table
+/// that exists with another key is left as it is, with a warning; an endpoint that cannot set
+/// TTL only warns too.
 pub async fn ensure_typed_table(
     ddb: &aws_sdk_dynamodb::Client,
     name: &str,
     keys: &[(String, &'static str)],
 ) -> Result<(), AwsError> {
-    use aws_sdk_dynamodb::types::{
-        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-        TimeToLiveSpecification,
+    match apply_typed_table(ddb, name, keys, TableSettings::Local, false).await {
+        Ok(t) => {
+            if !t.differences.is_empty() {
+                tracing::warn!(table = name, differences = ?t.differences, "The typed table differs from its contract; it is left as it is.");
+            }
+            Ok(())
+        }
+        Err(e) if matches!(e.operation, "DescribeTimeToLive" | "UpdateTimeToLive") => {
+            tracing::warn!(error = %e, "Could not enable TTL on the typed table.");
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Creates a typed table named `name` with the key schema `keys` (partition key first, with
+/// attribute types `S`, `N` or `B`), or brings an existing one up to `settings`, idempotently.
+///
+/// A new table gets on-demand capacity, TTL on `_expires_at`, and under
+/// [`TableSettings::Deployed`] encryption with the AWS managed key, deletion protection and
+/// point-in-time recovery; it is waited for until `ACTIVE`. An existing table gets whatever of
+/// TTL, point-in-time recovery and deletion protection is off; its capacity mode and encryption
+/// are left as they are. An existing table whose key differs from `keys`, or whose TTL is on
+/// another attribute, is only reported: nothing is changed, deleted or recreated. With
+/// `dry_run`, only `Describe*` calls are made.
+pub async fn apply_typed_table(
+    ddb: &aws_sdk_dynamodb::Client,
+    name: &str,
+    keys: &[(String, &'static str)],
+    settings: TableSettings,
+    dry_run: bool,
+) -> Result<TypedTable, AwsError> {
+    let wanted: Vec<(String, String)> = keys
+        .iter()
+        .map(|(a, t)| (a.clone(), (*t).to_owned()))
+        .collect();
+    let mut on_create = vec![TableSetting::Ttl];
+    if settings == TableSettings::Deployed {
+        on_create = vec![
+            TableSetting::ManagedKeyEncryption,
+            TableSetting::DeletionProtection,
+            TableSetting::PointInTimeRecovery,
+            TableSetting::Ttl,
+        ];
+    }
+    let mut table = match describe_table(ddb, name).await? {
+        Some(table) => table,
+        None if dry_run => {
+            return Ok(TypedTable {
+                action: TableAction::WouldCreate,
+                changes: on_create,
+                key: wanted,
+                differences: Vec::new(),
+            });
+        }
+        None => {
+            if create_table(ddb, name, keys, settings).await? {
+                wait_active(ddb, name).await?;
+                // Encryption and deletion protection came with CreateTable.
+                for setting in [TableSetting::PointInTimeRecovery, TableSetting::Ttl] {
+                    if on_create.contains(&setting) {
+                        turn_on(ddb, name, setting).await?;
+                    }
+                }
+                return Ok(TypedTable {
+                    action: TableAction::Created,
+                    changes: on_create,
+                    key: wanted,
+                    differences: Vec::new(),
+                });
+            }
+            // Created meanwhile by someone else: an existing table, then.
+            describe_table(ddb, name).await?.ok_or_else(|| {
+                AwsError::local(
+                    "CreateTable",
+                    name,
+                    "the table is said to exist, and then not to; run again",
+                )
+            })?
+        }
     };
-    let exists = match ddb.describe_table().table_name(name).send().await {
-        Ok(_) => true,
+    let key = key_of(&table);
+    let mut differences = Vec::new();
+    if key != wanted {
+        differences.push(format!(
+            "the table's key is {}; the contract's is {}",
+            describe_key(&key),
+            describe_key(&wanted)
+        ));
+    }
+    if !dry_run
+        && differences.is_empty()
+        && table.table_status() != Some(&aws_sdk_dynamodb::types::TableStatus::Active)
+    {
+        table = wait_active(ddb, name).await?;
+    }
+    let mut changes = Vec::new();
+    match ttl_attribute(ddb, name).await? {
+        Some(attr) if attr == sluice_core::row::EXPIRES_ATTR => {}
+        Some(attr) => differences.push(format!(
+            "TTL is on {attr:?}, not {:?}, so delete tombstones would never expire; turn TTL off \
+             on the table and run again (DynamoDB may take up to an hour before TTL can be set \
+             again)",
+            sluice_core::row::EXPIRES_ATTR
+        )),
+        None => changes.push(TableSetting::Ttl),
+    }
+    if settings == TableSettings::Deployed {
+        if !point_in_time_recovery(ddb, name).await? {
+            changes.push(TableSetting::PointInTimeRecovery);
+        }
+        if table.deletion_protection_enabled() != Some(true) {
+            changes.push(TableSetting::DeletionProtection);
+        }
+    }
+    let action = if key != wanted {
+        TableAction::KeyMismatch
+    } else if !differences.is_empty() {
+        TableAction::TtlMismatch
+    } else if changes.is_empty() {
+        TableAction::Unchanged
+    } else if dry_run {
+        TableAction::WouldUpdate
+    } else {
+        TableAction::Updated
+    };
+    if action == TableAction::Updated {
+        // In this order: deletion protection (UpdateTable) last.
+        for setting in &changes {
+            turn_on(ddb, name, *setting).await?;
+        }
+    }
+    if !differences.is_empty() {
+        changes.clear();
+    }
+    Ok(TypedTable {
+        action,
+        changes,
+        key,
+        differences,
+    })
+}
+
+/// `id (S)`, or `customer_id (S), order_id (N)`.
+fn describe_key(key: &[(String, String)]) -> String {
+    key.iter()
+        .map(|(a, t)| format!("{a} ({t})"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The table, or `None` when it does not exist.
+async fn describe_table(
+    ddb: &aws_sdk_dynamodb::Client,
+    name: &str,
+) -> Result<Option<aws_sdk_dynamodb::types::TableDescription>, AwsError> {
+    match ddb.describe_table().table_name(name).send().await {
+        Ok(out) => out
+            .table
+            .map(Some)
+            .ok_or_else(|| AwsError::local("DescribeTable", name, "the response has no Table")),
         Err(e)
             if e.as_service_error()
                 .is_some_and(|s| s.is_resource_not_found_exception()) =>
         {
-            false
+            Ok(None)
         }
-        Err(e) => return Err(AwsError::from_sdk("DescribeTable", name, e)),
+        Err(e) => Err(AwsError::from_sdk("DescribeTable", name, e)),
+    }
+}
+
+/// A table's key schema, partition key first: (attribute, `S`/`N`/`B`).
+fn key_of(table: &aws_sdk_dynamodb::types::TableDescription) -> Vec<(String, String)> {
+    use aws_sdk_dynamodb::types::KeyType;
+    let type_of = |attr: &str| {
+        table
+            .attribute_definitions()
+            .iter()
+            .find(|d| d.attribute_name() == attr)
+            .map_or_else(
+                || "?".to_owned(),
+                |d| d.attribute_type().as_str().to_owned(),
+            )
     };
-    if !exists {
-        let mut req = ddb
-            .create_table()
-            .table_name(name)
-            .billing_mode(BillingMode::PayPerRequest);
-        for (i, (attr, ty)) in keys.iter().enumerate() {
-            let scalar = match *ty {
-                "N" => ScalarAttributeType::N,
-                "B" => ScalarAttributeType::B,
-                _ => ScalarAttributeType::S,
-            };
-            let kind = if i == 0 {
-                KeyType::Hash
-            } else {
-                KeyType::Range
-            };
-            req = req
-                .attribute_definitions(
-                    AttributeDefinition::builder()
-                        .attribute_name(attr)
-                        .attribute_type(scalar)
-                        .build()
-                        .map_err(|e| AwsError::local("CreateTable", name, e))?,
-                )
-                .key_schema(
-                    KeySchemaElement::builder()
-                        .attribute_name(attr)
-                        .key_type(kind)
-                        .build()
-                        .map_err(|e| AwsError::local("CreateTable", name, e))?,
-                );
+    let mut key: Vec<(String, String)> = table
+        .key_schema()
+        .iter()
+        .map(|k| (k.attribute_name().to_owned(), type_of(k.attribute_name())))
+        .collect();
+    key.sort_by_key(|(attr, _)| {
+        table
+            .key_schema()
+            .iter()
+            .find(|k| k.attribute_name() == attr)
+            .is_some_and(|k| *k.key_type() != KeyType::Hash)
+    });
+    key
+}
+
+/// Creates the table; `false` when it already exists (created meanwhile).
+async fn create_table(
+    ddb: &aws_sdk_dynamodb::Client,
+    name: &str,
+    keys: &[(String, &'static str)],
+    settings: TableSettings,
+) -> Result<bool, AwsError> {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+        SseSpecification, SseType,
+    };
+    let mut req = ddb
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest);
+    if settings == TableSettings::Deployed {
+        // Enabled with no key named: the AWS managed key, alias/aws/dynamodb.
+        req = req
+            .sse_specification(
+                SseSpecification::builder()
+                    .enabled(true)
+                    .sse_type(SseType::Kms)
+                    .build(),
+            )
+            .deletion_protection_enabled(true);
+    }
+    for (i, (attr, ty)) in keys.iter().enumerate() {
+        let scalar = match *ty {
+            "N" => ScalarAttributeType::N,
+            "B" => ScalarAttributeType::B,
+            _ => ScalarAttributeType::S,
+        };
+        let kind = if i == 0 {
+            KeyType::Hash
+        } else {
+            KeyType::Range
+        };
+        req = req
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name(attr)
+                    .attribute_type(scalar)
+                    .build()
+                    .map_err(|e| AwsError::local("CreateTable", name, e))?,
+            )
+            .key_schema(
+                KeySchemaElement::builder()
+                    .attribute_name(attr)
+                    .key_type(kind)
+                    .build()
+                    .map_err(|e| AwsError::local("CreateTable", name, e))?,
+            );
+    }
+    match req.send().await {
+        Ok(_) => Ok(true),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_resource_in_use_exception()) =>
+        {
+            Ok(false)
         }
-        match req.send().await {
-            Ok(_) => {}
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_resource_in_use_exception()) => {}
-            Err(e) => return Err(AwsError::from_sdk("CreateTable", name, e)),
+        Err(e) => Err(AwsError::from_sdk("CreateTable", name, e)),
+    }
+}
+
+/// Waits until the table is `ACTIVE` (a new table is `CREATING` for a while on AWS).
+async fn wait_active(
+    ddb: &aws_sdk_dynamodb::Client,
+    name: &str,
+) -> Result<aws_sdk_dynamodb::types::TableDescription, AwsError> {
+    use aws_sdk_dynamodb::types::TableStatus;
+    let started = Instant::now();
+    loop {
+        let table = describe_table(ddb, name)
+            .await?
+            .ok_or_else(|| AwsError::local("DescribeTable", name, "the table is gone"))?;
+        match table.table_status() {
+            Some(TableStatus::Active) | None => return Ok(table),
+            Some(TableStatus::Creating | TableStatus::Updating)
+                if started.elapsed() < ACTIVE_WAIT =>
+            {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            Some(status) => {
+                return Err(AwsError::local(
+                    "DescribeTable",
+                    name,
+                    format!(
+                        "the table is {} (not ACTIVE{}), so its settings cannot be changed; run \
+                         again once it is ACTIVE",
+                        status.as_str(),
+                        if started.elapsed() >= ACTIVE_WAIT {
+                            " after 10 minutes"
+                        } else {
+                            ""
+                        }
+                    ),
+                ))
+            }
         }
     }
-    let ttl = TimeToLiveSpecification::builder()
-        .enabled(true)
-        .attribute_name(sluice_core::row::EXPIRES_ATTR)
-        .build()
-        .map_err(|e| AwsError::local("UpdateTimeToLive", name, e))?;
-    if let Err(e) = ddb
-        .update_time_to_live()
+}
+
+/// The attribute the table's TTL is on, when TTL is enabled (or being enabled).
+async fn ttl_attribute(
+    ddb: &aws_sdk_dynamodb::Client,
+    name: &str,
+) -> Result<Option<String>, AwsError> {
+    use aws_sdk_dynamodb::types::TimeToLiveStatus;
+    let out = ddb
+        .describe_time_to_live()
         .table_name(name)
-        .time_to_live_specification(ttl)
         .send()
         .await
-    {
-        // Enabling TTL twice is refused; that is the idempotent case.
-        let err = AwsError::from_sdk("UpdateTimeToLive", name, e);
-        if !err.message.contains("already enabled") {
-            tracing::warn!(error = %err, "Could not enable TTL on the typed table.");
+        .map_err(|e| AwsError::from_sdk("DescribeTimeToLive", name, e))?;
+    let ttl = out.time_to_live_description();
+    let on = ttl
+        .and_then(|t| t.time_to_live_status())
+        .is_some_and(|s| matches!(s, TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling));
+    Ok(ttl
+        .and_then(|t| t.attribute_name())
+        .filter(|_| on)
+        .map(str::to_owned))
+}
+
+/// Whether point-in-time recovery is on.
+async fn point_in_time_recovery(
+    ddb: &aws_sdk_dynamodb::Client,
+    name: &str,
+) -> Result<bool, AwsError> {
+    use aws_sdk_dynamodb::types::PointInTimeRecoveryStatus;
+    let out = ddb
+        .describe_continuous_backups()
+        .table_name(name)
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("DescribeContinuousBackups", name, e))?;
+    Ok(out
+        .continuous_backups_description()
+        .and_then(|d| d.point_in_time_recovery_description())
+        .and_then(|p| p.point_in_time_recovery_status())
+        == Some(&PointInTimeRecoveryStatus::Enabled))
+}
+
+/// Turns one setting on. Encryption is only set at creation: nothing to do here.
+async fn turn_on(
+    ddb: &aws_sdk_dynamodb::Client,
+    name: &str,
+    setting: TableSetting,
+) -> Result<(), AwsError> {
+    use aws_sdk_dynamodb::types::{PointInTimeRecoverySpecification, TimeToLiveSpecification};
+    match setting {
+        TableSetting::ManagedKeyEncryption => Ok(()),
+        TableSetting::DeletionProtection => ddb
+            .update_table()
+            .table_name(name)
+            .deletion_protection_enabled(true)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| AwsError::from_sdk("UpdateTable", name, e)),
+        TableSetting::Ttl => {
+            let ttl = TimeToLiveSpecification::builder()
+                .enabled(true)
+                .attribute_name(sluice_core::row::EXPIRES_ATTR)
+                .build()
+                .map_err(|e| AwsError::local("UpdateTimeToLive", name, e))?;
+            ddb.update_time_to_live()
+                .table_name(name)
+                .time_to_live_specification(ttl)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| AwsError::from_sdk("UpdateTimeToLive", name, e))
+        }
+        TableSetting::PointInTimeRecovery => {
+            let spec = PointInTimeRecoverySpecification::builder()
+                .point_in_time_recovery_enabled(true)
+                .build()
+                .map_err(|e| AwsError::local("UpdateContinuousBackups", name, e))?;
+            let started = Instant::now();
+            loop {
+                match ddb
+                    .update_continuous_backups()
+                    .table_name(name)
+                    .point_in_time_recovery_specification(spec.clone())
+                    .send()
+                    .await
+                {
+                    Ok(_) => return Ok(()),
+                    // Right after CreateTable, AWS refuses for a while: "backups are being
+                    // enabled for the table".
+                    Err(e)
+                        if started.elapsed() < BACKUPS_WAIT
+                            && e.as_service_error().is_some_and(|s| {
+                                s.is_continuous_backups_unavailable_exception()
+                            }) =>
+                    {
+                        tokio::time::sleep(Duration::from_secs(5)).await;
+                    }
+                    Err(e) => return Err(AwsError::from_sdk("UpdateContinuousBackups", name, e)),
+                }
+            }
         }
     }
-    Ok(())
 }
 
 /// Creates the transform queue (redriving to the DLQ, and allowing the raw bucket to send to
