@@ -67,6 +67,20 @@ class NoManagedPolicies:
         return {}
 
 
+def translate(path):
+    """Returns the CloudFormation template the SAM transform makes of the template at `path`.
+
+    Raises on any failure, including an empty result or one that still has a Transform.
+    """
+    template = as_packaged(yaml_parse(Path(path).read_text(encoding="utf-8")))
+    output = transform(template, {}, NoManagedPolicies())
+    if not output.get("Resources"):
+        raise ValueError("the translated template has no resources")
+    if "Transform" in output:
+        raise ValueError("the translated template still has a Transform")
+    return output
+
+
 def main(argv):
     root = Path(__file__).resolve().parent.parent
     parser = argparse.ArgumentParser(description="Translate the SAM template to CloudFormation.")
@@ -75,13 +89,8 @@ def main(argv):
     args = parser.parse_args(argv[1:])
     path = args.template
     try:
-        template = as_packaged(yaml_parse(path.read_text(encoding="utf-8")))
-        output = transform(template, {}, NoManagedPolicies())
-        resources = output.get("Resources", {})
-        if not resources:
-            raise ValueError("the translated template has no resources")
-        if "Transform" in output:
-            raise ValueError("the translated template still has a Transform")
+        output = translate(path)
+        resources = output["Resources"]
         if args.output:
             args.output.write_text(json.dumps(output, indent=2) + "\n", encoding="utf-8")
     except Exception as err:  # noqa: BLE001 - any failure is reported the same way
