@@ -51,7 +51,7 @@ enum Command {
     Invoke(invoke::InvokeArgs),
     /// Provision, run and remove a pipeline on a local AWS-compatible endpoint.
     Local(local::LocalArgs),
-    /// Check table contracts.
+    /// Check table contracts, and publish them where transform reads them.
     Contracts(contracts::ContractsArgs),
     /// Provision a local pipeline, run a realistic workload through it, summarise, and audit.
     Demo(demo::DemoArgs),
