@@ -21,6 +21,7 @@ mod plot;
 mod replay;
 mod scale;
 mod status;
+mod tables;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -53,6 +54,8 @@ enum Command {
     Local(local::LocalArgs),
     /// Check table contracts, and publish them where transform reads them.
     Contracts(contracts::ContractsArgs),
+    /// Create or update the typed tables of a deployed pipeline from its contracts.
+    Tables(tables::TablesArgs),
     /// Provision a local pipeline, run a realistic workload through it, summarise, and audit.
     Demo(demo::DemoArgs),
     /// Reconcile sources, raw staging, typed tables and dead letters; exit 1 on any difference.
@@ -76,6 +79,7 @@ impl Command {
             Self::Invoke(args) => args.run(output).await,
             Self::Local(args) => args.run(output).await,
             Self::Contracts(args) => args.run(output).await,
+            Self::Tables(args) => args.run(output).await,
             Self::Demo(args) => args.run(output).await,
             Self::Audit(args) => args.run(output).await,
             Self::Status(args) => args.run(output).await,
