@@ -31,10 +31,10 @@ emulator-stop: ## Stop the local AWS emulator
 build: ## Build every crate and target in the workspace
 	cargo build --workspace --all-targets
 
-test: ## Run all tests (against the emulator, started and stopped as needed) and check template.yaml
+test: ## Check template.yaml, then run all tests (against the emulator, started and stopped as needed)
+	bash infra/check-template.sh
 	bash infra/with-emulator.sh cargo test --workspace --all-targets
 	cargo test --workspace --doc
-	bash infra/check-template.sh
 
 FUZZ_CASES ?= 20000
 

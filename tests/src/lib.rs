@@ -110,6 +110,31 @@ pub async fn env_at(endpoint: &str) -> TestEnv {
     }
 }
 
+/// Clients on `endpoint` with these credentials (an IAM user's access key, say) instead of the
+/// test ones.
+pub async fn env_as(endpoint: &str, access_key_id: &str, secret_access_key: &str) -> TestEnv {
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            access_key_id,
+            secret_access_key,
+            None,
+            None,
+            "sluice-tests",
+        ))
+        .load()
+        .await;
+    TestEnv {
+        s3: s3_client(&sdk),
+        sqs: sqs_client(&sdk),
+        ddb: aws_sdk_dynamodb::Client::new(&sdk),
+        streams: aws_sdk_dynamodbstreams::Client::new(&sdk),
+        sdk,
+        endpoint: endpoint.to_owned(),
+    }
+}
+
 /// A name no other test uses: `prefix-<pid>-<time>-<counter>`, lowercase.
 pub fn unique(prefix: &str) -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
