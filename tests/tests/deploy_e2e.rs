@@ -1,5 +1,7 @@
-//! IAM proved by enforcement, not by reading: each function's real operations run under exactly
-//! the policy `template.yaml` gives its role, on an endpoint that enforces IAM.
+//! The template deployed: to the emulator's CloudFormation, with every resource it keeps checked
+//! through that resource's own API (`infra/deploy_emulator.py`); and IAM proved by enforcement,
+//! not by reading: each function's real operations run under exactly the policy `template.yaml`
+//! gives its role, on an endpoint that enforces IAM.
 //!
 //! The test starts an emulator of its own (the shared one must stay open to every other test),
 //! deploys the template to its CloudFormation (`infra/deploy_emulator.py`, after the SAM
@@ -621,4 +623,63 @@ async fn a_missing_action_is_caught() {
         rejected >= 2 && failed.is_empty(),
         "a transform without GetItem and UpdateItem must fail its TOAST merge and its late fill: {first:?} {second:?}"
     );
+}
+
+/// Resource types the emulator's CloudFormation does not create (infra/EMULATOR.md); the deploy
+/// check confirms each is absent and reports it as not kept, never as passed.
+const NOT_KEPT_BY_THE_EMULATOR: &[&str] = &[
+    "AWS::CloudWatch::Alarm",
+    "AWS::SQS::QueuePolicy",
+    "AWS::S3::BucketPolicy",
+    "AWS::SNS::Subscription",
+];
+
+#[tokio::test]
+async fn the_template_deploys_with_its_defaults_and_every_kept_resource_is_as_declared() {
+    let env = sluice_tests::env().await;
+    let stack = unique("deploy");
+    let out = Command::new(venv_bin("SLUICE_TOOLS_VENV", ".venv-tools", "python"))
+        .current_dir(REPO)
+        .args([
+            "infra/deploy_emulator.py",
+            "--endpoint",
+            &env.endpoint,
+            "--stack",
+            &stack,
+            "--delete",
+        ])
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "deploy check failed:\n{stderr}");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["status"], "CREATE_COMPLETE");
+    assert_eq!(report["summary"]["problems"], 0, "{stderr}");
+    let resources = report["resources"].as_array().unwrap();
+    let checked: Vec<&str> = resources
+        .iter()
+        .filter(|r| r["result"] == "checked")
+        .map(|r| r["type"].as_str().unwrap())
+        .collect();
+    for kind in [
+        "AWS::S3::Bucket",
+        "AWS::SQS::Queue",
+        "AWS::IAM::Role",
+        "AWS::Lambda::Function",
+        "AWS::Lambda::EventSourceMapping",
+        "AWS::CloudWatch::Dashboard",
+        "AWS::Events::Rule",
+    ] {
+        assert!(checked.contains(&kind), "no {kind} was checked: {stderr}");
+    }
+    for r in resources.iter().filter(|r| r["result"] != "checked") {
+        assert_eq!(r["result"], "not kept by the emulator", "{r}");
+        assert!(
+            NOT_KEPT_BY_THE_EMULATOR.contains(&r["type"].as_str().unwrap()),
+            "{r}: the emulator was expected to keep it"
+        );
+    }
 }
