@@ -1,6 +1,6 @@
 //! `sluice tables`: the typed tables of a deployed pipeline.
 //!
-//! `apply PATH... --prefix P` checks every contract first, as `contracts validate` does (files,
+//! `apply PATH... --table-prefix P` checks every contract first, as `contracts validate` does (files,
 //! directories of them, or `s3://bucket/prefix/`), and touches no table unless all of them check
 //! and no two define the same contract. Then, for each contract, the table `<P><contract name>`
 //! (transform's `SLUICE_TYPED_TABLE_PREFIX` and the contract's `name`):
@@ -62,8 +62,8 @@ enum TablesCommand {
         #[arg(required = true)]
         paths: Vec<String>,
         /// Prefix of the typed tables' names, the deploy's SLUICE_TYPED_TABLE_PREFIX: contract
-        /// orders is table <P>orders (pass --prefix "" for none).
-        #[arg(long, value_name = "P")]
+        /// orders is table <P>orders (pass --table-prefix "" for none).
+        #[arg(long = "table-prefix", value_name = "P")]
         prefix: String,
         /// Describe only: say what would be created or turned on, change nothing.
         #[arg(long)]
@@ -256,7 +256,7 @@ async fn apply(
         .collect();
     if !bad.is_empty() {
         return Err(anyhow::Error::new(InvalidInput(format!(
-            "--prefix {prefix:?} makes table names DynamoDB refuses ({}): a table name is 3 to \
+            "--table-prefix {prefix:?} makes table names DynamoDB refuses ({}): a table name is 3 to \
              255 letters, digits, _, - and .",
             bad.join(", ")
         ))));

@@ -398,7 +398,14 @@ async fn tables_apply_creates_each_table_as_a_deploy_wants_it() {
 
     let (code, v) = json(
         &env.endpoint,
-        &["tables", "apply", s(&dir), "--prefix", &prefix, "--dry-run"],
+        &[
+            "tables",
+            "apply",
+            s(&dir),
+            "--table-prefix",
+            &prefix,
+            "--dry-run",
+        ],
     );
     assert_eq!(code, 0, "{v}");
     assert_eq!(
@@ -418,7 +425,7 @@ async fn tables_apply_creates_each_table_as_a_deploy_wants_it() {
 
     let (code, v) = json(
         &env.endpoint,
-        &["tables", "apply", s(&dir), "--prefix", &prefix],
+        &["tables", "apply", s(&dir), "--table-prefix", &prefix],
     );
     assert_eq!(code, 0, "{v}");
     assert_eq!(v["prefix"], prefix.as_str());
@@ -497,7 +504,7 @@ async fn tables_apply_creates_each_table_as_a_deploy_wants_it() {
 
     let (code, out, err) = sluice(
         &env.endpoint,
-        &["tables", "apply", s(&dir), "--prefix", &prefix],
+        &["tables", "apply", s(&dir), "--table-prefix", &prefix],
     );
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("2 table(s): 2 unchanged"), "{out}");
@@ -551,7 +558,14 @@ async fn tables_apply_turns_on_what_is_off_and_never_touches_a_table_whose_key_d
 
     let (code, v) = json(
         &env.endpoint,
-        &["tables", "apply", s(&dir), "--prefix", &prefix, "--dry-run"],
+        &[
+            "tables",
+            "apply",
+            s(&dir),
+            "--table-prefix",
+            &prefix,
+            "--dry-run",
+        ],
     );
     assert_eq!(code, 1, "{v}");
     assert_eq!(
@@ -573,7 +587,7 @@ async fn tables_apply_turns_on_what_is_off_and_never_touches_a_table_whose_key_d
 
     let (code, out, err) = sluice(
         &env.endpoint,
-        &["tables", "apply", s(&dir), "--prefix", &prefix],
+        &["tables", "apply", s(&dir), "--table-prefix", &prefix],
     );
     assert_eq!(code, 1, "{out}{err}");
     let row = |name: &str| out.lines().find(|l| l.contains(name)).unwrap().to_owned();
@@ -601,7 +615,7 @@ async fn tables_apply_turns_on_what_is_off_and_never_touches_a_table_whose_key_d
 
     let (code, v) = json(
         &env.endpoint,
-        &["tables", "apply", s(&dir), "--prefix", &prefix],
+        &["tables", "apply", s(&dir), "--table-prefix", &prefix],
     );
     assert_eq!(code, 1);
     assert_eq!(
@@ -632,7 +646,7 @@ async fn tables_apply_touches_nothing_unless_every_contract_checks() {
     let broken = dir_with(&[("orders.yaml", ORDERS), ("bad.yaml", "name: [")]);
     let (code, out, _) = sluice(
         &env.endpoint,
-        &["tables", "apply", s(&broken), "--prefix", &prefix],
+        &["tables", "apply", s(&broken), "--table-prefix", &prefix],
     );
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("bad.yaml"), "{out}");
@@ -640,7 +654,7 @@ async fn tables_apply_touches_nothing_unless_every_contract_checks() {
     let twice = dir_with(&[("a.yaml", ORDERS), ("b.yaml", ORDERS)]);
     let (code, v) = json(
         &env.endpoint,
-        &["tables", "apply", s(&twice), "--prefix", &prefix],
+        &["tables", "apply", s(&twice), "--table-prefix", &prefix],
     );
     assert_eq!(code, 1);
     assert_eq!(v["conflicts"][0]["contract"], "orders");
@@ -654,7 +668,13 @@ async fn tables_apply_touches_nothing_unless_every_contract_checks() {
         .is_err());
     let (code, _, err) = sluice(
         &env.endpoint,
-        &["tables", "apply", "infra/contracts", "--prefix", "bad/"],
+        &[
+            "tables",
+            "apply",
+            "infra/contracts",
+            "--table-prefix",
+            "bad/",
+        ],
     );
     assert_eq!(code, 1);
     assert!(
