@@ -19,7 +19,7 @@ mod guard;
 #[cfg(test)]
 pub(crate) mod test_support;
 
-pub use coalesce::{coalesce, newest_of};
+pub use coalesce::{coalesce, newest_of, push_change};
 pub use extra::json_to_attribute;
 pub use field::UNAVAILABLE_VALUE;
 pub use guard::*;

@@ -398,7 +398,8 @@ impl<'a, O: RawObjects, T: TypedTables, D: DeadLetters> ObjectBatch<'a, O, T, D>
         if !group.is_empty() {
             stats.tables.entry(row.table.clone()).or_default().stale += 1;
         }
-        group.push((row, source_ts));
+        // Only the changes that can still alter the winner are kept: memory grows with keys.
+        sluice_core::row::push_change(group, row, source_ts);
     }
 
     /// Writes the winners and sends the dead letters. Fails if anything is not durable.
