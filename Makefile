@@ -14,7 +14,7 @@ ifdef CI
 export CARGO_INCREMENTAL ?= 0
 endif
 
-.PHONY: help emulator emulator-stop build test fuzz demo package fmt lint clean
+.PHONY: help emulator emulator-stop build test bench fuzz demo package fmt lint clean
 
 help: ## List the targets
 	@echo "Usage: make <target>"
@@ -35,6 +35,12 @@ test: ## Check template.yaml, then run all tests (against the emulator, started 
 	bash infra/check-template.sh
 	bash infra/with-emulator.sh cargo test --workspace --all-targets
 	cargo test --workspace --doc
+	BENCH_N=2000 BENCH_TINY=1 bash infra/bench.sh
+
+BENCH_N ?= 100000
+
+bench: ## Benchmark sluice against its peers on one core (BENCH_N=100000 lines); table in target/bench/
+	BENCH_N=$(BENCH_N) bash infra/bench.sh
 
 FUZZ_CASES ?= 20000
 
