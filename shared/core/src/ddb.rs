@@ -9,6 +9,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
+use serde::de::{MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -227,18 +228,72 @@ pub fn table_from_stream_arn(arn: &str) -> Option<&str> {
     (!name.is_empty()).then_some(name)
 }
 
-/// Decodes an image attribute by attribute, so an error names the attribute.
-fn decode_image(
-    raw: &RawValue,
-) -> Result<BTreeMap<String, serde_dynamo::AttributeValue>, DecodeError> {
-    let attrs: BTreeMap<String, &RawValue> =
+/// An image's attributes, borrowed from the record: each name (unescaped only when it has to be)
+/// with its value's JSON, in one pass over the image and no map in between.
+fn image_entries(raw: &RawValue) -> Result<Vec<(Cow<'_, str>, &RawValue)>, DecodeError> {
+    struct Entries<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+    impl<'de> Deserialize<'de> for Entries<'de> {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = Entries<'de>;
+                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("a map of attribute values")
+                }
+                fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
+                    let mut out = Vec::with_capacity(map.size_hint().unwrap_or(16));
+                    while let Some(key) = map.next_key::<CowStr<'de>>()? {
+                        out.push((key.0, map.next_value::<&'de RawValue>()?));
+                    }
+                    Ok(Entries(out))
+                }
+            }
+            d.deserialize_map(V)
+        }
+    }
+    let entries: Entries<'_> =
         serde_json::from_str(raw.get()).map_err(|e| DecodeError::InvalidField {
             path: String::new(),
             detail: format!("expected a map of attribute values: {e}"),
         })?;
-    attrs
+    Ok(entries.0)
+}
+
+/// A string borrowed from the input when it has no escapes, owned when it has.
+struct CowStr<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for CowStr<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = CowStr<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(
+                self,
+                v: &'de str,
+            ) -> Result<Self::Value, E> {
+                Ok(CowStr(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(CowStr(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(CowStr(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// Decodes an image attribute by attribute, so an error names the attribute.
+fn decode_image(
+    raw: &RawValue,
+) -> Result<BTreeMap<String, serde_dynamo::AttributeValue>, DecodeError> {
+    image_entries(raw)?
         .into_iter()
-        .map(|(name, value)| attribute(value, &name).map(|v| (name, v)))
+        .map(|(name, value)| attr(value, &Path::Root(&name)).map(|v| (name.into_owned(), v)))
         .collect()
 }
 
@@ -250,24 +305,64 @@ type AttrMap = BTreeMap<String, serde_dynamo::AttributeValue>;
 fn decode_image_lenient(
     raw: &RawValue,
 ) -> Result<(AttrMap, BTreeMap<String, String>), DecodeError> {
-    let attrs: BTreeMap<String, &RawValue> =
-        serde_json::from_str(raw.get()).map_err(|e| DecodeError::InvalidField {
-            path: String::new(),
-            detail: format!("expected a map of attribute values: {e}"),
-        })?;
     let mut image = BTreeMap::new();
     let mut unreadable = BTreeMap::new();
-    for (name, value) in attrs {
-        match attribute(value, &name) {
+    for (name, value) in image_entries(raw)? {
+        match attr(value, &Path::Root(&name)) {
             Ok(v) => {
-                image.insert(name, v);
+                image.insert(name.into_owned(), v);
             }
             Err(e) => {
-                unreadable.insert(name, e.to_string());
+                unreadable.insert(name.into_owned(), e.to_string());
             }
         }
     }
     Ok((image, unreadable))
+}
+
+/// Where an attribute is, written out only when an error names it.
+enum Path<'a> {
+    Root(&'a str),
+    Key(&'a Path<'a>, &'a str),
+    Index(&'a Path<'a>, usize),
+}
+
+impl std::fmt::Display for Path<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Root(p) => f.write_str(p),
+            Self::Key(parent, k) => write!(f, "{parent}.{k}"),
+            Self::Index(parent, i) => write!(f, "{parent}[{i}]"),
+        }
+    }
+}
+
+/// An attribute value as DynamoDB JSON has it: its type keys (distinct; a repeated key keeps its
+/// last value, as a map would) with their JSON, borrowed.
+struct TypeKeyed<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'de> Deserialize<'de> for TypeKeyed<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = TypeKeyed<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an attribute value")
+            }
+            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
+                let mut keys: Vec<(Cow<'de, str>, &'de RawValue)> = Vec::with_capacity(1);
+                while let Some(key) = map.next_key::<CowStr<'de>>()? {
+                    let value = map.next_value::<&'de RawValue>()?;
+                    match keys.iter_mut().find(|(k, _)| *k == key.0) {
+                        Some(slot) => slot.1 = value,
+                        None => keys.push((key.0, value)),
+                    }
+                }
+                Ok(TypeKeyed(keys))
+            }
+        }
+        d.deserialize_map(V)
+    }
 }
 
 /// Reads one DynamoDB JSON attribute value, naming the path of anything wrong.
@@ -275,22 +370,24 @@ fn decode_image_lenient(
 /// Beyond what DynamoDB writes, it accepts what other libraries emit: `N` and `NS` members as
 /// JSON numbers (their literal text is kept) and `{"S": null}` as a null.
 pub fn attribute(raw: &RawValue, path: &str) -> Result<serde_dynamo::AttributeValue, DecodeError> {
+    attr(raw, &Path::Root(path))
+}
+
+fn attr(raw: &RawValue, path: &Path<'_>) -> Result<serde_dynamo::AttributeValue, DecodeError> {
     use serde_dynamo::AttributeValue as A;
     let invalid = |detail: String| DecodeError::InvalidField {
-        path: path.to_owned(),
+        path: path.to_string(),
         detail,
     };
-    let entries: Vec<(String, &RawValue)> =
-        serde_json::from_str::<BTreeMap<String, &RawValue>>(raw.get())
-            .map_err(|_| invalid("expected an attribute value such as {\"S\": …}".into()))?
-            .into_iter()
-            .collect();
-    let [(kind, value)] = entries.as_slice() else {
+    let typed: TypeKeyed<'_> = serde_json::from_str(raw.get())
+        .map_err(|_| invalid("expected an attribute value such as {\"S\": …}".into()))?;
+    let [(kind, value)] = typed.0.as_slice() else {
         return Err(invalid(format!(
             "expected exactly one type key (S, N, B, SS, NS, BS, M, L, NULL, BOOL), found {}",
-            entries.len()
+            typed.0.len()
         )));
     };
+    let (kind, value) = (kind.as_ref(), *value);
     let text = value.get();
     let string = |v: &RawValue| serde_json::from_str::<String>(v.get()).ok();
     let number = |v: &RawValue| -> Option<String> {
@@ -303,12 +400,12 @@ pub fn attribute(raw: &RawValue, path: &str) -> Result<serde_dynamo::AttributeVa
             None
         }
     };
-    let b64 = |s: &str, at: &str| {
+    let b64 = |s: &str, at: &dyn std::fmt::Display| {
         use base64::Engine;
         base64::engine::general_purpose::STANDARD
             .decode(s)
             .map_err(|e| DecodeError::InvalidBase64 {
-                path: at.to_owned(),
+                path: at.to_string(),
                 detail: e.to_string(),
             })
     };
@@ -318,7 +415,7 @@ pub fn attribute(raw: &RawValue, path: &str) -> Result<serde_dynamo::AttributeVa
             json_kind(text)
         ))
     };
-    Ok(match kind.as_str() {
+    Ok(match kind {
         "S" if text == "null" => A::Null(true),
         "S" => A::S(string(value).ok_or_else(|| wrong("a string"))?),
         "N" => A::N(number(value).ok_or_else(|| wrong("a number"))?),
@@ -349,25 +446,25 @@ pub fn attribute(raw: &RawValue, path: &str) -> Result<serde_dynamo::AttributeVa
             let mut out = Vec::with_capacity(members.len());
             for (i, m) in members.into_iter().enumerate() {
                 let s = string(m).ok_or_else(|| wrong("a list of base64 texts"))?;
-                out.push(b64(&s, &format!("{path}[{i}]"))?);
+                out.push(b64(&s, &Path::Index(path, i))?);
             }
             A::Bs(out)
         }
         "M" => {
-            let map: BTreeMap<String, &RawValue> =
-                serde_json::from_str(text).map_err(|_| wrong("a map"))?;
-            A::M(
-                map.into_iter()
-                    .map(|(k, v)| attribute(v, &format!("{path}.{k}")).map(|a| (k, a)))
-                    .collect::<Result<_, _>>()?,
-            )
+            let entries = image_entries(value).map_err(|_| wrong("a map"))?;
+            let mut map = std::collections::HashMap::with_capacity(entries.len());
+            for (k, v) in entries {
+                let a = attr(v, &Path::Key(path, &k))?;
+                map.insert(k.into_owned(), a);
+            }
+            A::M(map)
         }
         "L" => A::L(
             list(value)
                 .ok_or_else(|| wrong("a list"))?
                 .into_iter()
                 .enumerate()
-                .map(|(i, v)| attribute(v, &format!("{path}[{i}]")))
+                .map(|(i, v)| attr(v, &Path::Index(path, i)))
                 .collect::<Result<_, _>>()?,
         ),
         other => {
