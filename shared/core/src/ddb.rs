@@ -675,11 +675,23 @@ mod tests {
             (r#"{"S":"a","N":"1"}"#, "exactly one type key"),
             (r#"{"N":true}"#, "`N` holds a boolean"),
             (r#"{"SS":[1]}"#, "a list of strings"),
+            (r#"{}"#, "found 0"),
+            (r#""text""#, "expected an attribute value"),
+            (r#"{"M":{"a":{"M":{"b":{"Q":1}}}}}"#, "f.a.b"),
+            (r#"{"S":"a\u00e9","N":"1","S":"b"}"#, "found 2"),
         ] {
             let raw = RawValue::from_string(bad.to_owned()).unwrap();
             let e = attribute(&raw, "f").unwrap_err();
             assert!(e.to_string().contains(needle), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn a_repeated_type_key_keeps_its_last_value_and_escaped_names_are_read() {
+        let raw = RawValue::from_string(r#"{"S":"a","S":"b"}"#.to_owned()).unwrap();
+        assert_eq!(attribute(&raw, "f").unwrap(), A::S("b".into()));
+        let raw = RawValue::from_string(r#"{"\u0053":"c"}"#.to_owned()).unwrap();
+        assert_eq!(attribute(&raw, "f").unwrap(), A::S("c".into()));
     }
 
     #[test]
