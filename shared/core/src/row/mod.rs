@@ -237,7 +237,8 @@ pub fn type_change(
     };
     let images = [Some(primary), fallback];
 
-    let mut item = HashMap::new();
+    // Every field, `_extra` and the bookkeeping attributes, without growing the map on the way.
+    let mut item = HashMap::with_capacity(contract.fields.len() + 8);
     let mut unchanged = Vec::new();
     let mut missing = Vec::new();
     let mut key = Vec::with_capacity(contract.primary_key.len());
