@@ -263,7 +263,9 @@ def machine():
     mem_kib = next((int(l.split()[1]) for l in Path("/proc/meminfo").read_text().splitlines()
                     if l.startswith("MemTotal:")), 0)
     rustc = subprocess.run(["rustc", "--version"], capture_output=True, text=True).stdout.strip()
-    return {"nproc": os.cpu_count(), "cpu": model, "memory_gib": round(mem_kib / 1024 / 1024, 1),
+    commit = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True,
+                            cwd=ROOT).stdout.strip()
+    return {"commit": commit or "unknown", "nproc": os.cpu_count(), "cpu": model, "memory_gib": round(mem_kib / 1024 / 1024, 1),
             "kernel": platform.release(), "rustc": rustc, "python": platform.python_version()}
 
 
@@ -287,7 +289,7 @@ def table(r):
         f"release build, median of {r['runs']} runs"
     out.append(f"sluice bench: N = {r['n']:,} (seed 42), one core (taskset -c {r['cpu']}), {mode}")
     out.append(f"machine: {m['nproc']} cores, {m['cpu']}, {m['memory_gib']} GiB; {m['rustc']}; "
-               f"Python {m['python']}")
+               f"Python {m['python']}; sluice at {m['commit']}")
     if r["other_work_cores"] > 0.2:
         out.append(f"warning: other processes kept {r['other_work_cores']:.1f} cores busy on average during the run: "
                    "the figures are lower and noisier than on an idle machine")
@@ -355,6 +357,7 @@ def main():
     a = ap.parse_args()
     started = time.monotonic()
     other_work = OtherWork()
+    host = machine()  # the commit as the binaries were just built from it
     runs = a.runs or (1 if a.tiny else 3)
     cpu = a.cpu if shutil.which("taskset") else None
     if cpu is None:
@@ -428,7 +431,7 @@ def main():
     result = {
         "n": n, "tiny": a.tiny, "runs": runs, "cpu": cpu, "seed": 42, "ingest_batch": BATCH,
         "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": machine(),
+        "machine": host,
         "transform": {"sluice": transform, "peers": transform_peers,
                       "ratios": {p["name"]: transform["lines_per_sec"] / p["lines_per_sec"] for p in transform_peers}},
         "ingest": {"sluice": ingest, "peers": ingest_peers,
