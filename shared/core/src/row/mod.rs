@@ -237,8 +237,11 @@ pub fn type_change(
     };
     let images = [Some(primary), fallback];
 
-    // Every field, `_extra` and the bookkeeping attributes, without growing the map on the way.
-    let mut item = HashMap::with_capacity(contract.fields.len() + 8);
+    // Every field, `_extra` and the bookkeeping attributes, without growing the map on the way
+    // and no larger than that: every kept row holds one until the object is flushed.
+    let extra = usize::from(contract.unknown_fields == UnknownFields::Keep);
+    let mut item =
+        HashMap::with_capacity(contract.fields.len() + extra + bookkeeping_len(tombstone));
     let mut unchanged = Vec::new();
     let mut missing = Vec::new();
     let mut key = Vec::with_capacity(contract.primary_key.len());
@@ -332,6 +335,15 @@ pub fn type_change(
 
 /// Adds the bookkeeping attributes: `_seq`, `_op`, `_source_ts`, `_contract_version`, `_raw`,
 /// and for a tombstone `_deleted` and `_expires_at`.
+/// How many attributes [`bookkeeping`] adds to a row.
+pub(super) const fn bookkeeping_len(tombstone: bool) -> usize {
+    if tombstone {
+        7
+    } else {
+        5
+    }
+}
+
 pub(super) fn bookkeeping(
     item: &mut HashMap<String, AttributeValue>,
     change: &Change,
@@ -452,6 +464,20 @@ pub(super) fn str_of<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
 mod tests {
     use super::test_support::*;
     use super::*;
+
+    #[test]
+    fn bookkeeping_len_counts_what_bookkeeping_adds() {
+        let c = change(Op::Insert, 7, Some(r#"{"order_id":"o-1"}"#), None);
+        for tombstone in [false, true] {
+            let mut item = HashMap::new();
+            bookkeeping(&mut item, &c, &contract(), &meta(), tombstone);
+            assert_eq!(
+                item.len(),
+                bookkeeping_len(tombstone),
+                "tombstone: {tombstone}"
+            );
+        }
+    }
 
     #[test]
     fn renames_nesting_defaults_and_bookkeeping() {
