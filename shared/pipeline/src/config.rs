@@ -160,11 +160,21 @@ pub struct TransformConfig {
     pub max_line_bytes: usize,
     /// `SLUICE_MAX_JSON_DEPTH`: the deepest JSON accepted in a line (default 100).
     pub max_depth: usize,
+    /// How many bytes of typed rows one invocation holds while it coalesces an object's lines
+    /// per key: a quarter of the function's memory (`AWS_LAMBDA_FUNCTION_MEMORY_SIZE`, which
+    /// Lambda sets), or [`Self::DEFAULT_COALESCE_MAX_BYTES`] outside Lambda. Past it, the winners
+    /// so far are written and coalescing starts again, so an object of any size is read in
+    /// bounded memory; a key seen again later is written again, which the `_seq` guard makes
+    /// safe.
+    pub coalesce_max_bytes: usize,
 }
 
 impl TransformConfig {
     /// The default for `SLUICE_MAX_LINE_BYTES`: a 1 MiB record and room for its envelope.
     pub const DEFAULT_MAX_LINE_BYTES: usize = 2 * 1024 * 1024;
+
+    /// The bytes of typed rows held while coalescing, outside Lambda.
+    pub const DEFAULT_COALESCE_MAX_BYTES: usize = 64 * 1024 * 1024;
 
     /// Reads the configuration from the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -187,6 +197,36 @@ impl TransformConfig {
             write_concurrency: parsed(&env, "SLUICE_WRITE_CONCURRENCY", 16usize)?.max(1),
             max_line_bytes: parsed(&env, "SLUICE_MAX_LINE_BYTES", Self::DEFAULT_MAX_LINE_BYTES)?,
             max_depth: parsed(&env, "SLUICE_MAX_JSON_DEPTH", Limits::DEFAULT_MAX_DEPTH)?,
+            coalesce_max_bytes: env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
+                .and_then(|mb| mb.trim().parse::<usize>().ok())
+                .map_or(Self::DEFAULT_COALESCE_MAX_BYTES, |mb| {
+                    mb.saturating_mul(1024 * 1024) / 4
+                }),
         })
+    }
+}
+
+#[cfg(test)]
+mod transform_tests {
+    use super::*;
+
+    #[test]
+    fn the_coalescing_budget_is_a_quarter_of_the_functions_memory() {
+        let with = |memory: Option<&str>| {
+            TransformConfig::from_lookup(|n| match n {
+                "SLUICE_RAW_BUCKET" | "SLUICE_DLQ_URL" | "SLUICE_CONTRACTS" => Some("x".into()),
+                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE" => memory.map(str::to_owned),
+                _ => None,
+            })
+            .unwrap()
+            .coalesce_max_bytes
+        };
+        assert_eq!(with(Some("128")), 32 * 1024 * 1024);
+        assert_eq!(with(Some("10240")), 2560 * 1024 * 1024);
+        assert_eq!(with(None), TransformConfig::DEFAULT_COALESCE_MAX_BYTES);
+        assert_eq!(
+            with(Some("lots")),
+            TransformConfig::DEFAULT_COALESCE_MAX_BYTES
+        );
     }
 }

@@ -91,6 +91,34 @@ pub struct TypedRow {
 }
 
 impl TypedRow {
+    /// About how many bytes the row holds in memory, its map's slots included: what bounds the
+    /// rows one invocation keeps while it coalesces (see `TransformConfig::coalesce_max_bytes`).
+    pub fn held_bytes(&self) -> usize {
+        // A hash map's slot per entry at up to 7/8 load, and as much again before it grows.
+        const SLOT: usize = 2 * std::mem::size_of::<(String, AttributeValue)>();
+        let names = |v: &[String]| v.iter().map(|s| s.len() + 24).sum::<usize>();
+        std::mem::size_of::<Self>()
+            + self.table.len()
+            + self
+                .key
+                .iter()
+                .map(|(k, v)| k.len() + value_bytes(v) + SLOT / 2)
+                .sum::<usize>()
+            + self
+                .item
+                .iter()
+                .map(|(k, v)| SLOT + k.len() + value_bytes(v))
+                .sum::<usize>()
+            + self.seq.as_str().len()
+            + names(&self.unchanged)
+            + names(&self.missing)
+            + self
+                .filled
+                .iter()
+                .map(|(f, s)| f.len() + s.as_str().len() + 48)
+                .sum::<usize>()
+    }
+
     /// A string that identifies the row's key within its table, for coalescing.
     pub fn key_id(&self) -> String {
         let mut s = String::new();
@@ -453,6 +481,23 @@ impl TypedRow {
     }
 }
 
+/// The heap bytes of one attribute value, nested values and their slots included.
+fn value_bytes(value: &AttributeValue) -> usize {
+    const SLOT: usize = std::mem::size_of::<AttributeValue>();
+    match value {
+        AttributeValue::S(s) | AttributeValue::N(s) => s.len(),
+        AttributeValue::B(b) => b.len(),
+        AttributeValue::Bool(_) | AttributeValue::Null(_) => 0,
+        AttributeValue::Ss(v) | AttributeValue::Ns(v) => v.iter().map(|s| s.len() + 24).sum(),
+        AttributeValue::Bs(v) => v.iter().map(|b| b.len() + 24).sum(),
+        AttributeValue::L(v) => v.iter().map(|x| SLOT + value_bytes(x)).sum(),
+        AttributeValue::M(m) => m
+            .iter()
+            .map(|(k, x)| 2 * (24 + SLOT) + k.len() + value_bytes(x))
+            .sum(),
+    }
+}
+
 pub(super) fn str_of<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
     match item.get(name) {
         Some(AttributeValue::S(s)) => Some(s),
@@ -464,6 +509,26 @@ pub(super) fn str_of<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
 mod tests {
     use super::test_support::*;
     use super::*;
+
+    #[test]
+    fn held_bytes_grows_with_what_the_row_holds() {
+        let small = change(
+            Op::Insert,
+            7,
+            Some(r#"{"order_id":"o-1","customer_id":"c"}"#),
+            None,
+        );
+        let big_value = format!(
+            r#"{{"order_id":"o-1","customer_id":"{}"}}"#,
+            "x".repeat(10_001)
+        );
+        let big = change(Op::Insert, 7, Some(&big_value), None);
+        let small = type_change(&small, &contract(), &meta()).unwrap().unwrap();
+        let big = type_change(&big, &contract(), &meta()).unwrap().unwrap();
+        let map_slots = small.item.len() * std::mem::size_of::<(String, AttributeValue)>();
+        assert!(small.held_bytes() > map_slots, "{}", small.held_bytes());
+        assert!(big.held_bytes() >= small.held_bytes() + 10_000);
+    }
 
     #[test]
     fn bookkeeping_len_counts_what_bookkeeping_adds() {

@@ -125,6 +125,9 @@ pub struct TransformStats {
     /// Per typed table: rows written, stale (superseded in the object or by a stored row), and
     /// end-to-end latencies of written rows in ms.
     pub tables: BTreeMap<String, TableStats>,
+    /// Times an object's winners were written before its end, because the rows held reached
+    /// `coalesce_max_bytes`.
+    pub partial_flushes: usize,
 }
 
 /// Counts for one typed table.

@@ -20,8 +20,9 @@ use crate::contracts::ContractSet;
 use super::*;
 use crate::lines::{read_line_capped, LineRead};
 
-/// A typed row kept for writing, with its source commit time (for latency).
-type Kept = (TypedRow, Option<i64>);
+/// A typed row kept for writing, with its source commit time (for latency) and what it holds in
+/// memory ([`TypedRow::held_bytes`]).
+type Kept = (TypedRow, (Option<i64>, usize));
 
 /// Which lines of an object to decide.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +65,8 @@ pub(super) struct ObjectBatch<'a, O, T, D> {
     first_failed_at: Option<String>,
     /// Winners per (typed table, key), with the line's commit time if it came from the source.
     rows: HashMap<(String, String), Vec<Kept>>,
+    /// The bytes the rows hold; past `coalesce_max_bytes`, the winners so far are written.
+    held: usize,
     dead: Vec<FailureEnvelope>,
 }
 
@@ -81,6 +84,7 @@ impl<'a, O: RawObjects, T: TypedTables, D: DeadLetters> ObjectBatch<'a, O, T, D>
             retry_count,
             first_failed_at: None,
             rows: HashMap::new(),
+            held: 0,
             dead: Vec::new(),
         }
     }
@@ -194,6 +198,17 @@ impl<'a, O: RawObjects, T: TypedTables, D: DeadLetters> ObjectBatch<'a, O, T, D>
                         Ok(text) => {
                             let text = text.to_owned();
                             self.line(&text, &raw_ref, stats);
+                            if self.held > self.deps.config.coalesce_max_bytes {
+                                // Bounded memory for an object of any size: a key seen again
+                                // later is written again, and the `_seq` guard keeps the newest.
+                                tracing::debug!(
+                                    held = self.held,
+                                    line = n,
+                                    "Writing the winners so far to bound memory."
+                                );
+                                stats.partial_flushes += 1;
+                                self.write_winners(stats).await?;
+                            }
                         }
                         Err(e) => {
                             let err = DecodeError::InvalidUtf8 {
@@ -398,20 +413,26 @@ impl<'a, O: RawObjects, T: TypedTables, D: DeadLetters> ObjectBatch<'a, O, T, D>
         if !group.is_empty() {
             stats.tables.entry(row.table.clone()).or_default().stale += 1;
         }
+        let held = |g: &Vec<Kept>| g.iter().map(|(_, (_, b))| b).sum::<usize>();
+        let before = held(group);
+        let bytes = row.held_bytes();
         // Only the changes that can still alter the winner are kept: memory grows with keys.
-        sluice_core::row::push_change(group, row, source_ts);
+        sluice_core::row::push_change(group, row, (source_ts, bytes));
+        self.held = self.held - before + held(group);
     }
 
-    /// Writes the winners and sends the dead letters. Fails if anything is not durable.
-    pub(super) async fn flush(self, stats: &mut TransformStats) -> Result<(), Retry> {
+    /// Writes the newest row of each key held so far and forgets them. A row refused for good
+    /// becomes a dead letter (sent by [`Self::flush`]); a retriable failure is returned once
+    /// every row of this round has been tried.
+    async fn write_winners(&mut self, stats: &mut TransformStats) -> Result<(), Retry> {
         let deps = self.deps;
         let now_ms = self.now_ms;
-        let winners = self
-            .rows
+        self.held = 0;
+        let winners = std::mem::take(&mut self.rows)
             .into_values()
             .filter_map(sluice_core::row::newest_of);
         let writes = stream::iter(winners)
-            .map(|(row, ts)| async move {
+            .map(|(row, (ts, _))| async move {
                 let result = deps.tables.put_row(&row).await;
                 (row, ts, result)
             })
@@ -419,7 +440,6 @@ impl<'a, O: RawObjects, T: TypedTables, D: DeadLetters> ObjectBatch<'a, O, T, D>
             .collect::<Vec<_>>()
             .await;
         let mut retry = None;
-        let mut dead = self.dead;
         for (row, ts, result) in writes {
             let table = stats.tables.entry(row.table.clone()).or_default();
             match result {
@@ -462,10 +482,21 @@ impl<'a, O: RawObjects, T: TypedTables, D: DeadLetters> ObjectBatch<'a, O, T, D>
                         .dead_letters
                         .entry("write_rejected".to_owned())
                         .or_default() += 1;
-                    dead.push(env);
+                    self.dead.push(env);
                 }
             }
         }
+        match retry {
+            Some(r) => Err(r),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes the winners and sends the dead letters. Fails if anything is not durable.
+    pub(super) async fn flush(mut self, stats: &mut TransformStats) -> Result<(), Retry> {
+        let deps = self.deps;
+        let mut retry = self.write_winners(stats).await.err();
+        let dead = self.dead;
         let sent = stream::iter(dead)
             .map(|env| async move { deps.dead_letters.send(env).await })
             .buffer_unordered(deps.config.write_concurrency)

@@ -335,3 +335,71 @@ async fn its_metrics_are_the_catalogued_ones() {
     let sets = collector.drain();
     sluice_aws::metrics::check_coverage(FUNCTION, sets.iter().map(|(_, m)| m)).unwrap();
 }
+
+#[tokio::test]
+async fn an_object_larger_than_the_coalescing_budget_ends_in_the_same_rows() {
+    // 600 lines over 25 keys, each key's changes out of order, and a bad line now and then.
+    let mut text = String::new();
+    for i in 0..600u64 {
+        let id = i % 25;
+        let seq = 1 + (i * 7919) % 600;
+        if i % 97 == 0 {
+            text.push_str(&line("people", id, seq, &format!(r#"{{"id":{id}}}"#)));
+        } else {
+            text.push_str(&line(
+                "people",
+                id,
+                seq,
+                &format!(r#"{{"id":{id},"email":"{id}-{seq}@x"}}"#),
+            ));
+        }
+        text.push('\n');
+    }
+    let gz = gzip(text.as_bytes());
+    let run = |budget: Option<usize>| {
+        let gz = gz.clone();
+        async move {
+            let mut d = deps(
+                objects(&[("raw/people/big.ndjson.gz", gz)]),
+                Memory::new(),
+                Memory::new(),
+            );
+            if let Some(b) = budget {
+                d.config.coalesce_max_bytes = b;
+            }
+            let (response, stats) = handle(&notification(&["raw/people/big.ndjson.gz"]), &d)
+                .await
+                .unwrap();
+            assert!(response.batch_item_failures.is_empty());
+            (d.tables.rows(), d.dead_letters.dead_letter_count(), stats)
+        }
+    };
+    let (whole_rows, whole_dead, whole) = run(None).await;
+    let (rows, dead, bounded) = run(Some(2_000)).await;
+    assert_eq!(whole.partial_flushes, 0);
+    assert!(bounded.partial_flushes > 10, "{bounded:?}");
+    assert_eq!(whole_rows.len(), 25);
+    assert_eq!(rows, whole_rows, "the same rows whatever the budget");
+    assert_eq!((dead, whole_dead), (7, 7));
+    // Each key's newest change won.
+    for id in 0..25u64 {
+        let newest = (0..600u64)
+            .filter(|i| i % 25 == id && i % 97 != 0)
+            .map(|i| 1 + (i * 7919) % 600)
+            .max()
+            .unwrap();
+        let found = rows
+            .values()
+            .filter(|item| item.get("id") == Some(&serde_dynamo::AttributeValue::N(id.to_string())))
+            .filter_map(|item| match item.get("email") {
+                Some(serde_dynamo::AttributeValue::S(s)) => Some(s.clone()),
+                _ => None,
+            })
+            .collect::<Vec<_>>();
+        assert_eq!(found, vec![format!("{id}-{newest}@x")]);
+    }
+    // More writes when bounded, each refused or applied by the guard.
+    let written = |s: &TransformStats| s.tables.values().map(|t| t.written).sum::<usize>();
+    assert_eq!(written(&whole), 25);
+    assert!(written(&bounded) > 25, "{bounded:?}");
+}
