@@ -50,6 +50,20 @@ pub fn read_document<'a>(bytes: &'a [u8], limits: &Limits) -> Result<Cow<'a, str
 
 /// Like [`read_document`], for text that is already known to be UTF-8.
 pub fn read_str<'a>(text: &'a str, limits: &Limits) -> Result<Cow<'a, str>, DecodeError> {
+    read_checked(text, limits, true)
+}
+
+/// Like [`read_str`], for a value the event's parser has already read as JSON (a record of a
+/// stream event): its syntax is not checked again, everything else is.
+pub fn read_raw<'a>(raw: &'a RawValue, limits: &Limits) -> Result<Cow<'a, str>, DecodeError> {
+    read_checked(raw.get(), limits, false)
+}
+
+fn read_checked<'a>(
+    text: &'a str,
+    limits: &Limits,
+    parse: bool,
+) -> Result<Cow<'a, str>, DecodeError> {
     if text.is_empty() {
         return Err(DecodeError::Empty);
     }
@@ -70,10 +84,12 @@ pub fn read_str<'a>(text: &'a str, limits: &Limits) -> Result<Cow<'a, str>, Deco
             limit: limits.max_depth,
         });
     }
-    serde_json::from_str::<&RawValue>(text).map_err(|e| match comment_line(text) {
-        Some(line) => DecodeError::CommentLines { line },
-        None => DecodeError::from_json(&e),
-    })?;
+    if parse {
+        serde_json::from_str::<&RawValue>(text).map_err(|e| match comment_line(text) {
+            Some(line) => DecodeError::CommentLines { line },
+            None => DecodeError::from_json(&e),
+        })?;
+    }
     check_surrogates(text)?;
     if scan.has_whitespace {
         Ok(Cow::Owned(compact(text)))
@@ -236,6 +252,26 @@ mod tests {
             read(pretty).unwrap(),
             r#"{"a":1.50E+2,"b":"x  y\" z","c":[1,2]}"#
         );
+    }
+
+    #[test]
+    fn a_parsed_value_is_checked_and_compacted_like_text() {
+        let raw = |t: &str| serde_json::from_str::<Box<RawValue>>(t).unwrap();
+        let l = Limits::default();
+        let pretty = raw("{ \"a\" : [ 1, \"x y\" ] }");
+        assert_eq!(read_raw(&pretty, &l).unwrap(), r#"{"a":[1,"x y"]}"#);
+        let compact = raw(r#"{"a":1}"#);
+        assert!(matches!(read_raw(&compact, &l).unwrap(), Cow::Borrowed(_)));
+        let lone = raw(r#"{"a":"\ud800"}"#);
+        assert_eq!(read_raw(&lone, &l).unwrap_err().code(), "invalid_utf8");
+        let deep = raw(&format!("{}{}", "[".repeat(5), "]".repeat(5)));
+        let shallow = Limits { max_depth: 3, ..l };
+        assert_eq!(read_raw(&deep, &shallow).unwrap_err().code(), "too_deep");
+        let small = Limits {
+            max_record_bytes: 4,
+            ..l
+        };
+        assert_eq!(read_raw(&pretty, &small).unwrap_err().code(), "too_large");
     }
 
     #[test]

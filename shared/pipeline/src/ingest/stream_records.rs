@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use serde_json::value::RawValue;
-use sluice_core::json::read_str;
+use sluice_core::json::read_raw;
 use sluice_core::raw::{check_table, Landable, Origin, OriginKind};
 use sluice_core::{ddb, DecodeError, Format};
 
@@ -21,7 +21,7 @@ pub(super) fn stream_slot<'a>(
     now_ms: i64,
 ) -> Slot<'a> {
     let limits = &config.limits;
-    let text = match read_str(raw.get(), limits) {
+    let text = match read_raw(raw, limits) {
         Ok(t) => t,
         Err(e) => {
             let origin = fallback_origin(OriginKind::Ddb, index);
