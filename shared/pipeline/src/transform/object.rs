@@ -196,8 +196,7 @@ impl<'a, O: RawObjects, T: TypedTables, D: DeadLetters> ObjectBatch<'a, O, T, D>
                     }
                     match std::str::from_utf8(&buf) {
                         Ok(text) => {
-                            let text = text.to_owned();
-                            self.line(&text, &raw_ref, stats);
+                            self.line(text, &raw_ref, stats);
                             if self.held > self.deps.config.coalesce_max_bytes {
                                 // Bounded memory for an object of any size: a key seen again
                                 // later is written again, and the `_seq` guard keeps the newest.
