@@ -1,0 +1,441 @@
+//! An independent checker of what the pipeline did with every change it was sent, in the manner
+//! of Jepsen's checkers and Kafka's `assertSeqnos`.
+//!
+//! It knows nothing of sluice's code: it is given what was sent (from the workload's own log
+//! of the sources), what the typed tables held at several moments (a history of snapshots, the
+//! last one after the pipeline drained), and what the dead-letter queue holds, each already read
+//! into plain values by the caller. It shares no code with `sluice audit`, which decides what
+//! every raw line must have become through the same `decide` the transform runs: two
+//! implementations that agree are the point.
+//!
+//! Per typed key it sorts every sent change into exactly one outcome:
+//! - **typed**: the key's final row is this change (same `seq`, same values; a tombstone for a
+//!   delete);
+//! - **stale**: a newer change of the key is the final row, so this one was superseded;
+//! - **dead-lettered**: a dead letter names this change (a poison change must end here);
+//! - **lost**: none of these. A change newer than the final row that no dead letter holds was
+//!   dropped; so was a poison change with no dead letter.
+//!
+//! And it counts what must never happen:
+//! - **duplicate effects**: a dead letter present more than once (the same `failure_id`), or a
+//!   change both typed and still dead-lettered;
+//! - **nonmonotonic**: a key whose row's `seq` went back between two snapshots;
+//! - **resurrected**: a key alive in the final snapshot although a delete newer than its row
+//!   was sent and not dead-lettered, or alive again at a `seq` not above an earlier tombstone;
+//! - **phantoms**: a row whose `seq` no sent change of its key has;
+//! - **diverged**: a row at a sent change's `seq` whose values are not that change's.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::Value;
+
+/// One change the workload sent, as the workload knows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sent {
+    /// The typed table (contract) the change belongs to.
+    pub table: String,
+    /// The key, as the typed table's key attribute holds it, written as text.
+    pub key: String,
+    /// The change's ordering token, as the typed row's `_seq` holds it: the checker only
+    /// compares these, so the caller writes them in a form that sorts as the source orders.
+    pub seq: String,
+    /// What the change must do.
+    pub effect: Effect,
+}
+
+/// What a sent change must do to its typed row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    /// Insert or update: the row holds these fields (others may be present too).
+    Put(BTreeMap<String, Value>),
+    /// Delete: the row becomes a tombstone.
+    Delete,
+    /// A change no contract accepts: it must end as a dead letter.
+    Poison,
+}
+
+/// A typed row as a snapshot saw it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    /// The row's `_seq`.
+    pub seq: String,
+    /// Whether it is a tombstone.
+    pub deleted: bool,
+    /// Its other attributes, as plain JSON values.
+    pub fields: BTreeMap<String, Value>,
+}
+
+/// Every typed row at one moment, by (table, key).
+pub type Snapshot = BTreeMap<(String, String), Row>;
+
+/// A dead letter, with the change it holds when the caller could tell.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Letter {
+    /// Its `failure_id`.
+    pub failure_id: String,
+    /// The change it holds: (table, key, seq), when its original could be read.
+    pub change: Option<(String, String, String)>,
+}
+
+/// The counts of one check. Every count but `sent`, `typed`, `stale` and `dead_lettered` must be
+/// 0.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Counts {
+    /// Changes sent.
+    pub sent: usize,
+    /// Changes that are their key's final row.
+    pub typed: usize,
+    /// Changes superseded by a newer one of their key.
+    pub stale: usize,
+    /// Changes a dead letter holds.
+    pub dead_lettered: usize,
+    /// Changes neither typed, stale nor dead-lettered.
+    pub lost: usize,
+    /// Extra copies of a dead letter, and changes both typed and dead-lettered.
+    pub duplicate_effects: usize,
+    /// Keys whose `seq` went back between snapshots.
+    pub nonmonotonic: usize,
+    /// Keys alive that a newer delete should have removed.
+    pub resurrected: usize,
+    /// Rows at a `seq` that no sent change of their key has.
+    pub phantoms: usize,
+    /// Rows at a sent change's `seq` with other values.
+    pub diverged: usize,
+}
+
+impl Counts {
+    /// Whether nothing that must never happen happened.
+    pub fn clean(&self) -> bool {
+        self.lost == 0
+            && self.duplicate_effects == 0
+            && self.nonmonotonic == 0
+            && self.resurrected == 0
+            && self.phantoms == 0
+            && self.diverged == 0
+    }
+}
+
+/// The counts, and a line per anomaly naming the key, for a person to start from.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Report {
+    /// The counts.
+    pub counts: Counts,
+    /// One line per anomaly.
+    pub anomalies: Vec<String>,
+}
+
+/// Checks what was sent against the history of the typed tables and the dead letters.
+/// `history` is in time order; its last snapshot is the final state.
+pub fn check(sent: &[Sent], history: &[Snapshot], letters: &[Letter]) -> Report {
+    let mut report = Report::default();
+    let empty = Snapshot::new();
+    let last = history.last().unwrap_or(&empty);
+
+    // Dead letters: each failure once, and which changes they hold.
+    let mut copies: BTreeMap<&str, usize> = BTreeMap::new();
+    for l in letters {
+        *copies.entry(&l.failure_id).or_default() += 1;
+    }
+    for (id, n) in &copies {
+        if *n > 1 {
+            report.counts.duplicate_effects += n - 1;
+            report
+                .anomalies
+                .push(format!("dead letter {id} is on the queue {n} times"));
+        }
+    }
+    let lettered: BTreeSet<(&str, &str, &str)> = letters
+        .iter()
+        .filter_map(|l| l.change.as_ref())
+        .map(|(t, k, s)| (t.as_str(), k.as_str(), s.as_str()))
+        .collect();
+
+    let mut by_key: BTreeMap<(&str, &str), Vec<&Sent>> = BTreeMap::new();
+    for s in sent {
+        by_key
+            .entry((s.table.as_str(), s.key.as_str()))
+            .or_default()
+            .push(s);
+    }
+    report.counts.sent = sent.len();
+
+    for ((table, key), changes) in &by_key {
+        let row = last.get(&((*table).to_owned(), (*key).to_owned()));
+        let name = format!("{table}/{key}");
+        for c in changes {
+            let is_lettered = lettered.contains(&(*table, *key, c.seq.as_str()));
+            let is_row = row.is_some_and(|r| r.seq == c.seq);
+            if matches!(c.effect, Effect::Poison) {
+                if is_lettered {
+                    report.counts.dead_lettered += 1;
+                } else {
+                    report.counts.lost += 1;
+                    report.anomalies.push(format!(
+                        "{name}: poison change at seq {} is not on the dead-letter queue",
+                        c.seq
+                    ));
+                }
+                continue;
+            }
+            if is_row {
+                report.counts.typed += 1;
+                if is_lettered {
+                    report.counts.duplicate_effects += 1;
+                    report.anomalies.push(format!(
+                        "{name}: change at seq {} is typed and still dead-lettered",
+                        c.seq
+                    ));
+                }
+                if let Some(r) = row {
+                    if let Some(why) = differs(&c.effect, r) {
+                        report.counts.diverged += 1;
+                        report
+                            .anomalies
+                            .push(format!("{name}: row at seq {}: {why}", c.seq));
+                    }
+                }
+            } else if is_lettered {
+                report.counts.dead_lettered += 1;
+            } else if row.is_some_and(|r| r.seq > c.seq) {
+                report.counts.stale += 1;
+            } else {
+                report.counts.lost += 1;
+                report.anomalies.push(match row {
+                    Some(r) => format!(
+                        "{name}: change at seq {} is newer than the row (seq {}) and not dead-lettered",
+                        c.seq, r.seq
+                    ),
+                    None => format!(
+                        "{name}: change at seq {} has no row and no dead letter",
+                        c.seq
+                    ),
+                });
+            }
+        }
+        if let Some(r) = row {
+            if !changes.iter().any(|c| c.seq == r.seq) {
+                report.counts.phantoms += 1;
+                report.anomalies.push(format!(
+                    "{name}: the row's seq {} is no sent change's",
+                    r.seq
+                ));
+            }
+            let newer_delete = changes.iter().any(|c| {
+                c.effect == Effect::Delete
+                    && c.seq > r.seq
+                    && !lettered.contains(&(*table, *key, c.seq.as_str()))
+            });
+            if !r.deleted && newer_delete {
+                report.counts.resurrected += 1;
+                report.anomalies.push(format!(
+                    "{name}: alive at seq {} though a newer delete was sent",
+                    r.seq
+                ));
+            }
+        }
+    }
+
+    // The history: a key's seq never goes back, and a tombstone is never followed by a row
+    // alive at a seq not above it.
+    let mut seen: BTreeMap<&(String, String), (&str, Option<&str>)> = BTreeMap::new();
+    let mut flagged: BTreeSet<(&(String, String), &str)> = BTreeSet::new();
+    for snapshot in history {
+        for (id, r) in snapshot {
+            if let Some((before, deleted_at)) = seen.get(id).copied() {
+                if r.seq.as_str() < before && flagged.insert((id, "nonmonotonic")) {
+                    report.counts.nonmonotonic += 1;
+                    report.anomalies.push(format!(
+                        "{}/{}: seq went back from {before} to {}",
+                        id.0, id.1, r.seq
+                    ));
+                }
+                if let Some(d) = deleted_at {
+                    if !r.deleted && r.seq.as_str() <= d && flagged.insert((id, "resurrected")) {
+                        report.counts.resurrected += 1;
+                        report.anomalies.push(format!(
+                            "{}/{}: alive at seq {} after its tombstone at seq {d}",
+                            id.0, id.1, r.seq
+                        ));
+                    }
+                }
+            }
+            let entry = seen.entry(id).or_insert((r.seq.as_str(), None));
+            if r.seq.as_str() > entry.0 {
+                entry.0 = r.seq.as_str();
+            }
+            if r.deleted {
+                entry.1 = Some(entry.1.map_or(r.seq.as_str(), |d| d.max(r.seq.as_str())));
+            }
+        }
+    }
+    report
+}
+
+/// Why a row is not what the change says, if it is not.
+fn differs(effect: &Effect, row: &Row) -> Option<String> {
+    match effect {
+        Effect::Delete if !row.deleted => Some("a delete, but the row is alive".into()),
+        Effect::Delete => None,
+        Effect::Put(_) if row.deleted => Some("an upsert, but the row is a tombstone".into()),
+        Effect::Put(fields) => fields.iter().find_map(|(name, want)| {
+            let got = row.fields.get(name);
+            (got != Some(want)).then(|| format!("{name} is {got:?}, the change sent {want}"))
+        }),
+        Effect::Poison => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn seq(n: u64) -> String {
+        format!("{n:040}")
+    }
+
+    fn put(key: &str, n: u64, v: i64) -> Sent {
+        Sent {
+            table: "t".into(),
+            key: key.into(),
+            seq: seq(n),
+            effect: Effect::Put(BTreeMap::from([("v".into(), json!(v))])),
+        }
+    }
+
+    fn delete(key: &str, n: u64) -> Sent {
+        Sent {
+            effect: Effect::Delete,
+            ..put(key, n, 0)
+        }
+    }
+
+    fn poison(key: &str, n: u64) -> Sent {
+        Sent {
+            effect: Effect::Poison,
+            ..put(key, n, 0)
+        }
+    }
+
+    fn row(n: u64, v: Option<i64>) -> Row {
+        Row {
+            seq: seq(n),
+            deleted: v.is_none(),
+            fields: v
+                .map(|v| BTreeMap::from([("v".into(), json!(v))]))
+                .unwrap_or_default(),
+        }
+    }
+
+    fn snap(rows: &[(&str, Row)]) -> Snapshot {
+        rows.iter()
+            .map(|(k, r)| (("t".to_owned(), (*k).to_owned()), r.clone()))
+            .collect()
+    }
+
+    fn letter(id: &str, key: &str, n: u64) -> Letter {
+        Letter {
+            failure_id: id.into(),
+            change: Some(("t".into(), key.into(), seq(n))),
+        }
+    }
+
+    /// A run where everything went right: two keys, one deleted, a poison change lettered.
+    fn good() -> (Vec<Sent>, Vec<Snapshot>, Vec<Letter>) {
+        let sent = vec![
+            put("a", 1, 10),
+            put("a", 3, 30),
+            put("a", 2, 20),
+            put("b", 1, 1),
+            delete("b", 2),
+            poison("a", 4),
+        ];
+        let history = vec![
+            snap(&[("a", row(1, Some(10)))]),
+            snap(&[("a", row(3, Some(30))), ("b", row(1, Some(1)))]),
+            snap(&[("a", row(3, Some(30))), ("b", row(2, None))]),
+        ];
+        (sent, history, vec![letter("f1", "a", 4)])
+    }
+
+    #[test]
+    fn a_run_that_went_right_is_clean_and_every_change_is_counted_once() {
+        let (sent, history, letters) = good();
+        let r = check(&sent, &history, &letters);
+        assert!(r.counts.clean(), "{r:?}");
+        assert_eq!(
+            r.counts,
+            Counts {
+                sent: 6,
+                typed: 2,
+                stale: 3,
+                dead_lettered: 1,
+                ..Counts::default()
+            }
+        );
+    }
+
+    #[test]
+    fn a_change_newer_than_its_row_and_not_dead_lettered_is_lost() {
+        let (mut sent, history, letters) = good();
+        sent.push(put("a", 5, 50));
+        let r = check(&sent, &history, &letters);
+        assert_eq!(r.counts.lost, 1, "{r:?}");
+        assert!(r.anomalies[0].contains("t/a: change at seq"), "{r:?}");
+        // A lettered poison whose dead letter went missing is lost too.
+        let r = check(&good().0, &good().1, &[]);
+        assert_eq!(r.counts.lost, 1, "{r:?}");
+        // A key with no row at all.
+        let r = check(&[put("c", 1, 1)], &good().1, &[]);
+        assert_eq!(r.counts.lost, 1, "{r:?}");
+    }
+
+    #[test]
+    fn a_dead_letter_twice_or_a_typed_change_still_lettered_is_a_duplicate_effect() {
+        let (sent, history, mut letters) = good();
+        letters.push(letter("f1", "a", 4));
+        let r = check(&sent, &history, &letters);
+        assert_eq!(r.counts.duplicate_effects, 1, "{r:?}");
+        let (sent, history, mut letters) = good();
+        letters.push(letter("f2", "a", 3));
+        let r = check(&sent, &history, &letters);
+        assert_eq!(r.counts.duplicate_effects, 1, "{r:?}");
+        assert_eq!(r.counts.lost, 0);
+    }
+
+    #[test]
+    fn a_deleted_key_alive_again_is_resurrected() {
+        // The final row is the old value although the delete was sent.
+        let (sent, mut history, letters) = good();
+        history.push(snap(&[("a", row(3, Some(30))), ("b", row(1, Some(1)))]));
+        let r = check(&sent, &history, &letters);
+        assert_eq!(r.counts.resurrected, 2, "final state and history: {r:?}");
+        assert_eq!(r.counts.nonmonotonic, 1, "{r:?}");
+        assert_eq!(r.counts.lost, 1, "the delete is lost: {r:?}");
+    }
+
+    #[test]
+    fn a_seq_that_goes_back_is_nonmonotonic_once_per_key() {
+        let (sent, mut history, letters) = good();
+        history.insert(1, snap(&[("a", row(2, Some(20)))]));
+        history.insert(2, snap(&[("a", row(1, Some(10)))]));
+        history.insert(3, snap(&[("a", row(1, Some(10)))]));
+        let r = check(&sent, &history, &letters);
+        assert_eq!(r.counts.nonmonotonic, 1, "{r:?}");
+    }
+
+    #[test]
+    fn a_row_no_change_made_or_with_other_values_is_reported() {
+        let (sent, mut history, letters) = good();
+        let last = history.last_mut().unwrap();
+        last.insert(("t".into(), "a".into()), row(9, Some(90)));
+        let r = check(&sent, &history, &letters);
+        assert_eq!((r.counts.phantoms, r.counts.lost), (1, 0), "{r:?}");
+        let (sent, mut history, letters) = good();
+        let last = history.last_mut().unwrap();
+        last.insert(("t".into(), "a".into()), row(3, Some(31)));
+        let r = check(&sent, &history, &letters);
+        assert_eq!(r.counts.diverged, 1, "{r:?}");
+        assert!(r.anomalies[0].contains("v is"), "{r:?}");
+    }
+}
