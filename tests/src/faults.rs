@@ -13,10 +13,16 @@
 //!
 //! The proxy runs on its own thread and runtime, so a test may block on a subprocess while
 //! requests flow through it.
+//!
+//! Which requests meet a fault is drawn from one seeded generator ([`FaultProxy::seed`]), so a
+//! run that failed can be run again with the same draws: the same requests in the same order
+//! meet the same faults (the order of concurrent requests can still differ from run to run).
+//! A rule may hold for a window of time only ([`Rule::during`]), an outage that starts and ends
+//! by itself.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -107,6 +113,10 @@ pub struct Rule {
     pub fault: Fault,
     /// The rule applies only while this is set: an outage that a test can end.
     pub active: Arc<AtomicBool>,
+    /// The rule applies only from this long after it is added, for this long.
+    pub window: Option<(Duration, Duration)>,
+    /// The window as instants, set when the rule is added.
+    window_at: Option<(Instant, Instant)>,
 }
 
 impl Rule {
@@ -119,7 +129,15 @@ impl Rule {
             probability: 1.0,
             fault,
             active: Arc::new(AtomicBool::new(true)),
+            window: None,
+            window_at: None,
         }
+    }
+
+    /// Only from `after` the rule is added, for `length`: an outage that ends by itself.
+    pub fn during(mut self, after: Duration, length: Duration) -> Self {
+        self.window = Some((after, length));
+        self
     }
 
     /// Only requests whose path contains `needle`.
@@ -140,15 +158,19 @@ impl Rule {
         self
     }
 
-    fn matches(&self, call: &Call) -> bool {
+    fn matches(&self, call: &Call, rng: &mut fastrand::Rng) -> bool {
+        let now = Instant::now();
         self.active.load(Ordering::SeqCst)
+            && self
+                .window_at
+                .is_none_or(|(from, until)| from <= now && now < until)
             && self.service.is_none_or(|s| s == call.service)
             && self.operation.is_none_or(|o| o == call.operation)
             && self
                 .path_contains
                 .as_deref()
                 .is_none_or(|n| call.path.contains(n))
-            && fastrand::f64() < self.probability
+            && (self.probability >= 1.0 || rng.f64() < self.probability)
     }
 }
 
@@ -169,22 +191,36 @@ struct Shared {
     upstream: String,
     rules: Mutex<Vec<Rule>>,
     calls: Mutex<Vec<Call>>,
+    rng: Mutex<fastrand::Rng>,
 }
 
 /// A running proxy.
 pub struct FaultProxy {
     /// Where to send requests: `http://127.0.0.1:<port>`.
     pub url: String,
+    /// The seed of the draws; `SLUICE_FAULT_SEED` sets it for [`FaultProxy::start`].
+    pub seed: u64,
     shared: Arc<Shared>,
 }
 
 impl FaultProxy {
-    /// Starts a proxy in front of `upstream` (an `http://host:port` endpoint).
+    /// Starts a proxy in front of `upstream` (an `http://host:port` endpoint), with the seed
+    /// in `SLUICE_FAULT_SEED` or a new one.
     pub fn start(upstream: &str) -> Self {
+        let seed = std::env::var("SLUICE_FAULT_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| fastrand::u64(..));
+        Self::start_seeded(upstream, seed)
+    }
+
+    /// Starts a proxy whose draws come from `seed`.
+    pub fn start_seeded(upstream: &str, seed: u64) -> Self {
         let shared = Arc::new(Shared {
             upstream: upstream.trim_end_matches('/').to_owned(),
             rules: Mutex::new(Vec::new()),
             calls: Mutex::new(Vec::new()),
+            rng: Mutex::new(fastrand::Rng::with_seed(seed)),
         });
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a local port");
         listener
@@ -200,11 +236,15 @@ impl FaultProxy {
                 .expect("a runtime for the proxy");
             runtime.block_on(serve(listener, serving));
         });
-        Self { url, shared }
+        Self { url, seed, shared }
     }
 
-    /// Adds a rule; rules are tried in the order they were added.
-    pub fn add(&self, rule: Rule) {
+    /// Adds a rule; rules are tried in the order they were added. A rule's window starts now.
+    pub fn add(&self, mut rule: Rule) {
+        rule.window_at = rule.window.map(|(after, length)| {
+            let from = Instant::now() + after;
+            (from, from + length)
+        });
         self.shared.rules.lock().unwrap().push(rule);
     }
 
@@ -268,13 +308,16 @@ async fn handle(
         fault: None,
     };
     call.operation = operation_of(&parts, &call.service);
-    let fault = shared
-        .rules
-        .lock()
-        .unwrap()
-        .iter()
-        .find(|r| r.matches(&call))
-        .map(|r| r.fault.clone());
+    let fault = {
+        let mut rng = shared.rng.lock().unwrap();
+        shared
+            .rules
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|r| r.matches(&call, &mut rng))
+            .map(|r| r.fault.clone())
+    };
     call.fault = fault.as_ref().map(|f| match f {
         Fault::Error { code, .. } => (*code).to_owned(),
         other => format!("{other:?}"),

@@ -278,3 +278,88 @@ async fn a_write_whose_answer_was_lost_is_counted_as_already_written_not_stale()
     assert!(t.already_written > 0, "{t:?}");
     assert_eq!(scan(&env, &p.typed_table("people")).await.len(), 20);
 }
+
+/// The faults each of `n` HEAD requests for a missing object met, one after another, through a
+/// proxy seeded with `seed` that fails half of them.
+async fn draws(env: &TestEnv, bucket: &str, seed: u64, n: usize) -> Vec<bool> {
+    let proxy = FaultProxy::start_seeded(&env.endpoint, seed);
+    proxy.add(
+        Rule::new(
+            "s3",
+            "HeadObject",
+            Fault::Respond {
+                status: 404,
+                body: "",
+            },
+        )
+        .probability(0.5),
+    );
+    let via = env_at(&proxy.url).await;
+    for i in 0..n {
+        let _ = via
+            .s3
+            .head_object()
+            .bucket(bucket)
+            .key(format!("k{i}"))
+            .send()
+            .await;
+    }
+    proxy
+        .calls()
+        .iter()
+        .filter(|c| c.operation == "HeadObject")
+        .map(|c| c.fault.is_some())
+        .collect()
+}
+
+/// GIVEN two proxies with the same seed, and one with another
+/// WHEN the same requests go through each, one after another
+/// THEN the first two inject the same faults into the same requests, and the third does not.
+#[tokio::test]
+async fn a_seed_replays_the_same_faults() {
+    let env = env().await;
+    let bucket = unique("seeded");
+    env.s3.create_bucket().bucket(&bucket).send().await.unwrap();
+    let first = draws(&env, &bucket, 42, 40).await;
+    let again = draws(&env, &bucket, 42, 40).await;
+    let other = draws(&env, &bucket, 43, 40).await;
+    assert_eq!(first.len(), 40);
+    assert!(
+        first.iter().any(|f| *f) && first.iter().any(|f| !*f),
+        "{first:?}"
+    );
+    assert_eq!(first, again);
+    assert_ne!(first, other);
+}
+
+/// GIVEN an S3 outage that starts now and lasts 1.5 s
+/// WHEN a listing is made at once, and another after the window
+/// THEN the first attempt is refused, and the listing after the window goes through at its
+/// first attempt, with no rule removed by the test.
+#[tokio::test]
+async fn an_outage_window_ends_by_itself() {
+    let env = env().await;
+    let bucket = unique("window");
+    env.s3.create_bucket().bucket(&bucket).send().await.unwrap();
+    let proxy = FaultProxy::start(&env.endpoint);
+    proxy.add(Rule::new("s3", "ListObjectsV2", Fault::Refuse).during(
+        std::time::Duration::ZERO,
+        std::time::Duration::from_millis(1500),
+    ));
+    let via = env_at(&proxy.url).await;
+    // The SDK retries with backoff, so this may end either way.
+    let _ = via.s3.list_objects_v2().bucket(&bucket).send().await;
+    let first = proxy.calls();
+    assert_eq!(
+        first[0].fault.as_deref(),
+        Some("Refuse"),
+        "seed {}: {first:?}",
+        proxy.seed
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1600)).await;
+    let after = via.s3.list_objects_v2().bucket(&bucket).send().await;
+    assert!(after.is_ok(), "seed {}: {after:?}", proxy.seed);
+    let calls = proxy.calls();
+    assert_eq!(calls.len(), first.len() + 1, "{calls:?}");
+    assert_eq!(calls.last().unwrap().fault, None);
+}
