@@ -14,7 +14,7 @@ ifdef CI
 export CARGO_INCREMENTAL ?= 0
 endif
 
-.PHONY: help emulator emulator-stop build test bench fuzz demo package fmt lint clean
+.PHONY: help emulator emulator-stop build test bench faults fuzz demo package fmt lint clean
 
 help: ## List the targets
 	@echo "Usage: make <target>"
@@ -41,6 +41,13 @@ BENCH_N ?= 100000
 
 bench: ## Benchmark sluice against its peers on one core (BENCH_N=100000 lines); table in target/bench/
 	BENCH_N=$(BENCH_N) bash infra/bench.sh
+
+FAULT_CHANGES ?= 400
+FAULT_SEEDS ?= 1,2,3
+
+faults: ## Run the fault battery: every scenario on FAULT_CHANGES changes per source, once per seed in FAULT_SEEDS
+	SLUICE_BATTERY_CHANGES=$(FAULT_CHANGES) SLUICE_BATTERY_SEEDS=$(FAULT_SEEDS) \
+		bash infra/with-emulator.sh cargo test -p sluice-cli --test fault_battery -- --nocapture --test-threads 1
 
 FUZZ_CASES ?= 20000
 

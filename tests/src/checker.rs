@@ -17,13 +17,17 @@
 //!   dropped; so was a poison change with no dead letter.
 //!
 //! And it counts what must never happen:
-//! - **duplicate effects**: a dead letter present more than once (the same `failure_id`), or a
-//!   change both typed and still dead-lettered;
+//! - **duplicate effects**: a change both typed and still dead-lettered (a person would act on
+//!   a change already applied);
 //! - **nonmonotonic**: a key whose row's `seq` went back between two snapshots;
 //! - **resurrected**: a key alive in the final snapshot although a delete newer than its row
 //!   was sent and not dead-lettered, or alive again at a `seq` not above an earlier tombstone;
 //! - **phantoms**: a row whose `seq` no sent change of its key has;
 //! - **diverged**: a row at a sent change's `seq` whose values are not that change's.
+//!
+//! Extra copies of one dead letter (the same `failure_id`, sent again after an answer was lost)
+//! are counted apart, as `duplicate_letters`: SQS delivers at least once, so a failure is
+//! counted once by its id, as `sluice audit` and the redrive count it.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -75,10 +79,12 @@ pub struct Letter {
     pub failure_id: String,
     /// The change it holds: (table, key, seq), when its original could be read.
     pub change: Option<(String, String, String)>,
+    /// Why it is there: its error code, or what moved it.
+    pub code: String,
 }
 
-/// The counts of one check. Every count but `sent`, `typed`, `stale` and `dead_lettered` must be
-/// 0.
+/// The counts of one check. Every count but `sent`, `typed`, `stale`, `dead_lettered` and
+/// `duplicate_letters` must be 0.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Counts {
     /// Changes sent.
@@ -87,12 +93,18 @@ pub struct Counts {
     pub typed: usize,
     /// Changes superseded by a newer one of their key.
     pub stale: usize,
-    /// Changes a dead letter holds.
+    /// Changes a dead letter holds (each counted once, however many copies).
     pub dead_lettered: usize,
+    /// Of those, changes the contract accepts: on the queue because of a fault, for a person or
+    /// the redrive to bring back. Not lost, but not typed yet either.
+    pub stranded: usize,
     /// Changes neither typed, stale nor dead-lettered.
     pub lost: usize,
-    /// Extra copies of a dead letter, and changes both typed and dead-lettered.
+    /// Changes both typed and dead-lettered.
     pub duplicate_effects: usize,
+    /// Extra copies of a dead letter (one `failure_id` more than once): counted once, not an
+    /// anomaly.
+    pub duplicate_letters: usize,
     /// Keys whose `seq` went back between snapshots.
     pub nonmonotonic: usize,
     /// Keys alive that a newer delete should have removed.
@@ -122,6 +134,8 @@ pub struct Report {
     pub counts: Counts,
     /// One line per anomaly.
     pub anomalies: Vec<String>,
+    /// Stranded changes by the code of their dead letter.
+    pub stranded_by_code: BTreeMap<String, usize>,
 }
 
 /// Checks what was sent against the history of the typed tables and the dead letters.
@@ -136,19 +150,13 @@ pub fn check(sent: &[Sent], history: &[Snapshot], letters: &[Letter]) -> Report 
     for l in letters {
         *copies.entry(&l.failure_id).or_default() += 1;
     }
-    for (id, n) in &copies {
-        if *n > 1 {
-            report.counts.duplicate_effects += n - 1;
-            report
-                .anomalies
-                .push(format!("dead letter {id} is on the queue {n} times"));
+    report.counts.duplicate_letters = copies.values().map(|n| n - 1).sum();
+    let mut lettered: BTreeMap<(&str, &str, &str), &str> = BTreeMap::new();
+    for l in letters {
+        if let Some((t, k, s)) = &l.change {
+            lettered.insert((t.as_str(), k.as_str(), s.as_str()), l.code.as_str());
         }
     }
-    let lettered: BTreeSet<(&str, &str, &str)> = letters
-        .iter()
-        .filter_map(|l| l.change.as_ref())
-        .map(|(t, k, s)| (t.as_str(), k.as_str(), s.as_str()))
-        .collect();
 
     let mut by_key: BTreeMap<(&str, &str), Vec<&Sent>> = BTreeMap::new();
     for s in sent {
@@ -163,7 +171,7 @@ pub fn check(sent: &[Sent], history: &[Snapshot], letters: &[Letter]) -> Report 
         let row = last.get(&((*table).to_owned(), (*key).to_owned()));
         let name = format!("{table}/{key}");
         for c in changes {
-            let is_lettered = lettered.contains(&(*table, *key, c.seq.as_str()));
+            let is_lettered = lettered.contains_key(&(*table, *key, c.seq.as_str()));
             let is_row = row.is_some_and(|r| r.seq == c.seq);
             if matches!(c.effect, Effect::Poison) {
                 if is_lettered {
@@ -196,6 +204,12 @@ pub fn check(sent: &[Sent], history: &[Snapshot], letters: &[Letter]) -> Report 
                 }
             } else if is_lettered {
                 report.counts.dead_lettered += 1;
+                report.counts.stranded += 1;
+                let code = lettered
+                    .get(&(*table, *key, c.seq.as_str()))
+                    .copied()
+                    .unwrap_or_default();
+                *report.stranded_by_code.entry(code.to_owned()).or_default() += 1;
             } else if row.is_some_and(|r| r.seq > c.seq) {
                 report.counts.stale += 1;
             } else {
@@ -223,7 +237,7 @@ pub fn check(sent: &[Sent], history: &[Snapshot], letters: &[Letter]) -> Report 
             let newer_delete = changes.iter().any(|c| {
                 c.effect == Effect::Delete
                     && c.seq > r.seq
-                    && !lettered.contains(&(*table, *key, c.seq.as_str()))
+                    && !lettered.contains_key(&(*table, *key, c.seq.as_str()))
             });
             if !r.deleted && newer_delete {
                 report.counts.resurrected += 1;
@@ -337,6 +351,7 @@ mod tests {
         Letter {
             failure_id: id.into(),
             change: Some(("t".into(), key.into(), seq(n))),
+            code: "test".into(),
         }
     }
 
@@ -391,11 +406,12 @@ mod tests {
     }
 
     #[test]
-    fn a_dead_letter_twice_or_a_typed_change_still_lettered_is_a_duplicate_effect() {
+    fn a_typed_change_still_lettered_is_a_duplicate_effect_and_a_second_copy_is_not() {
         let (sent, history, mut letters) = good();
         letters.push(letter("f1", "a", 4));
         let r = check(&sent, &history, &letters);
-        assert_eq!(r.counts.duplicate_effects, 1, "{r:?}");
+        assert!(r.counts.clean(), "{r:?}");
+        assert_eq!((r.counts.duplicate_letters, r.counts.dead_lettered), (1, 1));
         let (sent, history, mut letters) = good();
         letters.push(letter("f2", "a", 3));
         let r = check(&sent, &history, &letters);
@@ -412,6 +428,20 @@ mod tests {
         assert_eq!(r.counts.resurrected, 2, "final state and history: {r:?}");
         assert_eq!(r.counts.nonmonotonic, 1, "{r:?}");
         assert_eq!(r.counts.lost, 1, "the delete is lost: {r:?}");
+    }
+
+    #[test]
+    fn a_valid_change_on_the_queue_is_stranded_not_lost() {
+        let (mut sent, history, mut letters) = good();
+        sent.push(put("a", 5, 50));
+        letters.push(Letter {
+            code: "raw_write_failed".into(),
+            ..letter("f5", "a", 5)
+        });
+        let r = check(&sent, &history, &letters);
+        assert!(r.counts.clean(), "{r:?}");
+        assert_eq!((r.counts.dead_lettered, r.counts.stranded), (2, 1));
+        assert_eq!(r.stranded_by_code["raw_write_failed"], 1);
     }
 
     #[test]

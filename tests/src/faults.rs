@@ -88,6 +88,24 @@ impl Fault {
         }
     }
 
+    /// DynamoDB's answer when the account's request rate is throttled.
+    pub fn throttling() -> Self {
+        Self::Error {
+            status: 400,
+            code: "ThrottlingException",
+            message: "Rate of requests exceeds the allowed throughput.",
+        }
+    }
+
+    /// S3's answer when it fails inside.
+    pub fn internal_error() -> Self {
+        Self::Error {
+            status: 500,
+            code: "InternalError",
+            message: "We encountered an internal error. Please try again.",
+        }
+    }
+
     /// DynamoDB's answer when a table's throughput is exceeded.
     pub fn throughput_exceeded() -> Self {
         Self::Error {
@@ -107,6 +125,9 @@ pub struct Rule {
     pub operation: Option<&'static str>,
     /// A substring of the request's path and query.
     pub path_contains: Option<String>,
+    /// A substring of the request's body: the queue URL of an SQS call, which the JSON protocol
+    /// sends there.
+    pub body_contains: Option<String>,
     /// The chance, from 0 to 1, that a matching request gets the fault.
     pub probability: f64,
     /// The fault.
@@ -126,6 +147,7 @@ impl Rule {
             service: Some(service),
             operation: Some(operation),
             path_contains: None,
+            body_contains: None,
             probability: 1.0,
             fault,
             active: Arc::new(AtomicBool::new(true)),
@@ -146,6 +168,12 @@ impl Rule {
         self
     }
 
+    /// Only requests whose body contains `needle`.
+    pub fn body(mut self, needle: impl Into<String>) -> Self {
+        self.body_contains = Some(needle.into());
+        self
+    }
+
     /// Only this share of matching requests.
     pub fn probability(mut self, p: f64) -> Self {
         self.probability = p;
@@ -158,7 +186,7 @@ impl Rule {
         self
     }
 
-    fn matches(&self, call: &Call, rng: &mut fastrand::Rng) -> bool {
+    fn matches(&self, call: &Call, body: &[u8], rng: &mut fastrand::Rng) -> bool {
         let now = Instant::now();
         self.active.load(Ordering::SeqCst)
             && self
@@ -170,6 +198,10 @@ impl Rule {
                 .path_contains
                 .as_deref()
                 .is_none_or(|n| call.path.contains(n))
+            && self
+                .body_contains
+                .as_deref()
+                .is_none_or(|n| body.windows(n.len().max(1)).any(|w| w == n.as_bytes()))
             && (self.probability >= 1.0 || rng.f64() < self.probability)
     }
 }
@@ -315,7 +347,7 @@ async fn handle(
             .lock()
             .unwrap()
             .iter()
-            .find(|r| r.matches(&call, &mut rng))
+            .find(|r| r.matches(&call, &body, &mut rng))
             .map(|r| r.fault.clone())
     };
     call.fault = fault.as_ref().map(|f| match f {

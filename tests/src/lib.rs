@@ -5,6 +5,7 @@
 //! instead. Every test names its resources uniquely, so tests run in parallel.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod battery;
 pub mod checker;
 pub mod faults;
 

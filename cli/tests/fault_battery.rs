@@ -1,0 +1,260 @@
+//! The fault battery: `sluice local run` behind the fault-injecting proxy, on a seeded workload of
+//! DynamoDB stream changes and SQS application events with poison among them, scenario by
+//! scenario; then an independent checker ([`sluice_tests::checker`]) reads the sources, the typed
+//! table and the dead-letter queue and counts every change as typed, stale or dead-lettered, and
+//! what must never happen (lost, duplicate effects, nonmonotonic, resurrected) as 0. Once the
+//! faults stop, the backlog must drain within 60 s.
+//!
+//! `make test` runs each scenario once, small (`SLUICE_BATTERY_CHANGES`, default 60 changes per
+//! source, one seed); `make faults` runs them larger and over several seeds
+//! (`SLUICE_BATTERY_SEEDS`). A failure prints its seed: `SLUICE_BATTERY_SEEDS=<seed>` runs it
+//! again with the same draws.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use sluice_tests::battery::{watch, Battery};
+use sluice_tests::checker::{check, Counts};
+use sluice_tests::faults::{Fault, FaultProxy, Rule};
+
+const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+
+/// The longest the backlog may take to drain once the faults stop.
+const DRAIN_LIMIT: Duration = Duration::from_secs(60);
+
+/// One scenario: its faults, as rules over the pipeline's resources, and how long they last.
+struct Scenario {
+    name: &'static str,
+    faults: fn(&Battery) -> Vec<Rule>,
+    lasting: Duration,
+}
+
+/// What one run of a scenario found.
+struct Outcome {
+    counts: Counts,
+    drain: Duration,
+    anomalies: Vec<String>,
+}
+
+fn changes() -> u64 {
+    std::env::var("SLUICE_BATTERY_CHANGES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60)
+}
+
+fn seeds() -> Vec<u64> {
+    std::env::var("SLUICE_BATTERY_SEEDS")
+        .ok()
+        .map(|s| s.split(',').filter_map(|x| x.trim().parse().ok()).collect())
+        .filter(|v: &Vec<u64>| !v.is_empty())
+        .unwrap_or_else(|| vec![1])
+}
+
+async fn run(scenario: &Scenario, seed: u64) -> Outcome {
+    let env = sluice_tests::env().await;
+    let mut battery = Battery::new(
+        &env.endpoint,
+        Path::new(env!("CARGO_BIN_EXE_sluice")),
+        Path::new(REPO),
+    )
+    .await;
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let n = changes();
+    battery.stream_changes(n, &mut rng).await;
+    battery.app_events(n, &mut rng).await;
+
+    let proxy = FaultProxy::start_seeded(&env.endpoint, seed);
+    for rule in (scenario.faults)(&battery) {
+        proxy.add(rule.during(Duration::ZERO, scenario.lasting));
+    }
+    let faults_end = Instant::now() + scenario.lasting;
+    let mut child = battery.run_until_idle(&proxy.url);
+    let (history, ended, status) = watch(
+        &battery,
+        &mut child,
+        Duration::from_millis(700),
+        scenario.lasting + Duration::from_secs(240),
+    )
+    .await;
+    let mut stderr = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        use std::io::Read;
+        let _ = e.read_to_string(&mut stderr);
+    }
+    assert!(
+        status.success(),
+        "{} (seed {seed}): the runner failed: {stderr}",
+        scenario.name
+    );
+    // The runner may end before the faults do, when nothing is left to fault.
+    let drain = ended.saturating_duration_since(faults_end);
+    assert_eq!(
+        battery.backlog().await,
+        0,
+        "{} (seed {seed}): the queues are not empty",
+        scenario.name
+    );
+    let sent = battery.sent().await;
+    let letters = battery.letters().await;
+    let report = check(&sent, &history, &letters);
+    let injected = proxy.calls().iter().filter(|c| c.fault.is_some()).count();
+    println!(
+        "{:<28} seed {seed:<6} injected {injected:<5} {}",
+        scenario.name,
+        row(&report.counts, drain)
+    );
+    if report.counts.stranded > 0 {
+        println!("    stranded by code: {:?}", report.stranded_by_code);
+    }
+    Outcome {
+        counts: report.counts,
+        drain,
+        anomalies: report.anomalies,
+    }
+}
+
+/// One line of the battery's table.
+fn row(c: &Counts, drain: Duration) -> String {
+    format!(
+        "sent {:<5} typed {:<5} stale {:<5} dead-lettered {:<4} stranded {:<3} lost {} duplicate effects {} nonmonotonic {} resurrected {} phantoms {} diverged {} duplicate letters {:<3} drained in {:.1} s",
+        c.sent,
+        c.typed,
+        c.stale,
+        c.dead_lettered,
+        c.stranded,
+        c.lost,
+        c.duplicate_effects,
+        c.nonmonotonic,
+        c.resurrected,
+        c.phantoms,
+        c.diverged,
+        c.duplicate_letters,
+        drain.as_secs_f64()
+    )
+}
+
+/// Runs a scenario for every seed and checks every count.
+async fn battery(scenario: Scenario) {
+    for seed in seeds() {
+        let o = run(&scenario, seed).await;
+        assert!(
+            o.counts.clean(),
+            "{} (seed {seed}): {:?}\n{}",
+            scenario.name,
+            o.counts,
+            o.anomalies.join("\n")
+        );
+        assert!(
+            o.drain <= DRAIN_LIMIT,
+            "{} (seed {seed}): drained in {:?}",
+            scenario.name,
+            o.drain
+        );
+        assert!(
+            o.counts.typed > 0 && o.counts.dead_lettered > 0,
+            "{} (seed {seed}): the workload typed rows and dead-lettered poison: {:?}",
+            scenario.name,
+            o.counts
+        );
+    }
+}
+
+/// GIVEN S3 answering 10 % of requests with 503 SlowDown and 5 % with 500, and refusing every
+/// connection for 4 s, for 12 s in all
+/// WHEN the pipeline runs through it
+/// THEN every change is typed, stale or dead-lettered (poison only), nothing else happens, and
+/// the backlog drains within 60 s of the faults' end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_errors_and_an_outage() {
+    battery(Scenario {
+        name: "s3 errors + outage",
+        faults: |_| {
+            vec![
+                Rule::new("s3", "", Fault::Refuse)
+                    .any_operation()
+                    .during(Duration::from_secs(2), Duration::from_secs(4)),
+                Rule::new("s3", "", Fault::slow_down())
+                    .any_operation()
+                    .probability(0.10),
+                Rule::new("s3", "", Fault::internal_error())
+                    .any_operation()
+                    .probability(0.05),
+            ]
+        },
+        lasting: Duration::from_secs(12),
+    })
+    .await;
+}
+
+/// GIVEN DynamoDB throttling 10 % of typed writes and reads, half as `ThrottlingException` and
+/// half as `ProvisionedThroughputExceededException`, for 12 s
+/// THEN the same holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamodb_throttling() {
+    battery(Scenario {
+        name: "dynamodb throttling",
+        faults: |_| {
+            ["PutItem", "UpdateItem", "GetItem"]
+                .into_iter()
+                .flat_map(|op| {
+                    [
+                        Rule::new("dynamodb", op, Fault::throttling()).probability(0.05),
+                        Rule::new("dynamodb", op, Fault::throughput_exceeded()).probability(0.05),
+                    ]
+                })
+                .collect()
+        },
+        lasting: Duration::from_secs(12),
+    })
+    .await;
+}
+
+/// GIVEN 5 % of S3 puts, typed writes and SQS sends and deletes applied with their answer lost,
+/// for 12 s
+/// THEN the same holds: a write tried again is idempotent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ambiguous_writes() {
+    battery(Scenario {
+        name: "ambiguous writes",
+        faults: |_| {
+            [
+                ("s3", "PutObject"),
+                ("dynamodb", "PutItem"),
+                ("dynamodb", "UpdateItem"),
+                ("sqs", "SendMessage"),
+                ("sqs", "SendMessageBatch"),
+                ("sqs", "DeleteMessage"),
+                ("sqs", "DeleteMessageBatch"),
+            ]
+            .into_iter()
+            .map(|(service, op)| Rule::new(service, op, Fault::Ambiguous).probability(0.05))
+            .collect()
+        },
+        lasting: Duration::from_secs(12),
+    })
+    .await;
+}
+
+/// GIVEN 40 % of the sends to the dead-letter queue failing with `ServiceUnavailable`, for 12 s
+/// THEN the same holds, and each failure is on the queue (counted once by its id).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letter_send_failures() {
+    battery(Scenario {
+        name: "dlq send failures 40%",
+        faults: |b| {
+            let dlq = format!("{}-dlq", b.prefix);
+            ["SendMessage", "SendMessageBatch"]
+                .into_iter()
+                .map(|op| {
+                    Rule::new("sqs", op, Fault::service_unavailable())
+                        .body(dlq.clone())
+                        .probability(0.40)
+                })
+                .collect()
+        },
+        lasting: Duration::from_secs(12),
+    })
+    .await;
+}

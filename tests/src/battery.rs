@@ -1,0 +1,456 @@
+//! The fault battery's harness: one local pipeline (`sluice local up`), a seeded workload of
+//! DynamoDB stream changes and SQS application events with poison among them, `sluice local run`
+//! behind the fault-injecting proxy, and what the [checker](crate::checker) reads afterwards.
+//!
+//! Everything the checker is given is read here from the sources and the stores, in its own
+//! terms: the source table's stream (through the DynamoDB Streams API) and the log of the
+//! application events sent, the typed table, and the dead-letter queue. None of it goes through
+//! sluice's decoders.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::types::AttributeValue as A;
+use serde_json::{json, Value};
+
+use crate::checker::{Effect, Letter, Row, Sent, Snapshot};
+use crate::{env_at, receive, scan, source_table, stream_records, unique, TestEnv};
+
+/// The typed table (contract) every change of the battery goes to.
+pub const TABLE: &str = "items";
+
+/// An ordering token as a typed row's `_seq` holds a decimal one: 40 digits, zero-padded.
+pub fn seq40(digits: &str) -> String {
+    format!("{digits:0>40}")
+}
+
+/// One isolated local pipeline with its source table.
+pub struct Battery {
+    /// The endpoint, reached directly (the workload and the checker never meet a fault).
+    pub env: TestEnv,
+    /// The prefix of every resource.
+    pub prefix: String,
+    /// The source table.
+    pub source: String,
+    /// Its stream.
+    pub stream_arn: String,
+    contracts: PathBuf,
+    state: PathBuf,
+    bin: PathBuf,
+    repo: PathBuf,
+    /// The application events sent, as the checker knows them.
+    app: Vec<Sent>,
+}
+
+impl Battery {
+    /// Creates a source table and its contract, and runs `sluice local up` with the `sluice`
+    /// binary `bin`, from the repository `repo`.
+    pub async fn new(endpoint: &str, bin: &Path, repo: &Path) -> Self {
+        let env = env_at(endpoint).await;
+        let source = unique("bat-src");
+        let stream_arn = source_table(&env, &source).await;
+        let contracts = std::env::temp_dir().join(unique("bat-contracts"));
+        std::fs::create_dir_all(&contracts).unwrap();
+        std::fs::write(
+            contracts.join("items.yaml"),
+            format!(
+                "name: {TABLE}\nversion: 1\nsources: [{{table: {source}}}]\nprimary_key: [pk]\nfields:\n  - {{name: pk, type: string}}\n  - {{name: value, type: int}}\n  - {{name: label, type: string, required: true}}\n"
+            ),
+        )
+        .unwrap();
+        let battery = Self {
+            env,
+            prefix: unique("bat"),
+            source,
+            stream_arn,
+            contracts,
+            state: std::env::temp_dir().join(unique("bat-state")),
+            bin: bin.to_owned(),
+            repo: repo.to_owned(),
+            app: Vec::new(),
+        };
+        let out = battery
+            .command(
+                endpoint,
+                &["local", "up", "--source-table", &battery.source],
+            )
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "local up: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        battery
+    }
+
+    /// A `sluice` command on this pipeline whose AWS calls go to `endpoint`.
+    pub fn command(&self, endpoint: &str, args: &[&str]) -> Command {
+        let mut c = Command::new(&self.bin);
+        c.current_dir(&self.repo)
+            .args(args)
+            .args([
+                "--prefix",
+                &self.prefix,
+                "--contracts",
+                self.contracts.to_str().unwrap(),
+                "--state-dir",
+                self.state.to_str().unwrap(),
+            ])
+            .env("AWS_ENDPOINT_URL", endpoint)
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("RUST_LOG", "warn")
+            .env_remove("RUST_BACKTRACE");
+        c
+    }
+
+    /// Starts `sluice local run --until-idle` through `endpoint`, retrying after 1 s, then 2 s.
+    pub fn run_until_idle(&self, endpoint: &str) -> Child {
+        self.command(
+            endpoint,
+            &[
+                "local",
+                "run",
+                "--until-idle",
+                "--retry-delay-secs",
+                "1",
+                "--max-retry-delay-secs",
+                "2",
+                "--progress-secs",
+                "0",
+            ],
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+    }
+
+    /// Makes `n` changes in the source table: puts and updates over `n / 3` keys, a delete now and
+    /// then, and a put without the required `label` (poison) now and then.
+    pub async fn stream_changes(&self, n: u64, rng: &mut fastrand::Rng) {
+        let keys = (n / 3).max(1);
+        for i in 0..n {
+            let pk = format!("d-{}", rng.u64(..keys));
+            if rng.u8(..12) == 0 {
+                self.env
+                    .ddb
+                    .delete_item()
+                    .table_name(&self.source)
+                    .key("pk", A::S(pk))
+                    .send()
+                    .await
+                    .unwrap();
+                continue;
+            }
+            let mut item = std::collections::HashMap::from([
+                ("pk".to_owned(), A::S(pk)),
+                ("value".to_owned(), A::N(i.to_string())),
+            ]);
+            if rng.u8(..15) != 0 {
+                item.insert("label".into(), A::S(format!("v{i}")));
+            }
+            self.env
+                .ddb
+                .put_item()
+                .table_name(&self.source)
+                .set_item(Some(item))
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+
+    /// Sends `n` application events to the ingest queue: upserts over `n / 4` keys with rising
+    /// `seq`s in a shuffled order, a delete now and then, and an event without the required
+    /// `label` (poison) now and then. Each is logged for the checker.
+    pub async fn app_events(&mut self, n: u64, rng: &mut fastrand::Rng) {
+        let url =
+            sluice_local::provision::queue_url(&self.env.sqs, &format!("{}-ingest", self.prefix))
+                .await
+                .unwrap();
+        let keys = (n / 4).max(1);
+        let mut events: Vec<(u64, String, u8)> = (0..n)
+            .map(|i| (i + 1, format!("s-{}", rng.u64(..keys)), rng.u8(..15)))
+            .collect();
+        rng.shuffle(&mut events);
+        for (seq, pk, roll) in events {
+            let (body, effect) = match roll {
+                0 => (
+                    json!({"table": self.source, "op": "delete", "key": {"pk": pk}, "seq": seq,
+                           "before": {"pk": pk}}),
+                    Effect::Delete,
+                ),
+                1 => (
+                    json!({"table": self.source, "op": "update", "key": {"pk": pk}, "seq": seq,
+                           "after": {"pk": pk, "value": seq}}),
+                    Effect::Poison,
+                ),
+                _ => (
+                    json!({"table": self.source, "op": "update", "key": {"pk": pk}, "seq": seq,
+                           "after": {"pk": pk, "value": seq, "label": format!("a{seq}")}}),
+                    Effect::Put(BTreeMap::from([
+                        ("value".to_owned(), json!(seq)),
+                        ("label".to_owned(), json!(format!("a{seq}"))),
+                    ])),
+                ),
+            };
+            self.env
+                .sqs
+                .send_message()
+                .queue_url(&url)
+                .message_body(body.to_string())
+                .send()
+                .await
+                .unwrap();
+            self.app.push(Sent {
+                table: TABLE.into(),
+                key: pk,
+                seq: seq40(&seq.to_string()),
+                effect,
+            });
+        }
+    }
+
+    /// Every change sent: the source table's stream records, read back from the stream, and
+    /// the application events logged.
+    pub async fn sent(&self) -> Vec<Sent> {
+        let mut sent = self.app.clone();
+        for r in stream_records(&self.env, &self.stream_arn).await {
+            let Some(d) = r.dynamodb() else { continue };
+            let key = d
+                .keys()
+                .and_then(|k| k.get("pk"))
+                .and_then(|v| v.as_s().ok())
+                .cloned()
+                .unwrap_or_default();
+            let seq = seq40(d.sequence_number().unwrap_or_default());
+            let effect = match r.event_name().map(|e| e.as_str()) {
+                Some("REMOVE") => Effect::Delete,
+                _ => {
+                    let image = d.new_image().cloned().unwrap_or_default();
+                    match image.get("label").and_then(|v| v.as_s().ok()) {
+                        None => Effect::Poison,
+                        Some(label) => Effect::Put(BTreeMap::from([
+                            (
+                                "value".to_owned(),
+                                image
+                                    .get("value")
+                                    .and_then(|v| v.as_n().ok())
+                                    .and_then(|n| n.parse::<i64>().ok())
+                                    .map_or(Value::Null, |n| json!(n)),
+                            ),
+                            ("label".to_owned(), json!(label)),
+                        ])),
+                    }
+                }
+            };
+            sent.push(Sent {
+                table: TABLE.into(),
+                key,
+                seq,
+                effect,
+            });
+        }
+        sent
+    }
+
+    /// The typed table now.
+    pub async fn snapshot(&self) -> Snapshot {
+        scan(&self.env, &format!("{}-{TABLE}", self.prefix))
+            .await
+            .into_iter()
+            .map(|item| {
+                let pk = item.get("pk").and_then(|v| v.as_s().ok()).cloned();
+                let seq = item.get("_seq").and_then(|v| v.as_s().ok()).cloned();
+                let deleted = item.get("_deleted").and_then(|v| v.as_bool().ok()) == Some(&true);
+                let mut fields = BTreeMap::new();
+                if let Some(n) = item.get("value").and_then(|v| v.as_n().ok()) {
+                    fields.insert("value".to_owned(), json!(n.parse::<i64>().unwrap_or(-1)));
+                }
+                if let Some(s) = item.get("label").and_then(|v| v.as_s().ok()) {
+                    fields.insert("label".to_owned(), json!(s));
+                }
+                (
+                    (TABLE.to_owned(), pk.unwrap_or_default()),
+                    Row {
+                        seq: seq.unwrap_or_default(),
+                        deleted,
+                        fields,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// Every message on the dead-letter queue, each read once (received, they stay hidden for the
+    /// queue's visibility timeout).
+    pub async fn letters(&self) -> Vec<Letter> {
+        let url =
+            sluice_local::provision::queue_url(&self.env.sqs, &format!("{}-dlq", self.prefix))
+                .await
+                .unwrap();
+        receive(&self.env, &url, usize::MAX)
+            .await
+            .iter()
+            .map(|m| {
+                letter(
+                    m.message_id().unwrap_or_default(),
+                    m.body().unwrap_or_default(),
+                )
+            })
+            .collect()
+    }
+
+    /// Messages waiting or in flight on the ingest and transform queues.
+    pub async fn backlog(&self) -> usize {
+        let mut total = 0;
+        for queue in ["ingest", "transform"] {
+            let url = sluice_local::provision::queue_url(
+                &self.env.sqs,
+                &format!("{}-{queue}", self.prefix),
+            )
+            .await
+            .unwrap();
+            let attrs = self
+                .env
+                .sqs
+                .get_queue_attributes()
+                .queue_url(url)
+                .attribute_names(
+                    aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages,
+                )
+                .attribute_names(
+                    aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+                )
+                .send()
+                .await
+                .unwrap();
+            total += attrs
+                .attributes()
+                .map(|a| {
+                    a.values()
+                        .filter_map(|v| v.parse::<usize>().ok())
+                        .sum::<usize>()
+                })
+                .unwrap_or(0);
+        }
+        total
+    }
+}
+
+/// A dead letter as the checker needs it: its failure id, and the change its original holds.
+/// A message that is not a failure envelope is a source message the queue's redrive policy
+/// moved; its id stands for the failure.
+pub fn letter(message_id: &str, body: &str) -> Letter {
+    let parsed: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+    let (failure_id, original, code) = match parsed.get("failure_id").and_then(Value::as_str) {
+        Some(id) => (
+            id.to_owned(),
+            parsed
+                .get("original")
+                .and_then(Value::as_str)
+                .and_then(|o| serde_json::from_str::<Value>(o).ok()),
+            parsed
+                .get("error_code")
+                .and_then(Value::as_str)
+                .unwrap_or("no error code")
+                .to_owned(),
+        ),
+        None => (
+            format!("message:{message_id}"),
+            Some(parsed),
+            "moved by the redrive policy".to_owned(),
+        ),
+    };
+    Letter {
+        failure_id,
+        change: original.as_ref().and_then(change_of),
+        code,
+    }
+}
+
+/// The (table, key, seq) of a source record: a raw line's record, a DynamoDB stream record or an
+/// application event.
+fn change_of(original: &Value) -> Option<(String, String, String)> {
+    if let (Some(record), Some(_)) = (original.get("record"), original.get("v")) {
+        return change_of(record);
+    }
+    if let Some(d) = original.get("dynamodb") {
+        let key = d.pointer("/Keys/pk/S")?.as_str()?;
+        let seq = d.get("SequenceNumber")?.as_str()?;
+        return Some((TABLE.into(), key.into(), seq40(seq)));
+    }
+    let key = original.pointer("/key/pk")?.as_str()?;
+    let seq = match original.get("seq")? {
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => s.clone(),
+        _ => return None,
+    };
+    Some((TABLE.into(), key.into(), seq40(&seq)))
+}
+
+/// Runs `child` to its end, taking a snapshot of the typed table about every `every`; returns
+/// the snapshots (the last taken after the end) and when the child ended.
+pub async fn watch(
+    battery: &Battery,
+    child: &mut Child,
+    every: Duration,
+    limit: Duration,
+) -> (Vec<Snapshot>, Instant, std::process::ExitStatus) {
+    let started = Instant::now();
+    let mut history = Vec::new();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let ended = Instant::now();
+            history.push(battery.snapshot().await);
+            return (history, ended, status);
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            panic!("the runner did not drain within {limit:?}");
+        }
+        history.push(battery.snapshot().await);
+        tokio::time::sleep(every).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_letter_names_the_change_its_original_holds() {
+        let app = r#"{"table":"t","op":"update","key":{"pk":"s-1"},"seq":7,"after":{"pk":"s-1"}}"#;
+        let envelope = json!({"failure_id": "f-1", "error_code": "missing_field", "original": app})
+            .to_string();
+        assert_eq!(
+            letter("m", &envelope),
+            Letter {
+                failure_id: "f-1".into(),
+                change: Some((TABLE.into(), "s-1".into(), seq40("7"))),
+                code: "missing_field".into(),
+            }
+        );
+        let raw_line = json!({"v": 1, "record": {"dynamodb": {"Keys": {"pk": {"S": "d-2"}}, "SequenceNumber": "500"}}});
+        let envelope = json!({"failure_id": "f-2", "original": raw_line.to_string()}).to_string();
+        assert_eq!(
+            letter("m", &envelope).change,
+            Some((TABLE.into(), "d-2".into(), seq40("500")))
+        );
+        // A source message moved by the queue's redrive policy.
+        assert_eq!(
+            letter("m-3", app),
+            Letter {
+                failure_id: "message:m-3".into(),
+                change: Some((TABLE.into(), "s-1".into(), seq40("7"))),
+                code: "moved by the redrive policy".into(),
+            }
+        );
+        assert_eq!(letter("m-4", "not json").change, None);
+    }
+}
