@@ -147,7 +147,21 @@ fn readme_template_and_code_agree_on_ingest_configuration() {
 
 #[test]
 fn readme_template_and_code_agree_on_transform_configuration() {
-    let code = read_by_transform();
+    let read = read_by_transform();
+    // What Lambda sets for every function is read, never set by the template: the README says
+    // what it is used for.
+    let from_lambda: BTreeSet<String> = read
+        .iter()
+        .filter(|v| v.starts_with("AWS_LAMBDA_"))
+        .cloned()
+        .collect();
+    assert_eq!(
+        from_lambda,
+        BTreeSet::from(["AWS_LAMBDA_FUNCTION_MEMORY_SIZE".to_owned()])
+    );
+    assert!(repo_file("README.md").contains("`AWS_LAMBDA_FUNCTION_MEMORY_SIZE`"));
+    let code = sluice_only(&read);
+    assert_eq!(code.len() + from_lambda.len(), read.len(), "{read:?}");
     let template = template_variables(&repo_file("template.yaml"), "TransformFunction");
     let readme = readme_variables(&repo_file("README.md"), "transform");
     assert!(code.contains("SLUICE_CONTRACTS"));
