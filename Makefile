@@ -31,9 +31,10 @@ emulator-stop: ## Stop the local AWS emulator
 build: ## Build every crate and target in the workspace
 	cargo build --workspace --all-targets
 
-test: ## Check template.yaml, then run all tests (against the emulator, started and stopped as needed)
+test: ## Check template.yaml, then run all tests, the crash tests included (against the emulator, started and stopped as needed)
 	bash infra/check-template.sh
 	bash infra/with-emulator.sh cargo test --workspace --all-targets
+	bash infra/with-emulator.sh cargo test -p sluice-cli --features failpoints --test crash_points
 	cargo test --workspace --doc
 	BENCH_N=2000 BENCH_TINY=1 bash infra/bench.sh
 
@@ -71,6 +72,7 @@ fmt: ## Format all Rust code
 lint: ## Check formatting and run clippy with warnings as errors
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy -p sluice-cli --features failpoints --all-targets -- -D warnings
 
 clean: ## Remove build output and emulator state (stops the emulator)
 	$(DEMO_ENV) bash infra/emulator.sh stop

@@ -5,6 +5,7 @@
 pub mod config;
 pub mod contracts;
 pub mod dlq;
+pub mod failpoint;
 pub mod ingest;
 pub mod lambda;
 mod lines;

@@ -315,6 +315,7 @@ pub async fn handle_counted<R: RawStore, D: DeadLetters>(
         objects = stats.objects,
         "Ingest batch handled."
     );
+    crate::failpoint::hit("ingest.before_response");
     Ok((response, stats))
 }
 
@@ -387,6 +388,9 @@ async fn deliver<R: RawStore, D: DeadLetters>(
     let puts = stream::iter(groups)
         .map(|(partition, members)| async move {
             let result = write_group(&partition, &members, slots, deps, now_ms).await;
+            if result.is_ok() {
+                crate::failpoint::hit("ingest.after_raw_put");
+            }
             (members, result)
         })
         .buffer_unordered(concurrency)
@@ -403,7 +407,11 @@ async fn deliver<R: RawStore, D: DeadLetters>(
     let dead = stream::iter(envelopes)
         .map(|(i, env)| async move {
             let code = env.error_code.clone().unwrap_or_default();
-            (i, code, deps.dead_letters.send(env).await)
+            let sent = deps.dead_letters.send(env).await;
+            if sent.is_ok() {
+                crate::failpoint::hit("ingest.after_dead_letter");
+            }
+            (i, code, sent)
         })
         .buffer_unordered(concurrency)
         .collect::<Vec<_>>();

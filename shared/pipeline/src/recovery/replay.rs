@@ -146,6 +146,7 @@ pub async fn queue(
             ));
         }
         sent += chunk.len();
+        crate::failpoint::hit("replay.after_batch");
         progress(sent);
     }
     Ok(sent)

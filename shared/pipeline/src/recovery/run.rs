@@ -339,6 +339,7 @@ impl<O: RawObjects, R: RawStore, D: DeadLetters> Redrive<'_, O, R, D> {
                     }
                     Ok(()) => {
                         report.fate = Fate::Redriven;
+                        crate::failpoint::hit("redrive.after_send");
                         match self.delete(&e).await {
                             Ok(()) => deleted = true,
                             Err(err) => {

@@ -216,6 +216,7 @@ pub async fn handle<O: RawObjects, T: TypedTables, D: DeadLetters>(
         &deps.metrics,
         now_ms,
     );
+    crate::failpoint::hit("transform.before_response");
     Ok((response, stats))
 }
 

@@ -433,6 +433,9 @@ impl<'a, O: RawObjects, T: TypedTables, D: DeadLetters> ObjectBatch<'a, O, T, D>
         let writes = stream::iter(winners)
             .map(|(row, (ts, _))| async move {
                 let result = deps.tables.put_row(&row).await;
+                if result.is_ok() {
+                    crate::failpoint::hit("transform.after_typed_write");
+                }
                 (row, ts, result)
             })
             .buffer_unordered(deps.config.write_concurrency)
@@ -497,7 +500,13 @@ impl<'a, O: RawObjects, T: TypedTables, D: DeadLetters> ObjectBatch<'a, O, T, D>
         let mut retry = self.write_winners(stats).await.err();
         let dead = self.dead;
         let sent = stream::iter(dead)
-            .map(|env| async move { deps.dead_letters.send(env).await })
+            .map(|env| async move {
+                let sent = deps.dead_letters.send(env).await;
+                if sent.is_ok() {
+                    crate::failpoint::hit("transform.after_dead_letter");
+                }
+                sent
+            })
             .buffer_unordered(deps.config.write_concurrency)
             .collect::<Vec<Result<(), AwsError>>>()
             .await;
