@@ -35,6 +35,8 @@ struct Outcome {
     counts: Counts,
     drain: Duration,
     anomalies: Vec<String>,
+    /// Messages that were no change, sent and found as dead letters of their own.
+    unkeyed: (usize, usize),
 }
 
 fn changes() -> u64 {
@@ -99,6 +101,12 @@ async fn run(scenario: &Scenario, seed: u64) -> Outcome {
     let sent = battery.sent().await;
     let letters = battery.letters().await;
     let report = check(&sent, &history, &letters);
+    let unkeyed = letters
+        .iter()
+        .filter(|l| l.change.is_none())
+        .map(|l| l.failure_id.clone())
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
     let injected = proxy.calls().iter().filter(|c| c.fault.is_some()).count();
     println!(
         "{:<28} seed {seed:<6} injected {injected:<5} {}",
@@ -112,6 +120,7 @@ async fn run(scenario: &Scenario, seed: u64) -> Outcome {
         counts: report.counts,
         drain,
         anomalies: report.anomalies,
+        unkeyed: (battery.unkeyed, unkeyed),
     }
 }
 
@@ -145,6 +154,11 @@ async fn battery(scenario: Scenario) {
             scenario.name,
             o.counts,
             o.anomalies.join("\n")
+        );
+        assert_eq!(
+            o.unkeyed.0, o.unkeyed.1,
+            "{} (seed {seed}): messages that are no change, sent and dead-lettered",
+            scenario.name
         );
         assert!(
             o.drain <= DRAIN_LIMIT,
@@ -257,4 +271,127 @@ async fn dead_letter_send_failures() {
         lasting: Duration::from_secs(12),
     })
     .await;
+}
+
+/// GIVEN a clean run of the pipeline, fault-free
+/// WHEN its stored state is then mutated: a typed row deleted, a dead letter of a typed change
+/// put on the queue, and a tombstone made alive again
+/// THEN the checker reports exactly one lost change, one duplicate effect and one resurrection:
+/// it catches what it claims to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_checker_catches_a_lost_change_a_duplicate_effect_and_a_resurrection() {
+    use aws_sdk_dynamodb::types::AttributeValue as A;
+
+    let env = sluice_tests::env().await;
+    let mut battery = Battery::new(
+        &env.endpoint,
+        Path::new(env!("CARGO_BIN_EXE_sluice")),
+        Path::new(REPO),
+    )
+    .await;
+    let mut rng = fastrand::Rng::with_seed(7);
+    battery.stream_changes(40, &mut rng).await;
+    battery.app_events(40, &mut rng).await;
+    let mut child = battery.run_until_idle(&env.endpoint);
+    let (history, _, status) = watch(
+        &battery,
+        &mut child,
+        Duration::from_secs(1),
+        Duration::from_secs(120),
+    )
+    .await;
+    assert!(status.success());
+    let sent = battery.sent().await;
+    let clean = check(&sent, &history, &battery.letters().await);
+    assert!(clean.counts.clean(), "{:?}", clean.anomalies);
+
+    let table = format!("{}-items", battery.prefix);
+    let last = history.last().unwrap();
+    let alive: Vec<&(String, String)> = last
+        .iter()
+        .filter(|(_, r)| !r.deleted)
+        .map(|(k, _)| k)
+        .collect();
+    let tombstone = last
+        .iter()
+        .find(|(_, r)| r.deleted)
+        .map(|(k, r)| (k.clone(), r.clone()))
+        .expect("the workload deletes a key");
+    // Lost: a typed row disappears.
+    let (_, gone) = alive[0];
+    env.ddb
+        .delete_item()
+        .table_name(&table)
+        .key("pk", A::S(gone.clone()))
+        .send()
+        .await
+        .unwrap();
+    // Duplicate effect: a typed change is also on the dead-letter queue.
+    let (_, twice) = alive[1];
+    let row = &last[alive[1]];
+    let digits = row.seq.trim_start_matches('0');
+    let original = if twice.starts_with("s-") {
+        serde_json::json!({"table": battery.source, "op": "update", "key": {"pk": twice}, "seq": digits.parse::<u64>().unwrap()})
+    } else {
+        serde_json::json!({"dynamodb": {"Keys": {"pk": {"S": twice}}, "SequenceNumber": digits}})
+    };
+    let dlq = sluice_local::provision::queue_url(&env.sqs, &format!("{}-dlq", battery.prefix))
+        .await
+        .unwrap();
+    env.sqs
+        .send_message()
+        .queue_url(&dlq)
+        .message_body(
+            serde_json::json!({"failure_id": "mutation", "error_code": "injected", "original": original.to_string()})
+                .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    // Resurrection: the tombstone is alive again at its own seq.
+    env.ddb
+        .put_item()
+        .table_name(&table)
+        .item("pk", A::S(tombstone.0 .1.clone()))
+        .item("_seq", A::S(tombstone.1.seq.clone()))
+        .item("value", A::N("1".into()))
+        .item("label", A::S("back".into()))
+        .send()
+        .await
+        .unwrap();
+
+    let mut after = history.clone();
+    after.push(battery.snapshot().await);
+    let r = check(&sent, &after, &battery.letters().await);
+    // Every change of the key whose row is gone is lost (its poison is still dead-lettered).
+    let of_gone = sent
+        .iter()
+        .filter(|s| s.key == *gone && s.effect != sluice_tests::checker::Effect::Poison)
+        .count();
+    assert!(of_gone >= 1);
+    assert_eq!(
+        r.counts.lost,
+        of_gone,
+        "{:?}\n{}",
+        r.counts,
+        r.anomalies.join("\n")
+    );
+    assert_eq!(r.counts.duplicate_effects, 1, "{:?}", r.counts);
+    // Alive at the tombstone's seq: resurrected, and the delete's row is not what it sent.
+    assert!(r.counts.resurrected >= 1, "{:?}", r.counts);
+    assert_eq!(
+        (r.counts.diverged, r.counts.phantoms),
+        (1, 0),
+        "{:?}",
+        r.counts
+    );
+    assert!(
+        r.anomalies.iter().any(|a| a.contains(gone.as_str()))
+            && r.anomalies.iter().any(|a| a.contains(twice.as_str()))
+            && r.anomalies
+                .iter()
+                .any(|a| a.contains(tombstone.0 .1.as_str())),
+        "{}",
+        r.anomalies.join("\n")
+    );
 }

@@ -42,6 +42,9 @@ pub struct Battery {
     repo: PathBuf,
     /// The application events sent, as the checker knows them.
     app: Vec<Sent>,
+    /// Messages sent that are no change at all (not JSON): each must end as a dead letter of
+    /// its own, which names no change.
+    pub unkeyed: usize,
 }
 
 impl Battery {
@@ -70,6 +73,7 @@ impl Battery {
             bin: bin.to_owned(),
             repo: repo.to_owned(),
             app: Vec::new(),
+            unkeyed: 0,
         };
         let out = battery
             .command(
@@ -166,8 +170,9 @@ impl Battery {
     }
 
     /// Sends `n` application events to the ingest queue: upserts over `n / 4` keys with rising
-    /// `seq`s in a shuffled order, a delete now and then, and an event without the required
-    /// `label` (poison) now and then. Each is logged for the checker.
+    /// `seq`s in a shuffled order, a delete now and then, an event without the required `label`
+    /// (poison for the transform) now and then, and a message that is not JSON (poison for
+    /// ingest) now and then. Each is logged for the checker.
     pub async fn app_events(&mut self, n: u64, rng: &mut fastrand::Rng) {
         let url =
             sluice_local::provision::queue_url(&self.env.sqs, &format!("{}-ingest", self.prefix))
@@ -179,6 +184,18 @@ impl Battery {
             .collect();
         rng.shuffle(&mut events);
         for (seq, pk, roll) in events {
+            if roll == 2 {
+                self.env
+                    .sqs
+                    .send_message()
+                    .queue_url(&url)
+                    .message_body(format!("not json {seq}"))
+                    .send()
+                    .await
+                    .unwrap();
+                self.unkeyed += 1;
+                continue;
+            }
             let (body, effect) = match roll {
                 0 => (
                     json!({"table": self.source, "op": "delete", "key": {"pk": pk}, "seq": seq,
@@ -287,15 +304,28 @@ impl Battery {
             .collect()
     }
 
-    /// Every message on the dead-letter queue, each read once (received, they stay hidden for the
-    /// queue's visibility timeout).
+    /// Every message on the dead-letter queue, each read once, then made visible again.
     pub async fn letters(&self) -> Vec<Letter> {
         let url =
             sluice_local::provision::queue_url(&self.env.sqs, &format!("{}-dlq", self.prefix))
                 .await
                 .unwrap();
-        receive(&self.env, &url, usize::MAX)
-            .await
+        let messages = receive(&self.env, &url, usize::MAX).await;
+        // Visible again at once, for the next reader (a later check, a redrive).
+        for m in &messages {
+            if let Some(handle) = m.receipt_handle() {
+                self.env
+                    .sqs
+                    .change_message_visibility()
+                    .queue_url(&url)
+                    .receipt_handle(handle)
+                    .visibility_timeout(0)
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        }
+        messages
             .iter()
             .map(|m| {
                 letter(
