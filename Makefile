@@ -46,9 +46,8 @@ bench: ## Benchmark sluice against its peers on one core (BENCH_N=100000 lines);
 FAULT_CHANGES ?= 400
 FAULT_SEEDS ?= 1,2,3
 
-faults: ## Run the fault battery: every scenario on FAULT_CHANGES changes per source, once per seed in FAULT_SEEDS
-	SLUICE_BATTERY_CHANGES=$(FAULT_CHANGES) SLUICE_BATTERY_SEEDS=$(FAULT_SEEDS) \
-		bash infra/with-emulator.sh cargo test -p sluice-cli --test fault_battery -- --nocapture --test-threads 1
+faults: ## Run the fault battery (every scenario once per seed in FAULT_SEEDS, FAULT_CHANGES changes per source, and the crash tests) and print its table
+	FAULT_CHANGES=$(FAULT_CHANGES) FAULT_SEEDS=$(FAULT_SEEDS) bash infra/faults.sh
 
 FUZZ_CASES ?= 20000
 

@@ -143,10 +143,15 @@ enum DlqCommand {
         /// Send back the letters that would fail again too.
         #[arg(long)]
         all: bool,
+        /// How long the pass reads each queue, in seconds. The letters it reads stay hidden from
+        /// other readers that long and 30 s more, so after a pass cut short (an interrupt, a
+        /// crash) the letters it had read come back only then
+        #[arg(long, default_value_t = sluice_pipeline::dlq::READ_BUDGET.as_secs(), value_parser = clap::value_parser!(u64).range(1..=43_000))]
+        read_secs: u64,
         /// On AWS only: move the whole queue with SQS's own StartMessageMoveTask (no filter,
         /// no judging), when it holds nothing but source messages a queue's redrive policy
         /// moved; each goes back to the queue it came from.
-        #[arg(long, conflicts_with_all = ["dry_run", "all", "max", "step", "table", "class", "code", "contains", "since", "until"])]
+        #[arg(long, conflicts_with_all = ["dry_run", "all", "max", "step", "table", "class", "code", "contains", "since", "until", "read_secs"])]
         server_side: bool,
     },
     /// Copy letters out (body, attributes, receive count, origin queue) as NDJSON, to a file or
@@ -194,6 +199,7 @@ impl DlqArgs {
                 rate,
                 dry_run,
                 all,
+                read_secs,
                 server_side,
             } => {
                 if *server_side {
@@ -205,6 +211,7 @@ impl DlqArgs {
                     dry_run: *dry_run,
                     all: *all,
                     rate: *rate,
+                    budget: std::time::Duration::from_secs(*read_secs),
                     ..RedriveOptions::default()
                 };
                 redrive(&setup, &sqs, &options, out).await

@@ -108,6 +108,7 @@ async fn run(scenario: &Scenario, seed: u64) -> Outcome {
         .collect::<std::collections::BTreeSet<_>>()
         .len();
     let injected = proxy.calls().iter().filter(|c| c.fault.is_some()).count();
+    sluice_tests::battery::record(scenario.name, seed, &report.counts, Some(drain), injected);
     println!(
         "{:<28} seed {seed:<6} injected {injected:<5} {}",
         scenario.name,
@@ -175,6 +176,65 @@ async fn battery(scenario: Scenario) {
     }
 }
 
+/// S3 answering 10 % of requests with 503 SlowDown and 5 % with 500, and refusing every
+/// connection from 2 s to 6 s.
+fn s3_faults() -> Vec<Rule> {
+    vec![
+        Rule::new("s3", "", Fault::Refuse)
+            .any_operation()
+            .during(Duration::from_secs(2), Duration::from_secs(4)),
+        Rule::new("s3", "", Fault::slow_down())
+            .any_operation()
+            .probability(0.10),
+        Rule::new("s3", "", Fault::internal_error())
+            .any_operation()
+            .probability(0.05),
+    ]
+}
+
+/// DynamoDB throttling 10 % of typed writes and reads, half as `ThrottlingException` and half
+/// as `ProvisionedThroughputExceededException`.
+fn throttling() -> Vec<Rule> {
+    ["PutItem", "UpdateItem", "GetItem"]
+        .into_iter()
+        .flat_map(|op| {
+            [
+                Rule::new("dynamodb", op, Fault::throttling()).probability(0.05),
+                Rule::new("dynamodb", op, Fault::throughput_exceeded()).probability(0.05),
+            ]
+        })
+        .collect()
+}
+
+/// 5 % of S3 puts, typed writes and SQS sends and deletes applied with their answer lost.
+fn ambiguous() -> Vec<Rule> {
+    [
+        ("s3", "PutObject"),
+        ("dynamodb", "PutItem"),
+        ("dynamodb", "UpdateItem"),
+        ("sqs", "SendMessage"),
+        ("sqs", "SendMessageBatch"),
+        ("sqs", "DeleteMessage"),
+        ("sqs", "DeleteMessageBatch"),
+    ]
+    .into_iter()
+    .map(|(service, op)| Rule::new(service, op, Fault::Ambiguous).probability(0.05))
+    .collect()
+}
+
+/// A share of the sends to the dead-letter queue failing with `ServiceUnavailable`.
+fn dead_letter_sends(b: &Battery, share: f64) -> Vec<Rule> {
+    let dlq = format!("{}-dlq", b.prefix);
+    ["SendMessage", "SendMessageBatch"]
+        .into_iter()
+        .map(|op| {
+            Rule::new("sqs", op, Fault::service_unavailable())
+                .body(dlq.clone())
+                .probability(share)
+        })
+        .collect()
+}
+
 /// GIVEN S3 answering 10 % of requests with 503 SlowDown and 5 % with 500, and refusing every
 /// connection for 4 s, for 12 s in all
 /// WHEN the pipeline runs through it
@@ -184,19 +244,7 @@ async fn battery(scenario: Scenario) {
 async fn s3_errors_and_an_outage() {
     battery(Scenario {
         name: "s3 errors + outage",
-        faults: |_| {
-            vec![
-                Rule::new("s3", "", Fault::Refuse)
-                    .any_operation()
-                    .during(Duration::from_secs(2), Duration::from_secs(4)),
-                Rule::new("s3", "", Fault::slow_down())
-                    .any_operation()
-                    .probability(0.10),
-                Rule::new("s3", "", Fault::internal_error())
-                    .any_operation()
-                    .probability(0.05),
-            ]
-        },
+        faults: |_| s3_faults(),
         lasting: Duration::from_secs(12),
     })
     .await;
@@ -209,17 +257,7 @@ async fn s3_errors_and_an_outage() {
 async fn dynamodb_throttling() {
     battery(Scenario {
         name: "dynamodb throttling",
-        faults: |_| {
-            ["PutItem", "UpdateItem", "GetItem"]
-                .into_iter()
-                .flat_map(|op| {
-                    [
-                        Rule::new("dynamodb", op, Fault::throttling()).probability(0.05),
-                        Rule::new("dynamodb", op, Fault::throughput_exceeded()).probability(0.05),
-                    ]
-                })
-                .collect()
-        },
+        faults: |_| throttling(),
         lasting: Duration::from_secs(12),
     })
     .await;
@@ -232,20 +270,7 @@ async fn dynamodb_throttling() {
 async fn ambiguous_writes() {
     battery(Scenario {
         name: "ambiguous writes",
-        faults: |_| {
-            [
-                ("s3", "PutObject"),
-                ("dynamodb", "PutItem"),
-                ("dynamodb", "UpdateItem"),
-                ("sqs", "SendMessage"),
-                ("sqs", "SendMessageBatch"),
-                ("sqs", "DeleteMessage"),
-                ("sqs", "DeleteMessageBatch"),
-            ]
-            .into_iter()
-            .map(|(service, op)| Rule::new(service, op, Fault::Ambiguous).probability(0.05))
-            .collect()
-        },
+        faults: |_| ambiguous(),
         lasting: Duration::from_secs(12),
     })
     .await;
@@ -257,20 +282,122 @@ async fn ambiguous_writes() {
 async fn dead_letter_send_failures() {
     battery(Scenario {
         name: "dlq send failures 40%",
-        faults: |b| {
-            let dlq = format!("{}-dlq", b.prefix);
-            ["SendMessage", "SendMessageBatch"]
-                .into_iter()
-                .map(|op| {
-                    Rule::new("sqs", op, Fault::service_unavailable())
-                        .body(dlq.clone())
-                        .probability(0.40)
-                })
-                .collect()
-        },
+        faults: |b| dead_letter_sends(b, 0.40),
         lasting: Duration::from_secs(12),
     })
     .await;
+}
+
+/// GIVEN every fault above at once (dead-letter sends failing at 20 %), for 15 s
+/// THEN the same holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn everything_at_once() {
+    battery(Scenario {
+        name: "everything at once",
+        faults: |b| {
+            // The dead-letter rules first: the first matching rule applies.
+            let mut rules = dead_letter_sends(b, 0.20);
+            rules.extend(s3_faults());
+            rules.extend(throttling());
+            rules.extend(ambiguous());
+            rules
+        },
+        lasting: Duration::from_secs(15),
+    })
+    .await;
+}
+
+/// GIVEN S3 refusing every connection for 25 s: longer than the ingest queue's five receives and
+/// the stream mapping's ten attempts ride out
+/// WHEN the pipeline runs through it
+/// THEN valid changes end on the dead-letter queue (moved by the queue's redrive policy, or in a
+/// stream batch given up): the checker counts them stranded, none lost, and `sluice audit` fails
+/// naming them unprocessed;
+/// AND once `sluice dlq redrive` sends them back and the pipeline runs again, each is typed or
+/// stale, nothing is stranded, and the audit is clean.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_longer_than_the_retries_strands_changes_until_they_are_redriven() {
+    let seed = seeds()[0];
+    let env = sluice_tests::env().await;
+    let mut battery = Battery::new(
+        &env.endpoint,
+        Path::new(env!("CARGO_BIN_EXE_sluice")),
+        Path::new(REPO),
+    )
+    .await;
+    let mut rng = fastrand::Rng::with_seed(seed);
+    battery.stream_changes(changes(), &mut rng).await;
+    battery.app_events(changes(), &mut rng).await;
+    let (mut history, faults) = battery
+        .run_through_s3_outage(seed, Duration::from_secs(25))
+        .await;
+    let sent = battery.sent().await;
+    let stranded = check(&sent, &history, &battery.letters().await);
+    println!(
+        "{:<28} seed {seed:<6} before the redrive: {}",
+        "outage past the retries",
+        row(&stranded.counts, Duration::ZERO)
+    );
+    println!("    stranded by code: {:?}", stranded.stranded_by_code);
+    assert!(
+        stranded.counts.clean(),
+        "seed {seed}: {:?}\n{}",
+        stranded.counts,
+        stranded.anomalies.join("\n")
+    );
+    assert!(
+        stranded.counts.stranded > 0,
+        "seed {seed}: {:?}",
+        stranded.counts
+    );
+    let audit = battery.command(&env.endpoint, &["audit"]).output().unwrap();
+    let said = String::from_utf8_lossy(&audit.stdout).to_string()
+        + &String::from_utf8_lossy(&audit.stderr);
+    assert_eq!(audit.status.code(), Some(1), "seed {seed}: {said}");
+    assert!(said.contains("unprocessed"), "seed {seed}: {said}");
+
+    let redrive = battery
+        .command(&env.endpoint, &["dlq", "redrive"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&redrive.stdout).to_string()
+        + &String::from_utf8_lossy(&redrive.stderr);
+    assert!(
+        matches!(redrive.status.code(), Some(0 | 1)),
+        "seed {seed}: {said}"
+    );
+    history.extend(battery.drain().await);
+    let report = check(&sent, &history, &battery.letters().await);
+    println!(
+        "{:<28} seed {seed:<6} after the redrive:  {}",
+        "outage past the retries",
+        row(&report.counts, Duration::ZERO)
+    );
+    sluice_tests::battery::record(
+        "outage past the retries, redriven",
+        seed,
+        &report.counts,
+        None,
+        faults,
+    );
+    assert!(
+        report.counts.clean(),
+        "seed {seed}: {:?}\n{}",
+        report.counts,
+        report.anomalies.join("\n")
+    );
+    assert_eq!(
+        report.counts.stranded, 0,
+        "seed {seed}: still stranded after the redrive: {:?}",
+        report.stranded_by_code
+    );
+    let audit = battery.command(&env.endpoint, &["audit"]).output().unwrap();
+    assert!(
+        audit.status.success(),
+        "seed {seed}: {}{}",
+        String::from_utf8_lossy(&audit.stdout),
+        String::from_utf8_lossy(&audit.stderr)
+    );
 }
 
 /// GIVEN a clean run of the pipeline, fault-free

@@ -325,15 +325,39 @@ impl Battery {
                     .unwrap();
             }
         }
-        messages
-            .iter()
-            .map(|m| {
-                letter(
-                    m.message_id().unwrap_or_default(),
-                    m.body().unwrap_or_default(),
-                )
-            })
-            .collect()
+        let mut letters = Vec::new();
+        let mut stream = None;
+        for m in &messages {
+            let body = m.body().unwrap_or_default();
+            match batch_info(body) {
+                // A stream batch given up: the changes it names, read back from the stream.
+                Some((id, start, end, condition)) => {
+                    if stream.is_none() {
+                        stream = Some(stream_records(&self.env, &self.stream_arn).await);
+                    }
+                    for r in stream.iter().flatten() {
+                        let Some(d) = r.dynamodb() else { continue };
+                        let seq = seq40(d.sequence_number().unwrap_or_default());
+                        if seq < start || seq > end {
+                            continue;
+                        }
+                        let key = d
+                            .keys()
+                            .and_then(|k| k.get("pk"))
+                            .and_then(|v| v.as_s().ok())
+                            .cloned()
+                            .unwrap_or_default();
+                        letters.push(Letter {
+                            failure_id: format!("{id}#{seq}"),
+                            change: Some((TABLE.into(), key, seq)),
+                            code: format!("stream batch given up ({condition})"),
+                        });
+                    }
+                }
+                None => letters.push(letter(m.message_id().unwrap_or_default(), body)),
+            }
+        }
+        letters
     }
 
     /// Messages waiting or in flight on the ingest and transform queues.
@@ -404,6 +428,22 @@ pub fn letter(message_id: &str, body: &str) -> Letter {
     }
 }
 
+/// A stream's on-failure record (`DDBStreamBatchInfo`): its request id, the first and last
+/// sequence numbers of the batch given up (as [`seq40`]), and why it was given up.
+fn batch_info(body: &str) -> Option<(String, String, String, String)> {
+    let v: Value = serde_json::from_str(body).ok()?;
+    let info = v.get("DDBStreamBatchInfo")?;
+    Some((
+        v.pointer("/requestContext/requestId")?.as_str()?.to_owned(),
+        seq40(info.get("startSequenceNumber")?.as_str()?),
+        seq40(info.get("endSequenceNumber")?.as_str()?),
+        v.pointer("/requestContext/condition")
+            .and_then(Value::as_str)
+            .unwrap_or("unknown")
+            .to_owned(),
+    ))
+}
+
 /// The (table, key, seq) of a source record: a raw line's record, a DynamoDB stream record or an
 /// application event.
 fn change_of(original: &Value) -> Option<(String, String, String)> {
@@ -446,6 +486,77 @@ pub async fn watch(
         }
         history.push(battery.snapshot().await);
         tokio::time::sleep(every).await;
+    }
+}
+
+/// Appends one run's result as a JSON line to the file `SLUICE_BATTERY_RESULTS` names, if it
+/// names one (`make faults` prints the table from it).
+pub fn record(
+    scenario: &str,
+    seed: u64,
+    counts: &crate::checker::Counts,
+    drain: Option<Duration>,
+    injected: usize,
+) {
+    use std::io::Write;
+    let Ok(path) = std::env::var("SLUICE_BATTERY_RESULTS") else {
+        return;
+    };
+    let line = json!({
+        "scenario": scenario,
+        "seed": seed,
+        "counts": counts,
+        "drain_secs": drain.map(|d| d.as_secs_f64()),
+        "injected": injected,
+    });
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .unwrap_or_else(|e| panic!("opening {path}: {e}"));
+    writeln!(file, "{line}").unwrap();
+}
+
+impl Battery {
+    /// Runs the pipeline to its end through S3 refusing every connection for `outage` from the
+    /// start: longer than the retries ride out, valid changes end on the dead-letter queue.
+    /// Returns the snapshots taken and the requests that met the outage.
+    pub async fn run_through_s3_outage(
+        &self,
+        seed: u64,
+        outage: Duration,
+    ) -> (Vec<Snapshot>, usize) {
+        let proxy = crate::faults::FaultProxy::start_seeded(&self.env.endpoint, seed);
+        proxy.add(
+            crate::faults::Rule::new("s3", "", crate::faults::Fault::Refuse)
+                .any_operation()
+                .during(Duration::ZERO, outage),
+        );
+        let mut child = self.run_until_idle(&proxy.url);
+        let (history, _, status) = watch(
+            self,
+            &mut child,
+            Duration::from_secs(1),
+            outage + Duration::from_secs(240),
+        )
+        .await;
+        assert!(status.success(), "the run through the outage failed");
+        let faults = proxy.calls().iter().filter(|c| c.fault.is_some()).count();
+        (history, faults)
+    }
+
+    /// Runs the pipeline to its end, fault-free; returns the snapshots taken.
+    pub async fn drain(&self) -> Vec<Snapshot> {
+        let mut child = self.run_until_idle(&self.env.endpoint);
+        let (history, _, status) = watch(
+            self,
+            &mut child,
+            Duration::from_secs(1),
+            Duration::from_secs(240),
+        )
+        .await;
+        assert!(status.success(), "the run failed");
+        history
     }
 }
 
