@@ -16,6 +16,19 @@ use sluice_tests::checker::check;
 
 const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
+/// A new pipeline with the workload of `seed` sent (`sizes`: stream changes, application
+/// events), run by the `sluice` binary of this build.
+async fn loaded(env: &sluice_tests::TestEnv, seed: u64, sizes: (u64, u64)) -> Battery {
+    Battery::loaded(
+        &env.endpoint,
+        Path::new(env!("CARGO_BIN_EXE_sluice")),
+        Path::new(REPO),
+        seed,
+        sizes,
+    )
+    .await
+}
+
 /// The pass of the fail point each round aborts at: past the first in the first round, so some
 /// work is done before it; at the first in the others, so each round crashes (what the crash
 /// left in flight comes back to the next round once its visibility timeout ends).
@@ -24,15 +37,7 @@ const ROUNDS: [u32; 3] = [2, 1, 1];
 async fn bounce(point: &'static str) {
     assert!(sluice_pipeline::failpoint::POINTS.contains(&point));
     let env = sluice_tests::env().await;
-    let mut battery = Battery::new(
-        &env.endpoint,
-        Path::new(env!("CARGO_BIN_EXE_sluice")),
-        Path::new(REPO),
-    )
-    .await;
-    let mut rng = fastrand::Rng::with_seed(11);
-    battery.stream_changes(45, &mut rng).await;
-    battery.app_events(45, &mut rng).await;
+    let battery = loaded(&env, 11, (45, 45)).await;
 
     let mut crashed = 0;
     for pass in ROUNDS {
@@ -181,16 +186,8 @@ async fn assert_clean(battery: &Battery, history: &[sluice_tests::checker::Snaps
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_between_a_redrives_send_and_delete() {
     let env = sluice_tests::env().await;
-    let mut battery = Battery::new(
-        &env.endpoint,
-        Path::new(env!("CARGO_BIN_EXE_sluice")),
-        Path::new(REPO),
-    )
-    .await;
-    let mut rng = fastrand::Rng::with_seed(11);
-    battery.stream_changes(30, &mut rng).await;
     // Enough stranded letters that each crashed run, which hides the page it read, finds more.
-    battery.app_events(80, &mut rng).await;
+    let battery = loaded(&env, 11, (30, 80)).await;
     let (mut history, _) = battery
         .run_through_s3_outage(11, Duration::from_secs(20))
         .await;
@@ -223,15 +220,7 @@ async fn a_crash_between_a_redrives_send_and_delete() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_between_replay_batches() {
     let env = sluice_tests::env().await;
-    let mut battery = Battery::new(
-        &env.endpoint,
-        Path::new(env!("CARGO_BIN_EXE_sluice")),
-        Path::new(REPO),
-    )
-    .await;
-    let mut rng = fastrand::Rng::with_seed(11);
-    battery.stream_changes(30, &mut rng).await;
-    battery.app_events(30, &mut rng).await;
+    let battery = loaded(&env, 11, (30, 30)).await;
     let mut history = battery.drain().await;
     let source = battery.source.clone();
     let replay = ["replay", "--table", source.as_str()];

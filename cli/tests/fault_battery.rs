@@ -20,6 +20,19 @@ use sluice_tests::faults::{Fault, FaultProxy, Rule};
 
 const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
+/// A new pipeline with the workload of `seed` sent (`sizes`: stream changes, application
+/// events), run by the `sluice` binary of this build.
+async fn loaded(env: &sluice_tests::TestEnv, seed: u64, sizes: (u64, u64)) -> Battery {
+    Battery::loaded(
+        &env.endpoint,
+        Path::new(env!("CARGO_BIN_EXE_sluice")),
+        Path::new(REPO),
+        seed,
+        sizes,
+    )
+    .await
+}
+
 /// The longest the backlog may take to drain once the faults stop.
 const DRAIN_LIMIT: Duration = Duration::from_secs(60);
 
@@ -56,16 +69,7 @@ fn seeds() -> Vec<u64> {
 
 async fn run(scenario: &Scenario, seed: u64) -> Outcome {
     let env = sluice_tests::env().await;
-    let mut battery = Battery::new(
-        &env.endpoint,
-        Path::new(env!("CARGO_BIN_EXE_sluice")),
-        Path::new(REPO),
-    )
-    .await;
-    let mut rng = fastrand::Rng::with_seed(seed);
-    let n = changes();
-    battery.stream_changes(n, &mut rng).await;
-    battery.app_events(n, &mut rng).await;
+    let battery = loaded(&env, seed, (changes(), changes())).await;
 
     let proxy = FaultProxy::start_seeded(&env.endpoint, seed);
     for rule in (scenario.faults)(&battery) {
@@ -319,15 +323,7 @@ async fn everything_at_once() {
 async fn an_outage_longer_than_the_retries_strands_changes_until_they_are_redriven() {
     let seed = seeds()[0];
     let env = sluice_tests::env().await;
-    let mut battery = Battery::new(
-        &env.endpoint,
-        Path::new(env!("CARGO_BIN_EXE_sluice")),
-        Path::new(REPO),
-    )
-    .await;
-    let mut rng = fastrand::Rng::with_seed(seed);
-    battery.stream_changes(changes(), &mut rng).await;
-    battery.app_events(changes(), &mut rng).await;
+    let battery = loaded(&env, seed, (changes(), changes())).await;
     let (mut history, faults) = battery
         .run_through_s3_outage(seed, Duration::from_secs(25))
         .await;
@@ -410,15 +406,7 @@ async fn the_checker_catches_a_lost_change_a_duplicate_effect_and_a_resurrection
     use aws_sdk_dynamodb::types::AttributeValue as A;
 
     let env = sluice_tests::env().await;
-    let mut battery = Battery::new(
-        &env.endpoint,
-        Path::new(env!("CARGO_BIN_EXE_sluice")),
-        Path::new(REPO),
-    )
-    .await;
-    let mut rng = fastrand::Rng::with_seed(7);
-    battery.stream_changes(40, &mut rng).await;
-    battery.app_events(40, &mut rng).await;
+    let battery = loaded(&env, 7, (40, 40)).await;
     let mut child = battery.run_until_idle(&env.endpoint);
     let (history, _, status) = watch(
         &battery,

@@ -90,6 +90,22 @@ impl Battery {
         battery
     }
 
+    /// A new pipeline (as [`Battery::new`]) with the workload of `seed` sent: `stream` changes
+    /// to the source table and `app` application events.
+    pub async fn loaded(
+        endpoint: &str,
+        bin: &Path,
+        repo: &Path,
+        seed: u64,
+        (stream, app): (u64, u64),
+    ) -> Self {
+        let mut battery = Self::new(endpoint, bin, repo).await;
+        let mut rng = fastrand::Rng::with_seed(seed);
+        battery.stream_changes(stream, &mut rng).await;
+        battery.app_events(app, &mut rng).await;
+        battery
+    }
+
     /// A `sluice` command on this pipeline whose AWS calls go to `endpoint`.
     pub fn command(&self, endpoint: &str, args: &[&str]) -> Command {
         let mut c = Command::new(&self.bin);
@@ -238,14 +254,10 @@ impl Battery {
     pub async fn sent(&self) -> Vec<Sent> {
         let mut sent = self.app.clone();
         for r in stream_records(&self.env, &self.stream_arn).await {
+            let Some((key, seq)) = key_and_seq(&r) else {
+                continue;
+            };
             let Some(d) = r.dynamodb() else { continue };
-            let key = d
-                .keys()
-                .and_then(|k| k.get("pk"))
-                .and_then(|v| v.as_s().ok())
-                .cloned()
-                .unwrap_or_default();
-            let seq = seq40(d.sequence_number().unwrap_or_default());
             let effect = match r.event_name().map(|e| e.as_str()) {
                 Some("REMOVE") => Effect::Delete,
                 _ => {
@@ -336,17 +348,12 @@ impl Battery {
                         stream = Some(stream_records(&self.env, &self.stream_arn).await);
                     }
                     for r in stream.iter().flatten() {
-                        let Some(d) = r.dynamodb() else { continue };
-                        let seq = seq40(d.sequence_number().unwrap_or_default());
+                        let Some((key, seq)) = key_and_seq(r) else {
+                            continue;
+                        };
                         if seq < start || seq > end {
                             continue;
                         }
-                        let key = d
-                            .keys()
-                            .and_then(|k| k.get("pk"))
-                            .and_then(|v| v.as_s().ok())
-                            .cloned()
-                            .unwrap_or_default();
                         letters.push(Letter {
                             failure_id: format!("{id}#{seq}"),
                             change: Some((TABLE.into(), key, seq)),
@@ -426,6 +433,13 @@ pub fn letter(message_id: &str, body: &str) -> Letter {
         change: original.as_ref().and_then(change_of),
         code,
     }
+}
+
+/// A stream record's key and sequence number (as [`seq40`]).
+fn key_and_seq(r: &aws_sdk_dynamodbstreams::types::Record) -> Option<(String, String)> {
+    let d = r.dynamodb()?;
+    let key = d.keys()?.get("pk")?.as_s().ok()?.clone();
+    Some((key, seq40(d.sequence_number()?)))
 }
 
 /// A stream's on-failure record (`DDBStreamBatchInfo`): its request id, the first and last
