@@ -34,7 +34,8 @@ build: ## Build every crate and target in the workspace
 test: ## Check template.yaml, then run all tests, the crash tests included (against the emulator, started and stopped as needed)
 	bash infra/check-template.sh
 	bash infra/with-emulator.sh cargo test --workspace --all-targets
-	bash infra/with-emulator.sh cargo test -p sluice-cli --features failpoints --test crash_points
+	# The crash tests mostly wait out visibility timeouts: all of them at once.
+	bash infra/with-emulator.sh cargo test -p sluice-cli --features failpoints --test crash_points -- --test-threads 8
 	cargo test --workspace --doc
 	BENCH_N=2000 BENCH_TINY=1 bash infra/bench.sh
 

@@ -28,7 +28,7 @@ export SLUICE_BATTERY_RESULTS="$RESULTS"
 
 status=0
 bash infra/with-emulator.sh cargo test -p sluice-cli --test fault_battery -- --nocapture --test-threads 1 || status=$?
-bash infra/with-emulator.sh cargo test -p sluice-cli --features failpoints --test crash_points -- --nocapture || status=$?
+bash infra/with-emulator.sh cargo test -p sluice-cli --features failpoints --test crash_points -- --nocapture --test-threads 8 || status=$?
 
 python3 - "$RESULTS" <<'PY'
 import json, sys
