@@ -3,7 +3,9 @@
 # cli/tests/fault_battery.rs once per seed, and the crash tests of cli/tests/crash_points.rs
 # (three crashes at each fail point, then a run to the end), against a private emulator; then a
 # table with a row per run: changes sent, typed, stale, dead-lettered (and of those stranded:
-# valid changes on the DLQ), lost, duplicate effects, nonmonotonic, resurrected, time to drain.
+# valid changes on the DLQ), lost, duplicate effects, nonmonotonic, resurrected, unstaged (in
+# neither raw staging nor the DLQ), out of order (in raw staging, per FIFO group and per stream
+# item), time to drain.
 #
 # Usage: bash infra/faults.sh
 #
@@ -12,7 +14,8 @@
 #   FAULT_SEEDS    comma-separated seeds (default 1,2,3); a failed run names its seed, and
 #                  FAULT_SEEDS=<seed> draws the same faults again
 # Output: the table on stdout and target/faults/results.jsonl. Exit status: non-zero when a run
-# finds a loss, a duplicate effect, a nonmonotonic or resurrected key, or a drain over 60 s.
+# finds a loss, a duplicate effect, a nonmonotonic or resurrected key, a change unstaged or
+# staged out of order, or a drain over 60 s.
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -34,7 +37,8 @@ python3 - "$RESULTS" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 cols = ["sent", "typed", "stale", "dead_lettered", "stranded", "lost", "duplicate_effects",
-        "nonmonotonic", "resurrected", "phantoms", "diverged"]
+        "nonmonotonic", "resurrected", "phantoms", "diverged", "unstaged", "out_of_order",
+        "ordered_groups"]
 heads = ["scenario", "seed"] + [c.replace("_", " ") for c in cols] + ["drain (s)", "faults"]
 table = []
 for r in rows:
@@ -49,10 +53,11 @@ print(line(heads))
 for t in table:
     print(line(t))
 bad = [r for r in rows if any(r["counts"][k] for k in
-       ("lost", "duplicate_effects", "nonmonotonic", "resurrected", "phantoms", "diverged"))
+       ("lost", "duplicate_effects", "nonmonotonic", "resurrected", "phantoms", "diverged",
+        "unstaged", "out_of_order"))
        or (r.get("drain_secs") or 0) > 60]
 print()
-print(f"{len(rows)} run(s); " + ("every loss, duplicate effect, nonmonotonic and resurrected count is 0 and every drain within 60 s"
+print(f"{len(rows)} run(s); " + ("every loss, duplicate effect, nonmonotonic, resurrected, unstaged and out-of-order count is 0 and every drain within 60 s"
       if not bad and rows else f"{len(bad)} run(s) with an anomaly"))
 print("('faults' is the number of requests that met a fault, or for a crash test the rounds that crashed)")
 PY

@@ -99,14 +99,11 @@ pub async fn run_audit(
         sqs: &sqs,
         ddb: &ddb,
         raw_bucket: &p.names.raw_bucket,
-        dlq_url: &p.dlq_url,
+        dlq_urls: &p.dlq_urls(),
         contracts: &contracts,
         typed_table_prefix: &p.names.typed_table_prefix,
         source_tables: &source_tables,
-        queues: &[
-            ("ingest".to_owned(), p.ingest_url.clone()),
-            ("transform".to_owned(), p.transform_url.clone()),
-        ],
+        queues: &p.work_queues(),
         progress: Some(&progress),
     })
     .await;

@@ -89,6 +89,11 @@ enum LocalCommand {
         /// A DynamoDB table (with a stream) whose changes ingest takes; repeatable.
         #[arg(long = "source-table")]
         source_tables: Vec<String>,
+        /// Also create the FIFO path, as the stack's EnableFifo does: a FIFO ingest queue
+        /// (`<prefix>-ingest.fifo`, for changes whose order per message group matters) with its
+        /// own FIFO dead-letter queue (`<prefix>-dlq.fifo`)
+        #[arg(long)]
+        fifo: bool,
     },
     /// Print the environment the functions need, as `export NAME=value` lines.
     Env,
@@ -137,8 +142,11 @@ impl LocalArgs {
     pub async fn run(self, out: Output) -> anyhow::Result<Outcome> {
         let sdk = self.common.aws.sdk_config().await?;
         match self.command {
-            LocalCommand::Up { source_tables } => {
-                let p = up(&sdk, &self.common, &source_tables, !out.json()).await?;
+            LocalCommand::Up {
+                source_tables,
+                fifo,
+            } => {
+                let p = up(&sdk, &self.common, &source_tables, fifo, !out.json()).await?;
                 if out.json() {
                     output::print_json(&serde_json::json!({
                         "prefix": p.prefix,
@@ -279,11 +287,13 @@ impl LocalArgs {
     }
 }
 
-/// Creates the local pipeline (idempotent) and registers stream mappings for `source_tables`.
+/// Creates the local pipeline (idempotent) and registers stream mappings for `source_tables`;
+/// with `fifo`, the FIFO ingest queue and its dead-letter queue too.
 pub async fn up(
     sdk: &SdkConfig,
     opts: &LocalOpts,
     source_tables: &[String],
+    fifo: bool,
     verbose: bool,
 ) -> anyhow::Result<LocalPipeline> {
     let (s3, sqs) = (s3_client(sdk), sqs_client(sdk));
@@ -305,6 +315,14 @@ pub async fn up(
     let r = ensure_ingest(&s3, &sqs, &names, false)
         .await
         .with_context(hint)?;
+    let fifo = match fifo {
+        true => Some(
+            ensure_ingest(&s3, &sqs, &names, true)
+                .await
+                .with_context(hint)?,
+        ),
+        false => None,
+    };
     let transform_url = ensure_transform(&s3, &sqs, &names, &r.dlq_url)
         .await
         .with_context(hint)?;
@@ -324,6 +342,10 @@ pub async fn up(
     say(format!("raw bucket       s3://{}", r.raw_bucket));
     say(format!("dead letters     {}", r.dlq_url));
     say(format!("ingest queue     {}", r.ingest_queue_url));
+    if let Some(f) = &fifo {
+        say(format!("fifo ingest      {}", f.ingest_queue_url));
+        say(format!("fifo dead letters {}", f.dlq_url));
+    }
     say(format!("transform queue  {transform_url}"));
     if contracts.is_none() {
         say("No contracts directory (--contracts): no typed tables created.".into());
@@ -347,6 +369,14 @@ pub async fn up(
         &r.ingest_queue_url,
         &queue_arn(&sqs, &r.ingest_queue_url).await?,
     ));
+    if let Some(f) = &fifo {
+        mappings.put(Mapping::fifo_queue(
+            "ingest-fifo-queue",
+            FunctionKind::Ingest,
+            &f.ingest_queue_url,
+            &queue_arn(&sqs, &f.ingest_queue_url).await?,
+        ));
+    }
     mappings.put(Mapping::queue(
         "transform-queue",
         FunctionKind::Transform,
@@ -385,7 +415,13 @@ pub async fn down(
     let (s3, sqs) = (s3_client(sdk), sqs_client(sdk));
     let ddb = aws_sdk_dynamodb::Client::new(sdk);
     let names = Names::new(&opts.prefix);
-    for q in [&names.ingest_queue, &names.transform_queue, &names.dlq] {
+    for q in [
+        &names.ingest_queue,
+        &names.transform_queue,
+        &names.dlq,
+        &names.ingest_fifo_queue,
+        &names.dlq_fifo,
+    ] {
         if let Ok(url) = sluice_local::provision::queue_url(&sqs, q).await {
             sqs.delete_queue()
                 .queue_url(url)

@@ -33,6 +33,10 @@ pub struct LocalPipeline {
     pub ingest_url: String,
     /// The transform queue's URL.
     pub transform_url: String,
+    /// The FIFO ingest queue's URL, when `sluice local up --fifo` made one.
+    pub ingest_fifo_url: Option<String>,
+    /// Its dead-letter queue's URL (where its redrive policy moves messages).
+    pub dlq_fifo_url: Option<String>,
     /// The contracts directory, if any.
     pub contracts: Option<PathBuf>,
     /// Where mappings and checkpoints are kept.
@@ -62,10 +66,20 @@ impl LocalPipeline {
                 }
             })
         };
+        // The FIFO path is optional: a missing queue means it was not asked for.
+        let optional = |name: String| async move {
+            match queue_url(sqs, &name).await {
+                Ok(u) => Ok(Some(u)),
+                Err(e) if e.is_not_found() => Ok(None),
+                Err(e) => Err(anyhow::Error::new(e)),
+            }
+        };
         Ok(Self {
             dlq_url: url(names.dlq.clone()).await?,
             ingest_url: url(names.ingest_queue.clone()).await?,
             transform_url: url(names.transform_queue.clone()).await?,
+            ingest_fifo_url: optional(names.ingest_fifo_queue.clone()).await?,
+            dlq_fifo_url: optional(names.dlq_fifo.clone()).await?,
             prefix: prefix.to_owned(),
             names,
             contracts,
@@ -98,7 +112,30 @@ impl LocalPipeline {
         if let Some(c) = &self.contracts {
             v.insert("SLUICE_CONTRACTS", c.display().to_string());
         }
+        if let Some(u) = &self.ingest_fifo_url {
+            v.insert("SLUICE_INGEST_FIFO_QUEUE_URL", u.clone());
+        }
+        if let Some(u) = &self.dlq_fifo_url {
+            v.insert("SLUICE_DLQ_FIFO_URL", u.clone());
+        }
         v
+    }
+
+    /// Every dead-letter queue: the DLQ, and the FIFO path's when there is one.
+    pub fn dlq_urls(&self) -> Vec<String> {
+        std::iter::once(self.dlq_url.clone())
+            .chain(self.dlq_fifo_url.clone())
+            .collect()
+    }
+
+    /// The queues a run drains, by name: ingest (and its FIFO twin) and transform.
+    pub fn work_queues(&self) -> Vec<(String, String)> {
+        let mut q = vec![("ingest".to_owned(), self.ingest_url.clone())];
+        if let Some(u) = &self.ingest_fifo_url {
+            q.push(("ingest-fifo".to_owned(), u.clone()));
+        }
+        q.push(("transform".to_owned(), self.transform_url.clone()));
+        q
     }
 
     /// Looks a variable up: the pipeline's own resources first, then the environment, for tuning.
@@ -286,18 +323,24 @@ pub struct ProgressLine {
     pub rows_stale: f64,
     /// Dead letters sent (ingest and transform).
     pub quarantined: f64,
-    /// Messages on the ingest queue (visible, in flight, delayed).
+    /// Messages on the ingest queues (visible, in flight, delayed).
     pub ingest_backlog: Option<u64>,
     /// Messages on the transform queue.
     pub transform_backlog: Option<u64>,
-    /// Messages on the dead-letter queue.
+    /// Messages on the dead-letter queues.
     pub dlq_depth: Option<u64>,
 }
 
 impl ProgressLine {
     async fn read(sqs: &aws_sdk_sqs::Client, p: &LocalPipeline, totals: &Mutex<Totals>) -> Self {
-        let depth =
-            |url: String| async move { sluice_aws::listing::queue_depth(sqs, &url).await.ok() };
+        // The sum over `urls`; unknown when one cannot be read.
+        let depth = |urls: Vec<String>| async move {
+            let mut total = 0;
+            for url in urls {
+                total += sluice_aws::listing::queue_depth(sqs, &url).await.ok()?;
+            }
+            Some(total)
+        };
         let t = totals.lock().map(|t| t.clone()).unwrap_or_default();
         Self {
             records_in: t.sum("ingest", "RecordsIn"),
@@ -306,9 +349,14 @@ impl ProgressLine {
             rows_stale: t.sum("transform", "RowsStale"),
             quarantined: t.sum("ingest", "RecordsQuarantined")
                 + t.sum("transform", "RecordsQuarantined"),
-            ingest_backlog: depth(p.ingest_url.clone()).await,
-            transform_backlog: depth(p.transform_url.clone()).await,
-            dlq_depth: depth(p.dlq_url.clone()).await,
+            ingest_backlog: depth(
+                std::iter::once(p.ingest_url.clone())
+                    .chain(p.ingest_fifo_url.clone())
+                    .collect(),
+            )
+            .await,
+            transform_backlog: depth(vec![p.transform_url.clone()]).await,
+            dlq_depth: depth(p.dlq_urls()).await,
         }
     }
 

@@ -65,7 +65,7 @@ const METRICS: [(&str, &str); 8] = [
 /// One queue's depth.
 #[derive(Debug, Serialize)]
 pub struct QueueDepth {
-    name: &'static str,
+    name: String,
     visible: u64,
     in_flight: u64,
     delayed: u64,
@@ -183,14 +183,15 @@ async fn gather(
     minutes: i64,
 ) -> anyhow::Result<Status> {
     let mut queues = Vec::new();
-    for (name, url) in [
-        ("ingest", &p.ingest_url),
-        ("transform", &p.transform_url),
-        ("dead letters", &p.dlq_url),
-    ] {
+    let mut named: Vec<(String, String)> = p.work_queues();
+    named.push(("dead letters".to_owned(), p.dlq_url.clone()));
+    if let Some(u) = &p.dlq_fifo_url {
+        named.push(("dead letters (fifo)".to_owned(), u.clone()));
+    }
+    for (name, url) in named {
         let out = sqs
             .get_queue_attributes()
-            .queue_url(url)
+            .queue_url(&url)
             .attribute_names(QueueAttributeName::All)
             .send()
             .await
@@ -205,7 +206,7 @@ async fn gather(
             delayed: get(QueueAttributeName::ApproximateNumberOfMessagesDelayed),
         });
     }
-    let dlq = DlqSnapshot::read(sqs, &p.dlq_url, sluice_pipeline::dlq::READ_BUDGET).await?;
+    let dlq = DlqSnapshot::read_all(sqs, &p.dlq_urls(), sluice_pipeline::dlq::READ_BUDGET).await?;
     let now = chrono::Utc::now().timestamp_millis();
     let dead_letters = DeadLetters {
         by_class: dlq.by_class(),

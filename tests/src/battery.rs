@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_dynamodb::types::AttributeValue as A;
 use serde_json::{json, Value};
 
-use crate::checker::{Effect, Letter, Row, Sent, Snapshot};
+use crate::checker::{ChangeId, Effect, LandedAt, Letter, Row, Sent, Snapshot, Staging};
 use crate::{env_at, receive, scan, source_table, stream_records, unique, TestEnv};
 
 /// The typed table (contract) every change of the battery goes to.
@@ -42,6 +42,8 @@ pub struct Battery {
     repo: PathBuf,
     /// The application events sent, as the checker knows them.
     app: Vec<Sent>,
+    /// The FIFO message groups sent, each with its changes in send order.
+    groups: BTreeMap<String, Vec<ChangeId>>,
     /// Messages sent that are no change at all (not JSON): each must end as a dead letter of
     /// its own, which names no change.
     pub unkeyed: usize,
@@ -73,12 +75,13 @@ impl Battery {
             bin: bin.to_owned(),
             repo: repo.to_owned(),
             app: Vec::new(),
+            groups: BTreeMap::new(),
             unkeyed: 0,
         };
         let out = battery
             .command(
                 endpoint,
-                &["local", "up", "--source-table", &battery.source],
+                &["local", "up", "--fifo", "--source-table", &battery.source],
             )
             .output()
             .unwrap();
@@ -91,7 +94,8 @@ impl Battery {
     }
 
     /// A new pipeline (as [`Battery::new`]) with the workload of `seed` sent: `stream` changes
-    /// to the source table and `app` application events.
+    /// to the source table, `app` application events to the ingest queue, and `app / 2` to the
+    /// FIFO ingest queue in four message groups.
     pub async fn loaded(
         endpoint: &str,
         bin: &Path,
@@ -103,6 +107,7 @@ impl Battery {
         let mut rng = fastrand::Rng::with_seed(seed);
         battery.stream_changes(stream, &mut rng).await;
         battery.app_events(app, &mut rng).await;
+        battery.fifo_events(app / 2, 4, &mut rng).await;
         battery
     }
 
@@ -249,6 +254,129 @@ impl Battery {
         }
     }
 
+    /// Sends `n` application events to the FIFO ingest queue in `groups` message groups (a
+    /// group holds several keys), each key's `seq` rising in send order as a FIFO producer's
+    /// would: upserts, a delete now and then, an event without `label` (poison for the
+    /// transform) now and then, and a message that is not JSON now and then. Each is logged
+    /// for the checker, and each group's order too.
+    pub async fn fifo_events(&mut self, n: u64, groups: u64, rng: &mut fastrand::Rng) {
+        let url = sluice_local::provision::queue_url(
+            &self.env.sqs,
+            &format!("{}-ingest.fifo", self.prefix),
+        )
+        .await
+        .unwrap();
+        let keys = (n / 4).max(groups).max(1);
+        for i in 0..n {
+            let k = rng.u64(..keys);
+            let (pk, group) = (format!("f-{k}"), format!("g-{}", k % groups.max(1)));
+            // Above the standard queue's seqs (at most n), so the two never meet.
+            let seq = 1_000_000 + i;
+            let roll = rng.u8(..15);
+            let send = |body: String| {
+                self.env
+                    .sqs
+                    .send_message()
+                    .queue_url(&url)
+                    .message_group_id(&group)
+                    .message_deduplication_id(format!("{group}-{i}"))
+                    .message_body(body)
+                    .send()
+            };
+            if roll == 2 {
+                send(format!("not json {seq}")).await.unwrap();
+                self.unkeyed += 1;
+                continue;
+            }
+            let (body, effect) = match roll {
+                0 => (
+                    json!({"table": self.source, "op": "delete", "key": {"pk": pk}, "seq": seq,
+                           "before": {"pk": pk}}),
+                    Effect::Delete,
+                ),
+                1 => (
+                    json!({"table": self.source, "op": "update", "key": {"pk": pk}, "seq": seq,
+                           "after": {"pk": pk, "value": seq}}),
+                    Effect::Poison,
+                ),
+                _ => (
+                    json!({"table": self.source, "op": "update", "key": {"pk": pk}, "seq": seq,
+                           "after": {"pk": pk, "value": seq, "label": format!("f{seq}")}}),
+                    Effect::Put(BTreeMap::from([
+                        ("value".to_owned(), json!(seq)),
+                        ("label".to_owned(), json!(format!("f{seq}"))),
+                    ])),
+                ),
+            };
+            send(body.to_string()).await.unwrap();
+            let seq = seq40(&seq.to_string());
+            self.groups
+                .entry(format!("fifo group {group}"))
+                .or_default()
+                .push((TABLE.into(), pk.clone(), seq.clone()));
+            self.app.push(Sent {
+                table: TABLE.into(),
+                key: pk,
+                seq,
+                effect,
+            });
+        }
+    }
+
+    /// Raw staging, read line by line as plain JSON, and the orders the sources promise: each
+    /// FIFO group's in send order, and each item's stream records in sequence order (a
+    /// DynamoDB stream keeps an item's changes in order, on one shard at a time).
+    pub async fn staging(&self) -> Staging {
+        use std::io::Read;
+        let bucket = format!("{}-raw", self.prefix);
+        let mut landings = Vec::new();
+        for key in crate::list_keys(&self.env, &bucket, "raw/").await {
+            let gz = crate::get_object(&self.env, &bucket, &key).await;
+            let mut text = String::new();
+            flate2::read::GzDecoder::new(&gz[..])
+                .read_to_string(&mut text)
+                .unwrap_or_else(|e| panic!("{key} is not gzip text: {e}"));
+            for (line, raw) in text.lines().enumerate() {
+                let v: Value = serde_json::from_str(raw)
+                    .unwrap_or_else(|e| panic!("{key} line {line} is not JSON: {e}"));
+                let Some(change) = change_of(&v) else {
+                    continue;
+                };
+                let ms = v
+                    .get("ingested_ms")
+                    .and_then(Value::as_i64)
+                    .unwrap_or_else(|| panic!("{key} line {line} has no ingested_ms"));
+                landings.push((
+                    change,
+                    LandedAt {
+                        ms,
+                        object: key.clone(),
+                        line,
+                    },
+                ));
+            }
+        }
+        let mut orders = self.groups.clone();
+        let mut by_item: BTreeMap<String, Vec<ChangeId>> = BTreeMap::new();
+        for r in stream_records(&self.env, &self.stream_arn).await {
+            if let Some((key, seq)) = key_and_seq(&r) {
+                by_item
+                    .entry(format!("stream item {key}"))
+                    .or_default()
+                    .push((TABLE.into(), key, seq));
+            }
+        }
+        for (item, mut changes) in by_item {
+            changes.sort_by(|a, b| a.2.cmp(&b.2));
+            orders.insert(item, changes);
+        }
+        Staging {
+            landings,
+            orders,
+            reordered: Default::default(),
+        }
+    }
+
     /// Every change sent: the source table's stream records, read back from the stream, and
     /// the application events logged.
     pub async fn sent(&self) -> Vec<Sent> {
@@ -316,26 +444,42 @@ impl Battery {
             .collect()
     }
 
-    /// Every message on the dead-letter queue, each read once, then made visible again.
+    /// Every message on the dead-letter queues (the DLQ and the FIFO path's), each read once,
+    /// then made visible again.
     pub async fn letters(&self) -> Vec<Letter> {
-        let url =
-            sluice_local::provision::queue_url(&self.env.sqs, &format!("{}-dlq", self.prefix))
-                .await
-                .unwrap();
-        let messages = receive(&self.env, &url, usize::MAX).await;
-        // Visible again at once, for the next reader (a later check, a redrive).
-        for m in &messages {
-            if let Some(handle) = m.receipt_handle() {
-                self.env
-                    .sqs
-                    .change_message_visibility()
-                    .queue_url(&url)
-                    .receipt_handle(handle)
-                    .visibility_timeout(0)
-                    .send()
-                    .await
-                    .unwrap();
+        let mut messages = Vec::new();
+        for queue in ["dlq", "dlq.fifo"] {
+            let url = sluice_local::provision::queue_url(
+                &self.env.sqs,
+                &format!("{}-{queue}", self.prefix),
+            )
+            .await
+            .unwrap();
+            let read = receive(&self.env, &url, usize::MAX).await;
+            // A FIFO queue hides the rest of a group while its head is in flight: the read
+            // must be the whole queue, or a letter would go unseen.
+            let left = self.depth(&url).await;
+            assert_eq!(
+                left,
+                read.len(),
+                "{queue}: read {} of {left} message(s)",
+                read.len()
+            );
+            // Visible again at once, for the next reader (a later check, a redrive).
+            for m in &read {
+                if let Some(handle) = m.receipt_handle() {
+                    self.env
+                        .sqs
+                        .change_message_visibility()
+                        .queue_url(&url)
+                        .receipt_handle(handle)
+                        .visibility_timeout(0)
+                        .send()
+                        .await
+                        .unwrap();
+                }
             }
+            messages.extend(read);
         }
         let mut letters = Vec::new();
         let mut stream = None;
@@ -367,40 +511,43 @@ impl Battery {
         letters
     }
 
-    /// Messages waiting or in flight on the ingest and transform queues.
+    /// Messages waiting or in flight on the ingest queues and the transform queue.
     pub async fn backlog(&self) -> usize {
         let mut total = 0;
-        for queue in ["ingest", "transform"] {
+        for queue in ["ingest", "ingest.fifo", "transform"] {
             let url = sluice_local::provision::queue_url(
                 &self.env.sqs,
                 &format!("{}-{queue}", self.prefix),
             )
             .await
             .unwrap();
-            let attrs = self
-                .env
-                .sqs
-                .get_queue_attributes()
-                .queue_url(url)
-                .attribute_names(
-                    aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages,
-                )
-                .attribute_names(
-                    aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
-                )
-                .send()
-                .await
-                .unwrap();
-            total += attrs
-                .attributes()
-                .map(|a| {
-                    a.values()
-                        .filter_map(|v| v.parse::<usize>().ok())
-                        .sum::<usize>()
-                })
-                .unwrap_or(0);
+            total += self.depth(&url).await;
         }
         total
+    }
+
+    /// Messages visible or in flight on a queue.
+    async fn depth(&self, url: &str) -> usize {
+        let attrs = self
+            .env
+            .sqs
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(
+                aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+            )
+            .send()
+            .await
+            .unwrap();
+        attrs
+            .attributes()
+            .map(|a| {
+                a.values()
+                    .filter_map(|v| v.parse::<usize>().ok())
+                    .sum::<usize>()
+            })
+            .unwrap_or(0)
     }
 }
 

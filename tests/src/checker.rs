@@ -25,6 +25,15 @@
 //! - **phantoms**: a row whose `seq` no sent change of its key has;
 //! - **diverged**: a row at a sent change's `seq` whose values are not that change's.
 //!
+//! Given raw staging as well ([`check_with_staging`]), it also counts:
+//! - **unstaged**: a sent change with no raw line and no dead letter (raw staging must hold
+//!   every change that got past ingest, or it cannot be replayed);
+//! - **out of order**: in a group whose order the source promises (a FIFO message group, the
+//!   changes of one item on a DynamoDB stream shard), a change whose last landing in raw
+//!   staging comes before the last landing of a change the source gave earlier. The last
+//!   landing is the one acknowledged: a retry lands a change again, and SQS and the stream
+//!   only move on once a change is acknowledged.
+//!
 //! Extra copies of one dead letter (the same `failure_id`, sent again after an answer was lost)
 //! are counted apart, as `duplicate_letters`: SQS delivers at least once, so a failure is
 //! counted once by its id, as `sluice audit` and the redrive count it.
@@ -113,6 +122,13 @@ pub struct Counts {
     pub phantoms: usize,
     /// Rows at a sent change's `seq` with other values.
     pub diverged: usize,
+    /// Changes neither in raw staging nor dead-lettered (counted only given raw staging).
+    pub unstaged: usize,
+    /// Changes that landed in raw staging before one their source gave earlier, in a group
+    /// whose order the source promises (counted only given raw staging).
+    pub out_of_order: usize,
+    /// Groups whose order was checked.
+    pub ordered_groups: usize,
 }
 
 impl Counts {
@@ -124,6 +140,8 @@ impl Counts {
             && self.resurrected == 0
             && self.phantoms == 0
             && self.diverged == 0
+            && self.unstaged == 0
+            && self.out_of_order == 0
     }
 }
 
@@ -279,6 +297,103 @@ pub fn check(sent: &[Sent], history: &[Snapshot], letters: &[Letter]) -> Report 
             }
             if r.deleted {
                 entry.1 = Some(entry.1.map_or(r.seq.as_str(), |d| d.max(r.seq.as_str())));
+            }
+        }
+    }
+    report
+}
+
+/// A change as the checker names it: (table, key, seq).
+pub type ChangeId = (String, String, String);
+
+/// Where a raw line sits in the order raw staging was written: when it landed
+/// (`ingested_ms`), its object, and its line in the object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LandedAt {
+    /// The line's `ingested_ms`.
+    pub ms: i64,
+    /// The object's key.
+    pub object: String,
+    /// The line's index in the object.
+    pub line: usize,
+}
+
+impl LandedAt {
+    /// Whether `self` surely landed before `other`: an earlier millisecond, or an earlier line
+    /// of the same object. Two objects written in the same millisecond cannot be told apart.
+    fn surely_before(&self, other: &Self) -> bool {
+        self.ms < other.ms
+            || (self.ms == other.ms && self.object == other.object && self.line < other.line)
+    }
+}
+
+/// Raw staging as the checker reads it, and the orders its source promises.
+#[derive(Debug, Clone, Default)]
+pub struct Staging {
+    /// Every raw line that holds a change, with where it landed (a change may land more than
+    /// once: a retried batch lands again).
+    pub landings: Vec<(ChangeId, LandedAt)>,
+    /// Groups whose order the source promises, each with its changes in the source's order:
+    /// a FIFO message group in send order, an item's stream records in sequence order.
+    pub orders: BTreeMap<String, Vec<ChangeId>>,
+    /// Changes that left their source's order by design: dead-lettered, then sent back by a
+    /// redrive after later changes had gone on. They are not held to the order.
+    pub reordered: BTreeSet<ChangeId>,
+}
+
+/// [`check`], and raw staging against what was sent: every change staged or dead-lettered,
+/// and each group's changes staged in the source's order.
+pub fn check_with_staging(
+    sent: &[Sent],
+    history: &[Snapshot],
+    letters: &[Letter],
+    staging: &Staging,
+) -> Report {
+    let mut report = check(sent, history, letters);
+    let lettered: BTreeSet<&ChangeId> = letters.iter().filter_map(|l| l.change.as_ref()).collect();
+    // The last landing of each change: the one its source saw acknowledged.
+    let mut last: BTreeMap<&ChangeId, &LandedAt> = BTreeMap::new();
+    for (id, at) in &staging.landings {
+        let e = last.entry(id).or_insert(at);
+        if (at.ms, &at.object, at.line) > (e.ms, &e.object, e.line) {
+            *e = at;
+        }
+    }
+    for s in sent {
+        let id = (s.table.clone(), s.key.clone(), s.seq.clone());
+        if !last.contains_key(&id) && !lettered.contains(&id) {
+            report.counts.unstaged += 1;
+            report.anomalies.push(format!(
+                "{}/{}: change at seq {} is neither in raw staging nor dead-lettered",
+                s.table, s.key, s.seq
+            ));
+        }
+    }
+    for (group, changes) in &staging.orders {
+        report.counts.ordered_groups += 1;
+        let mut latest: Option<(&ChangeId, &LandedAt)> = None;
+        for id in changes {
+            // A change that never landed (dead-lettered before staging) has no place in the order.
+            let Some(at) = last.get(id).copied() else {
+                continue;
+            };
+            if staging.reordered.contains(id) {
+                continue;
+            }
+            if let Some((before, then)) = latest {
+                if at.surely_before(then) {
+                    report.counts.out_of_order += 1;
+                    report.anomalies.push(format!(
+                        "{group}: {}/{} at seq {} landed before {}/{} at seq {}, which its source gave earlier",
+                        id.0, id.1, id.2, before.0, before.1, before.2
+                    ));
+                    continue;
+                }
+            }
+            if latest.is_none_or(|(_, then)| {
+                (at.ms, &at.object, at.line) > (then.ms, &then.object, then.line)
+            }) {
+                latest = Some((id, at));
             }
         }
     }
@@ -467,5 +582,111 @@ mod tests {
         let r = check(&sent, &history, &letters);
         assert_eq!(r.counts.diverged, 1, "{r:?}");
         assert!(r.anomalies[0].contains("v is"), "{r:?}");
+    }
+
+    fn id(key: &str, n: u64) -> ChangeId {
+        ("t".into(), key.into(), seq(n))
+    }
+
+    fn at(ms: i64, object: &str, line: usize) -> LandedAt {
+        LandedAt {
+            ms,
+            object: object.into(),
+            line,
+        }
+    }
+
+    /// Every change of `good()` but the poison one (dead-lettered at ingest) landed, "a" in
+    /// its seq order across two objects, "b" in one.
+    fn staged() -> Staging {
+        Staging {
+            landings: vec![
+                (id("a", 1), at(10, "o1", 0)),
+                (id("a", 2), at(10, "o1", 1)),
+                (id("b", 1), at(10, "o1", 2)),
+                (id("a", 3), at(11, "o2", 0)),
+                (id("b", 2), at(11, "o2", 1)),
+            ],
+            orders: BTreeMap::from([
+                ("key a".to_owned(), vec![id("a", 1), id("a", 2), id("a", 3)]),
+                ("key b".to_owned(), vec![id("b", 1), id("b", 2)]),
+            ]),
+            reordered: BTreeSet::new(),
+        }
+    }
+
+    #[test]
+    fn staging_in_the_sources_order_with_every_change_is_clean() {
+        let (sent, history, letters) = good();
+        let r = check_with_staging(&sent, &history, &letters, &staged());
+        assert!(r.counts.clean(), "{r:?}");
+        assert_eq!(r.counts.ordered_groups, 2);
+    }
+
+    #[test]
+    fn a_change_that_landed_before_an_earlier_one_is_out_of_order() {
+        let (sent, history, letters) = good();
+        let mut staging = staged();
+        // a@3 landed before a@2 for good.
+        staging.landings[3].1 = at(9, "o0", 0);
+        let r = check_with_staging(&sent, &history, &letters, &staging);
+        assert_eq!(r.counts.out_of_order, 1, "{r:?}");
+        assert!(r.anomalies[0].starts_with("key a: t/a at seq"), "{r:?}");
+        // Within one object, the line order counts.
+        let mut staging = staged();
+        staging.landings.swap(0, 1);
+        staging.landings[0].1 = at(10, "o1", 0);
+        staging.landings[1].1 = at(10, "o1", 1);
+        let r = check_with_staging(&sent, &history, &letters, &staging);
+        assert_eq!(r.counts.out_of_order, 1, "{r:?}");
+    }
+
+    #[test]
+    fn a_retry_that_lands_a_change_again_in_order_is_no_anomaly() {
+        let (sent, history, letters) = good();
+        let mut staging = staged();
+        // a@2 failed after a@3's object was written; both were retried, in order.
+        staging.landings.push((id("a", 2), at(12, "o3", 0)));
+        staging.landings.push((id("a", 3), at(12, "o3", 1)));
+        let r = check_with_staging(&sent, &history, &letters, &staging);
+        assert!(r.counts.clean(), "{r:?}");
+        // Retried alone, a@2 now lands after a@3 for good: out of order.
+        let mut staging = staged();
+        staging.landings.push((id("a", 2), at(12, "o3", 0)));
+        let r = check_with_staging(&sent, &history, &letters, &staging);
+        assert_eq!(r.counts.out_of_order, 1, "{r:?}");
+    }
+
+    #[test]
+    fn a_change_sent_back_by_a_redrive_is_not_held_to_the_order() {
+        let (sent, history, letters) = good();
+        let mut staging = staged();
+        staging.landings[0].1 = at(20, "o9", 0);
+        let r = check_with_staging(&sent, &history, &letters, &staging);
+        // a@2 and a@3 both landed before a@1 for good.
+        assert_eq!(r.counts.out_of_order, 2, "{r:?}");
+        staging.reordered.insert(id("a", 1));
+        let r = check_with_staging(&sent, &history, &letters, &staging);
+        assert!(r.counts.clean(), "{r:?}");
+    }
+
+    #[test]
+    fn two_objects_of_one_millisecond_cannot_be_told_apart() {
+        let (sent, history, letters) = good();
+        let mut staging = staged();
+        staging.landings[3].1 = at(10, "o0", 5);
+        let r = check_with_staging(&sent, &history, &letters, &staging);
+        assert_eq!(r.counts.out_of_order, 0, "{r:?}");
+    }
+
+    #[test]
+    fn a_change_neither_staged_nor_dead_lettered_is_unstaged() {
+        let (sent, history, letters) = good();
+        let mut staging = staged();
+        staging.landings.retain(|(i, _)| *i != id("b", 1));
+        let r = check_with_staging(&sent, &history, &letters, &staging);
+        assert_eq!(r.counts.unstaged, 1, "{r:?}");
+        assert!(!r.counts.clean());
+        assert!(r.anomalies[0].contains("t/b: change at seq"), "{r:?}");
     }
 }

@@ -219,7 +219,7 @@ async fn a_debezium_postgres_stream_types_exactly_and_keeps_toasted_columns() {
         sqs: &env.sqs,
         ddb: &env.ddb,
         raw_bucket: &p.ingest.raw_bucket,
-        dlq_url: &p.ingest.dlq_url,
+        dlq_urls: std::slice::from_ref(&p.ingest.dlq_url),
         contracts: &contracts,
         typed_table_prefix: &p.names.typed_table_prefix,
         source_tables: &[],

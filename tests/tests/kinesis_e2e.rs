@@ -445,7 +445,7 @@ async fn dynamodb_changes_through_kinesis_converge_to_the_source_table() {
         sqs: &env.sqs,
         ddb: &env.ddb,
         raw_bucket: &p.ingest.raw_bucket,
-        dlq_url: &p.ingest.dlq_url,
+        dlq_urls: std::slice::from_ref(&p.ingest.dlq_url),
         contracts: &contracts,
         typed_table_prefix: &p.names.typed_table_prefix,
         source_tables: std::slice::from_ref(&source),

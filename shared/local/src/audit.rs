@@ -46,8 +46,8 @@ pub struct AuditInput<'a> {
     pub ddb: &'a aws_sdk_dynamodb::Client,
     /// The raw bucket.
     pub raw_bucket: &'a str,
-    /// The DLQ.
-    pub dlq_url: &'a str,
+    /// The dead-letter queues: the DLQ, and the FIFO ingest queue's when there is one.
+    pub dlq_urls: &'a [String],
     /// The contracts.
     pub contracts: &'a ContractSet,
     /// The typed tables' name prefix.
@@ -143,7 +143,7 @@ pub async fn audit(input: &AuditInput<'_>) -> Result<AuditReport, AwsError> {
     };
     say("reading the dead-letter queue");
     let dlq =
-        DlqSnapshot::read(input.sqs, input.dlq_url, sluice_pipeline::dlq::READ_BUDGET).await?;
+        DlqSnapshot::read_all(input.sqs, input.dlq_urls, sluice_pipeline::dlq::READ_BUDGET).await?;
     report.dead_letters = dlq.by_class();
     report.duplicate_dead_letters = dlq.duplicates();
     report.unprocessed = dlq.unprocessed().iter().map(|e| e.describe()).collect();

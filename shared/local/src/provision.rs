@@ -30,7 +30,8 @@ pub struct IngestResources {
 }
 
 /// Names derived from a prefix: `<prefix>-raw`, `<prefix>-dlq`, `<prefix>-ingest`,
-/// `<prefix>-transform`, and typed tables `<prefix>-<contract name>`.
+/// `<prefix>-transform`, typed tables `<prefix>-<contract name>`, and for the FIFO path
+/// `<prefix>-ingest.fifo` with its own `<prefix>-dlq.fifo`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Names {
     /// The raw bucket.
@@ -43,6 +44,11 @@ pub struct Names {
     pub transform_queue: String,
     /// The prefix of typed table names.
     pub typed_table_prefix: String,
+    /// The FIFO ingest queue, for changes whose order per message group matters.
+    pub ingest_fifo_queue: String,
+    /// The FIFO ingest queue's dead-letter queue: a FIFO queue's redrive policy can only move
+    /// messages to a FIFO queue. Failure envelopes still go to [`Names::dlq`].
+    pub dlq_fifo: String,
 }
 
 impl Names {
@@ -54,6 +60,8 @@ impl Names {
             ingest_queue: format!("{prefix}-ingest"),
             transform_queue: format!("{prefix}-transform"),
             typed_table_prefix: format!("{prefix}-"),
+            ingest_fifo_queue: format!("{prefix}-ingest.fifo"),
+            dlq_fifo: format!("{prefix}-dlq.fifo"),
         }
     }
 }
@@ -131,7 +139,8 @@ pub async fn queue_url(sqs: &aws_sdk_sqs::Client, name: &str) -> Result<String, 
 }
 
 /// Creates the raw bucket, the DLQ and the ingest queue (with its redrive policy to the DLQ).
-/// With `fifo`, both queues are FIFO queues (names get the `.fifo` suffix).
+/// With `fifo`, the FIFO pair instead: [`Names::ingest_fifo_queue`] redriving to
+/// [`Names::dlq_fifo`] (the bucket is the same).
 pub async fn ensure_ingest(
     s3: &aws_sdk_s3::Client,
     sqs: &aws_sdk_sqs::Client,
@@ -139,7 +148,11 @@ pub async fn ensure_ingest(
     fifo: bool,
 ) -> Result<IngestResources, AwsError> {
     ensure_bucket(s3, &names.raw_bucket).await?;
-    let suffix = if fifo { ".fifo" } else { "" };
+    let (dlq, ingest) = if fifo {
+        (&names.dlq_fifo, &names.ingest_fifo_queue)
+    } else {
+        (&names.dlq, &names.ingest_queue)
+    };
     let mut dlq_attrs = HashMap::from([(
         QueueAttributeName::MessageRetentionPeriod,
         "1209600".to_owned(),
@@ -148,7 +161,7 @@ pub async fn ensure_ingest(
         dlq_attrs.insert(QueueAttributeName::FifoQueue, "true".into());
         dlq_attrs.insert(QueueAttributeName::ContentBasedDeduplication, "true".into());
     }
-    let dlq_url = ensure_queue(sqs, &format!("{}{suffix}", names.dlq), dlq_attrs).await?;
+    let dlq_url = ensure_queue(sqs, dlq, dlq_attrs).await?;
     let dlq_arn = queue_arn(sqs, &dlq_url).await?;
     let redrive =
         format!(r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"{MAX_RECEIVE_COUNT}"}}"#);
@@ -160,10 +173,11 @@ pub async fn ensure_ingest(
         ),
     ]);
     if fifo {
+        // As the deployed stack's: producers may omit MessageDeduplicationId.
         attrs.insert(QueueAttributeName::FifoQueue, "true".into());
+        attrs.insert(QueueAttributeName::ContentBasedDeduplication, "true".into());
     }
-    let ingest_queue_url =
-        ensure_queue(sqs, &format!("{}{suffix}", names.ingest_queue), attrs).await?;
+    let ingest_queue_url = ensure_queue(sqs, ingest, attrs).await?;
     Ok(IngestResources {
         raw_bucket: names.raw_bucket.clone(),
         dlq_url,

@@ -132,6 +132,33 @@ impl DlqSnapshot {
         Ok(s)
     }
 
+    /// Reads every queue of `urls` as [`DlqSnapshot::read`] does, within `budget` each, as one
+    /// snapshot: complete only when every read was.
+    pub async fn read_all(
+        sqs: &aws_sdk_sqs::Client,
+        urls: &[String],
+        budget: Duration,
+    ) -> Result<Self, AwsError> {
+        let mut all = Self {
+            complete: true,
+            ..Self::default()
+        };
+        for url in urls {
+            let one = Self::read(sqs, url, budget).await?;
+            all.entries.extend(one.entries);
+            all.complete &= one.complete;
+            all.approximate_total = match (all.approximate_total, one.approximate_total) {
+                (Some(a), Some(b)) => Some(a + b),
+                (a, b) => a.or(b),
+            };
+            all.incomplete_reason = match (all.incomplete_reason.take(), one.incomplete_reason) {
+                (Some(a), Some(b)) => Some(format!("{a}; {b}")),
+                (a, b) => a.or(b),
+            };
+        }
+        Ok(all)
+    }
+
     /// Classifies messages already received.
     pub fn from_messages(
         messages: &[Message],

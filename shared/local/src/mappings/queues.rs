@@ -373,23 +373,75 @@ async fn process<F: Functions>(
         .partition(|msg| !failed.contains(msg.message_id().unwrap_or_default()));
     delete(&ctx.sqs, url, &done).await;
     let failed_count = retry.len();
-    // Each failed message waits according to how often it has failed so far: its receive count.
-    let mut waits: BTreeMap<u64, Vec<String>> = BTreeMap::new();
-    for msg in retry {
-        let receives = msg
-            .attributes()
-            .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
-            .and_then(|v| v.parse::<u32>().ok())
-            .unwrap_or(1);
-        if let Some(h) = msg.receipt_handle() {
-            let wait = ctx.backoff.delay(receives).as_secs();
-            waits.entry(wait).or_default().push(h.to_owned());
-        }
-    }
+    let waits = if url.ends_with(".fifo") {
+        fifo_waits(&retry, |receives| ctx.backoff.delay(receives).as_secs())
+    } else {
+        standard_waits(&retry, |receives| ctx.backoff.delay(receives).as_secs())
+    };
     for (secs, handles) in waits {
         change_visibility(&ctx.sqs, url, &handles, Duration::from_secs(secs)).await;
     }
     (done.len(), failed_count)
+}
+
+/// How often a message has been received, its own failures included.
+fn receives(msg: &Message) -> u32 {
+    msg.attributes()
+        .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+        .and_then(|v| v.parse::<u32>().ok())
+        .unwrap_or(1)
+}
+
+/// The seconds each failed message of a standard queue stays hidden, with the receipt handles
+/// of each: it waits according to how often it has failed so far (`wait` of its receive count).
+fn standard_waits(retry: &[&Message], wait: impl Fn(u32) -> u64) -> BTreeMap<u64, Vec<String>> {
+    let mut waits: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+    for msg in retry {
+        if let Some(h) = msg.receipt_handle() {
+            waits
+                .entry(wait(receives(msg)))
+                .or_default()
+                .push(h.to_owned());
+        }
+    }
+    waits
+}
+
+/// The same for a FIFO queue, one message group at a time: the group's failed messages wait as
+/// long as its first one (the head, which has failed most often), and the head one second more,
+/// so it is the last to become visible. A group stays locked while its head is hidden, so no
+/// receive can ever take a later message of the group before the head: an emulator that
+/// releases a group's lock message by message (as moto does when several hidden messages of a
+/// group become visible at once) then still delivers the group in order, and on AWS, which
+/// locks the group as a whole, the extra second changes nothing but the wait.
+fn fifo_waits(retry: &[&Message], wait: impl Fn(u32) -> u64) -> BTreeMap<u64, Vec<String>> {
+    let mut groups: Vec<(Option<&str>, Vec<&Message>)> = Vec::new();
+    for msg in retry {
+        let group = msg
+            .attributes()
+            .and_then(|a| a.get(&MessageSystemAttributeName::MessageGroupId))
+            .map(String::as_str);
+        match groups.iter_mut().find(|(g, _)| *g == group) {
+            Some((_, members)) => members.push(msg),
+            None => groups.push((group, vec![msg])),
+        }
+    }
+    let mut waits: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+    for (_, members) in groups {
+        let rest = members
+            .iter()
+            .map(|m| wait(receives(m)))
+            .max()
+            .unwrap_or(1)
+            .max(1);
+        for (i, msg) in members.iter().enumerate() {
+            if let Some(h) = msg.receipt_handle() {
+                let secs = if i == 0 { rest + 1 } else { rest };
+                waits.entry(secs).or_default().push(h.to_owned());
+            }
+        }
+    }
+    waits
 }
 
 async fn delete(sqs: &aws_sdk_sqs::Client, url: &str, done: &[&Message]) {
@@ -427,5 +479,57 @@ async fn change_visibility(sqs: &aws_sdk_sqs::Client, url: &str, handles: &[Stri
     let secs = i32::try_from(to.as_secs()).unwrap_or(30);
     if let Err(e) = sluice_aws::listing::set_visibility(sqs, url, handles, secs).await {
         tracing::debug!(error = %e, "Could not change visibility.");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(handle: &str, group: &str, receives: u32) -> Message {
+        Message::builder()
+            .receipt_handle(handle)
+            .attributes(MessageSystemAttributeName::MessageGroupId, group)
+            .attributes(
+                MessageSystemAttributeName::ApproximateReceiveCount,
+                receives.to_string(),
+            )
+            .build()
+    }
+
+    #[test]
+    fn a_fifo_groups_head_becomes_visible_last() {
+        let batch = [
+            msg("a0", "a", 3),
+            msg("b0", "b", 1),
+            msg("a1", "a", 1),
+            msg("a2", "a", 1),
+        ];
+        let retry: Vec<&Message> = batch.iter().collect();
+        // The wait grows with the receive count, as the backoff's does.
+        let waits = fifo_waits(&retry, |n| u64::from(n) * 2);
+        assert_eq!(
+            waits,
+            BTreeMap::from([
+                (3, vec!["b0".to_owned()]),
+                (6, vec!["a1".to_owned(), "a2".to_owned()]),
+                (7, vec!["a0".to_owned()]),
+            ])
+        );
+        // A wait that rounds down to nothing still hides the group's head.
+        let waits = fifo_waits(&retry[1..], |_| 0);
+        assert_eq!(waits[&2], vec!["b0".to_owned(), "a1".to_owned()]);
+        assert_eq!(waits[&1], vec!["a2".to_owned()]);
+    }
+
+    #[test]
+    fn a_standard_queues_messages_each_wait_their_own_time() {
+        let batch = [msg("x", "", 1), msg("y", "", 2)];
+        let retry: Vec<&Message> = batch.iter().collect();
+        let waits = standard_waits(&retry, u64::from);
+        assert_eq!(
+            waits,
+            BTreeMap::from([(1, vec!["x".to_owned()]), (2, vec!["y".to_owned()])])
+        );
     }
 }

@@ -112,6 +112,21 @@ impl Mapping {
             on_failure_queue_url: None,
         }
     }
+
+    /// A FIFO queue mapping: as [`Mapping::queue`], with what Lambda allows a FIFO source, at
+    /// most 10 messages per batch and no batching window.
+    pub fn fifo_queue(
+        name: &str,
+        function: FunctionKind,
+        queue_url: &str,
+        queue_arn: &str,
+    ) -> Self {
+        Self {
+            batch_size: 10,
+            batching_window_ms: 0,
+            ..Self::queue(name, function, queue_url, queue_arn)
+        }
+    }
 }
 
 /// The mappings of one local pipeline.

@@ -472,7 +472,20 @@ impl<O: RawObjects> Judge<'_, O> {
             }
             _ => {
                 let origin = OriginView::default();
-                self.check_ingest(&sqs_event(&e.body, &origin, &e.message_attributes))
+                let verdict =
+                    self.check_ingest(&sqs_event(&e.body, &origin, &e.message_attributes));
+                // A queue's redrive policy moved it before ingest could say why it fails (on a
+                // FIFO queue, an earlier message of its group kept failing). Sent back, ingest
+                // dead-letters it with its reason: a letter a person can act on, once.
+                match verdict.kind {
+                    VerdictKind::Fails => Verdict::retry(format!(
+                        "moved by the queue's redrive policy before ingest judged it; ingest \
+                         will dead-letter it with its reason: {}: {}",
+                        verdict.code.as_deref().unwrap_or_default(),
+                        verdict.detail
+                    )),
+                    _ => verdict,
+                }
             }
         };
         let mut attributes = e.message_attributes.clone();
@@ -764,10 +777,14 @@ mod tests {
     }
 
     fn letter(body: serde_json::Value, attrs: &[(MessageSystemAttributeName, &str)]) -> DlqEntry {
+        letter_with_body(&body.to_string(), attrs)
+    }
+
+    fn letter_with_body(body: &str, attrs: &[(MessageSystemAttributeName, &str)]) -> DlqEntry {
         let mut m = Message::builder()
             .message_id("dlq-1")
             .receipt_handle("h")
-            .body(body.to_string());
+            .body(body);
         for (k, v) in attrs {
             m = m.attributes(k.clone(), *v);
         }
@@ -936,6 +953,24 @@ mod tests {
         bad["error_class"] = "bad_format".into();
         let p = plan(CONTRACT_V1, &letter(bad, &[]), &Memory::new()).await;
         assert_eq!(p.verdict.kind, VerdictKind::Fails, "{:?}", p.verdict);
+    }
+
+    #[tokio::test]
+    async fn a_moved_message_ingest_rejects_goes_back_to_get_its_reason() {
+        let e = letter_with_body(
+            "not json",
+            &[(
+                MessageSystemAttributeName::DeadLetterQueueSourceArn,
+                "arn:aws:sqs:us-east-1:1:ingest.fifo",
+            )],
+        );
+        let p = plan(CONTRACT_V1, &e, &Memory::new()).await;
+        assert_eq!(p.verdict.kind, VerdictKind::Retry, "{:?}", p.verdict);
+        assert!(p.verdict.detail.contains("not_json"), "{:?}", p.verdict);
+        assert_eq!(
+            resend(&p).to,
+            Target::Queue("arn:aws:sqs:us-east-1:1:ingest.fifo".into())
+        );
     }
 
     #[tokio::test]
