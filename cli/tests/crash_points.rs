@@ -189,7 +189,7 @@ async fn a_crash_between_a_redrives_send_and_delete() {
     // Enough stranded letters that each crashed run, which hides the page it read, finds more.
     let battery = loaded(&env, 11, (30, 80)).await;
     let (mut history, _) = battery
-        .run_through_s3_outage(11, Duration::from_secs(20))
+        .run_through_s3_outage(11, Duration::from_secs(20), 40)
         .await;
     let before = check(&battery.sent().await, &history, &battery.letters().await);
     assert!(before.counts.stranded > 30, "{:?}", before.counts);

@@ -328,7 +328,7 @@ async fn an_outage_longer_than_the_retries_strands_changes_until_they_are_redriv
     let env = sluice_tests::env().await;
     let battery = loaded(&env, seed, (changes(), changes())).await;
     let (mut history, faults) = battery
-        .run_through_s3_outage(seed, Duration::from_secs(25))
+        .run_through_s3_outage(seed, Duration::from_secs(25), 20)
         .await;
     let sent = battery.sent().await;
     let before = battery.letters().await;

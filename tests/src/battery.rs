@@ -456,13 +456,20 @@ impl Battery {
             .await
             .unwrap();
             let read = receive(&self.env, &url, usize::MAX).await;
-            // A FIFO queue hides the rest of a group while its head is in flight: the read
-            // must be the whole queue, or a letter would go unseen.
-            let left = self.depth(&url).await;
+            let there = self.depth(&url).await;
+            if read.len() < there && queue.ends_with(".fifo") {
+                // A FIFO queue hides the rest of a group while a message of it is in flight,
+                // so it cannot be read whole without taking messages off it.
+                for m in &read {
+                    self.show(&url, m).await;
+                }
+                messages.extend(self.take_and_put_back(&url, there).await);
+                continue;
+            }
             assert_eq!(
-                left,
+                there,
                 read.len(),
-                "{queue}: read {} of {left} message(s)",
+                "{queue}: read {} of {there} message(s)",
                 read.len()
             );
             // Visible again at once, for the next reader (a later check, a redrive).
@@ -526,29 +533,100 @@ impl Battery {
         total
     }
 
+    /// Makes a message received from `url` visible again.
+    async fn show(&self, url: &str, m: &aws_sdk_sqs::types::Message) {
+        if let Some(handle) = m.receipt_handle() {
+            self.env
+                .sqs
+                .change_message_visibility()
+                .queue_url(url)
+                .receipt_handle(handle)
+                .visibility_timeout(0)
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+
+    /// Reads the `n` messages of the FIFO queue at `url` by taking each off it, then puts them
+    /// back in the order read, each with its group and message attributes. Order within a group
+    /// is kept; what SQS alone sets (the message id, `DeadLetterQueueSourceArn`) is new, so a
+    /// redrive afterwards sends them to the FIFO ingest queue its configuration names.
+    async fn take_and_put_back(&self, url: &str, n: usize) -> Vec<aws_sdk_sqs::types::Message> {
+        use aws_sdk_sqs::types::MessageSystemAttributeName as Attr;
+        let mut taken = Vec::new();
+        let mut empty = 0;
+        while taken.len() < n && empty < 5 {
+            let batch = receive(&self.env, url, 10).await;
+            if batch.is_empty() {
+                empty += 1;
+                continue;
+            }
+            for m in &batch {
+                self.env
+                    .sqs
+                    .delete_message()
+                    .queue_url(url)
+                    .receipt_handle(m.receipt_handle().unwrap_or_default())
+                    .send()
+                    .await
+                    .unwrap();
+            }
+            taken.extend(batch);
+        }
+        assert_eq!(
+            taken.len(),
+            n,
+            "{url}: took {} of {n} message(s)",
+            taken.len()
+        );
+        for (i, m) in taken.iter().enumerate() {
+            let group = m
+                .attributes()
+                .and_then(|a| a.get(&Attr::MessageGroupId))
+                .cloned()
+                .unwrap_or_else(|| "battery".to_owned());
+            self.env
+                .sqs
+                .send_message()
+                .queue_url(url)
+                .message_body(m.body().unwrap_or_default())
+                .message_group_id(group)
+                .message_deduplication_id(format!("{}-{i}", m.message_id().unwrap_or_default()))
+                .set_message_attributes(m.message_attributes().cloned())
+                .send()
+                .await
+                .unwrap();
+        }
+        taken
+    }
+
     /// Messages visible or in flight on a queue.
     async fn depth(&self, url: &str) -> usize {
-        let attrs = self
-            .env
-            .sqs
-            .get_queue_attributes()
-            .queue_url(url)
-            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
-            .attribute_names(
-                aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
-            )
-            .send()
-            .await
-            .unwrap();
-        attrs
-            .attributes()
-            .map(|a| {
-                a.values()
-                    .filter_map(|v| v.parse::<usize>().ok())
-                    .sum::<usize>()
-            })
-            .unwrap_or(0)
+        depth_of(&self.env.sqs, url).await
     }
+}
+
+/// Messages visible or in flight on a queue.
+async fn depth_of(sqs: &aws_sdk_sqs::Client, url: &str) -> usize {
+    let attrs = sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(
+            aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+        )
+        .send()
+        .await
+        .unwrap();
+    attrs
+        .attributes()
+        .map(|a| {
+            a.values()
+                .filter_map(|v| v.parse::<usize>().ok())
+                .sum::<usize>()
+        })
+        .unwrap_or(0)
 }
 
 /// A dead letter as the checker needs it: its failure id, and the change its original holds.
@@ -679,28 +757,64 @@ pub fn record(
 }
 
 impl Battery {
-    /// Runs the pipeline to its end through S3 refusing every connection for `outage` from the
-    /// start: longer than the retries ride out, valid changes end on the dead-letter queue.
-    /// Returns the snapshots taken and the requests that met the outage.
+    /// Runs the pipeline to its end through S3 refusing every connection from the start, for at
+    /// least `outage` and then until the queues' redrive policies have moved `strand` messages
+    /// to the dead-letter queues (at most three minutes): longer than the retries ride out,
+    /// however slow the machine. Returns the snapshots taken and the requests that met the
+    /// outage.
     pub async fn run_through_s3_outage(
         &self,
         seed: u64,
         outage: Duration,
+        strand: usize,
     ) -> (Vec<Snapshot>, usize) {
-        let proxy = crate::faults::FaultProxy::start_seeded(&self.env.endpoint, seed);
-        proxy.add(
-            crate::faults::Rule::new("s3", "", crate::faults::Fault::Refuse)
-                .any_operation()
-                .during(Duration::ZERO, outage),
-        );
+        let proxy = std::sync::Arc::new(crate::faults::FaultProxy::start_seeded(
+            &self.env.endpoint,
+            seed,
+        ));
+        proxy.add(crate::faults::Rule::new("s3", "", crate::faults::Fault::Refuse).any_operation());
+        let mut dlqs = Vec::new();
+        for queue in ["dlq", "dlq.fifo"] {
+            dlqs.push(
+                sluice_local::provision::queue_url(
+                    &self.env.sqs,
+                    &format!("{}-{queue}", self.prefix),
+                )
+                .await
+                .unwrap(),
+            );
+        }
+        let ender = {
+            let (proxy, sqs, unkeyed) = (proxy.clone(), self.env.sqs.clone(), self.unkeyed);
+            tokio::spawn(async move {
+                let started = Instant::now();
+                loop {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    if started.elapsed() < outage {
+                        continue;
+                    }
+                    let mut held = 0;
+                    for url in &dlqs {
+                        held += depth_of(&sqs, url).await;
+                    }
+                    // The messages that are no change are dead letters at once, outage or not.
+                    let moved = held.saturating_sub(unkeyed);
+                    if moved >= strand || started.elapsed() > Duration::from_secs(180) {
+                        proxy.clear();
+                        return;
+                    }
+                }
+            })
+        };
         let mut child = self.run_until_idle(&proxy.url);
         let (history, _, status) = watch(
             self,
             &mut child,
             Duration::from_secs(1),
-            outage + Duration::from_secs(240),
+            outage + Duration::from_secs(400),
         )
         .await;
+        ender.abort();
         assert!(status.success(), "the run through the outage failed");
         let faults = proxy.calls().iter().filter(|c| c.fault.is_some()).count();
         (history, faults)
