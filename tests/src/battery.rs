@@ -217,26 +217,7 @@ impl Battery {
                 self.unkeyed += 1;
                 continue;
             }
-            let (body, effect) = match roll {
-                0 => (
-                    json!({"table": self.source, "op": "delete", "key": {"pk": pk}, "seq": seq,
-                           "before": {"pk": pk}}),
-                    Effect::Delete,
-                ),
-                1 => (
-                    json!({"table": self.source, "op": "update", "key": {"pk": pk}, "seq": seq,
-                           "after": {"pk": pk, "value": seq}}),
-                    Effect::Poison,
-                ),
-                _ => (
-                    json!({"table": self.source, "op": "update", "key": {"pk": pk}, "seq": seq,
-                           "after": {"pk": pk, "value": seq, "label": format!("a{seq}")}}),
-                    Effect::Put(BTreeMap::from([
-                        ("value".to_owned(), json!(seq)),
-                        ("label".to_owned(), json!(format!("a{seq}"))),
-                    ])),
-                ),
-            };
+            let (body, effect) = self.app_event(roll, &pk, seq, "a");
             self.env
                 .sqs
                 .send_message()
@@ -251,6 +232,32 @@ impl Battery {
                 seq: seq40(&seq.to_string()),
                 effect,
             });
+        }
+    }
+
+    /// An application event of `pk` at `seq` as `roll` draws it (0 a delete, 1 an update without
+    /// the required `label`, anything else an upsert whose label starts with `label`), and what
+    /// it must do.
+    fn app_event(&self, roll: u8, pk: &str, seq: u64, label: &str) -> (Value, Effect) {
+        match roll {
+            0 => (
+                json!({"table": self.source, "op": "delete", "key": {"pk": pk}, "seq": seq,
+                       "before": {"pk": pk}}),
+                Effect::Delete,
+            ),
+            1 => (
+                json!({"table": self.source, "op": "update", "key": {"pk": pk}, "seq": seq,
+                       "after": {"pk": pk, "value": seq}}),
+                Effect::Poison,
+            ),
+            _ => (
+                json!({"table": self.source, "op": "update", "key": {"pk": pk}, "seq": seq,
+                       "after": {"pk": pk, "value": seq, "label": format!("{label}{seq}")}}),
+                Effect::Put(BTreeMap::from([
+                    ("value".to_owned(), json!(seq)),
+                    ("label".to_owned(), json!(format!("{label}{seq}"))),
+                ])),
+            ),
         }
     }
 
@@ -288,26 +295,7 @@ impl Battery {
                 self.unkeyed += 1;
                 continue;
             }
-            let (body, effect) = match roll {
-                0 => (
-                    json!({"table": self.source, "op": "delete", "key": {"pk": pk}, "seq": seq,
-                           "before": {"pk": pk}}),
-                    Effect::Delete,
-                ),
-                1 => (
-                    json!({"table": self.source, "op": "update", "key": {"pk": pk}, "seq": seq,
-                           "after": {"pk": pk, "value": seq}}),
-                    Effect::Poison,
-                ),
-                _ => (
-                    json!({"table": self.source, "op": "update", "key": {"pk": pk}, "seq": seq,
-                           "after": {"pk": pk, "value": seq, "label": format!("f{seq}")}}),
-                    Effect::Put(BTreeMap::from([
-                        ("value".to_owned(), json!(seq)),
-                        ("label".to_owned(), json!(format!("f{seq}"))),
-                    ])),
-                ),
-            };
+            let (body, effect) = self.app_event(roll, &pk, seq, "f");
             send(body.to_string()).await.unwrap();
             let seq = seq40(&seq.to_string());
             self.groups
@@ -604,6 +592,15 @@ impl Battery {
     /// Messages visible or in flight on a queue.
     async fn depth(&self, url: &str) -> usize {
         depth_of(&self.env.sqs, url).await
+    }
+}
+
+impl Drop for Battery {
+    /// Removes the contracts and state directories it made (the endpoint's resources go with
+    /// the emulator).
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.contracts);
+        let _ = std::fs::remove_dir_all(&self.state);
     }
 }
 
