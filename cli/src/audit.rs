@@ -73,7 +73,7 @@ pub async fn run_audit(
         .values()
         .filter_map(|m| match &m.source {
             MappingSource::Stream { table, .. } => Some(table.clone()),
-            MappingSource::Queue { .. } => None,
+            MappingSource::Queue { .. } | MappingSource::Kinesis { .. } => None,
         })
         .collect();
     for table in extra_sources {

@@ -209,7 +209,16 @@ impl DemoArgs {
                 .context("could not remove the previous demo's pipeline")?;
         }
         ensure_orders_table(&ddb).await?;
-        let p = local::up(&sdk, &self.local, &[ORDERS_TABLE.to_owned()], false, false).await?;
+        let p = local::up(
+            &sdk,
+            &self.local,
+            &local::Sources {
+                tables: vec![ORDERS_TABLE.to_owned()],
+                ..Default::default()
+            },
+            false,
+        )
+        .await?;
         eprintln!(
             "Pipeline {:?} is up: raw bucket s3://{}, typed tables {}orders and {}customers.",
             p.prefix, p.names.raw_bucket, p.names.typed_table_prefix, p.names.typed_table_prefix

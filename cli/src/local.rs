@@ -89,6 +89,10 @@ enum LocalCommand {
         /// A DynamoDB table (with a stream) whose changes ingest takes; repeatable.
         #[arg(long = "source-table")]
         source_tables: Vec<String>,
+        /// A Kinesis data stream (name or ARN) a DynamoDB table streams its changes to, which
+        /// ingest takes as `ddb-kinesis`; repeatable
+        #[arg(long = "kinesis-stream")]
+        kinesis_streams: Vec<String>,
         /// Also create the FIFO path, as the stack's EnableFifo does: a FIFO ingest queue
         /// (`<prefix>-ingest.fifo`, for changes whose order per message group matters) with its
         /// own FIFO dead-letter queue (`<prefix>-dlq.fifo`)
@@ -144,9 +148,15 @@ impl LocalArgs {
         match self.command {
             LocalCommand::Up {
                 source_tables,
+                kinesis_streams,
                 fifo,
             } => {
-                let p = up(&sdk, &self.common, &source_tables, fifo, !out.json()).await?;
+                let sources = Sources {
+                    tables: source_tables,
+                    kinesis: kinesis_streams,
+                    fifo,
+                };
+                let p = up(&sdk, &self.common, &sources, !out.json()).await?;
                 if out.json() {
                     output::print_json(&serde_json::json!({
                         "prefix": p.prefix,
@@ -287,13 +297,22 @@ impl LocalArgs {
     }
 }
 
-/// Creates the local pipeline (idempotent) and registers stream mappings for `source_tables`;
-/// with `fifo`, the FIFO ingest queue and its dead-letter queue too.
+/// What a local pipeline takes changes from, besides its ingest queue.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    /// DynamoDB tables whose streams ingest reads.
+    pub tables: Vec<String>,
+    /// Kinesis data streams (names or ARNs) of DynamoDB changes.
+    pub kinesis: Vec<String>,
+    /// Whether to create the FIFO ingest queue and its dead-letter queue.
+    pub fifo: bool,
+}
+
+/// Creates the local pipeline (idempotent) and registers a mapping per source.
 pub async fn up(
     sdk: &SdkConfig,
     opts: &LocalOpts,
-    source_tables: &[String],
-    fifo: bool,
+    sources: &Sources,
     verbose: bool,
 ) -> anyhow::Result<LocalPipeline> {
     let (s3, sqs) = (s3_client(sdk), sqs_client(sdk));
@@ -315,7 +334,7 @@ pub async fn up(
     let r = ensure_ingest(&s3, &sqs, &names, false)
         .await
         .with_context(hint)?;
-    let fifo = match fifo {
+    let fifo = match sources.fifo {
         true => Some(
             ensure_ingest(&s3, &sqs, &names, true)
                 .await
@@ -383,7 +402,7 @@ pub async fn up(
         &transform_url,
         &queue_arn(&sqs, &transform_url).await?,
     ));
-    for table in source_tables {
+    for table in &sources.tables {
         let stream_arn = ddb
             .describe_table()
             .table_name(table)
@@ -397,6 +416,22 @@ pub async fn up(
             })?;
         mappings.put(Mapping::stream(table, &stream_arn, &r.dlq_url));
         say(format!("stream mapping   {table} → ingest"));
+    }
+    let kinesis = aws_sdk_kinesis::Client::new(sdk);
+    for stream in &sources.kinesis {
+        let summary = if stream.starts_with("arn:") {
+            kinesis.describe_stream_summary().stream_arn(stream)
+        } else {
+            kinesis.describe_stream_summary().stream_name(stream)
+        }
+        .send()
+        .await
+        .with_context(|| format!("the Kinesis stream {stream} does not exist; create it first"))?;
+        let Some(d) = summary.stream_description_summary else {
+            anyhow::bail!("the Kinesis stream {stream} was not described");
+        };
+        mappings.put(Mapping::kinesis(&d.stream_name, &d.stream_arn, &r.dlq_url));
+        say(format!("kinesis mapping  {} → ingest", d.stream_name));
     }
     mappings
         .save(&path)

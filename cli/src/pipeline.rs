@@ -239,6 +239,7 @@ pub async fn run(
         functions: Arc::new(functions),
         mappings: mappings.mappings.into_values().collect(),
         streams: aws_sdk_dynamodbstreams::Client::new(sdk),
+        kinesis: aws_sdk_kinesis::Client::new(sdk),
         sqs,
         region: sdk
             .region()

@@ -287,6 +287,7 @@ async fn a_retriable_failure_is_retried_until_the_fault_is_gone() {
             ),
         ],
         streams: env.streams.clone(),
+        kinesis: env.kinesis.clone(),
         sqs: env.sqs.clone(),
         region: "us-east-1".into(),
         checkpoints_path: std::env::temp_dir()

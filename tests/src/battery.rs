@@ -36,6 +36,8 @@ pub struct Battery {
     pub source: String,
     /// Its stream.
     pub stream_arn: String,
+    /// A Kinesis data stream of its changes, when the battery has one.
+    pub kinesis_arn: Option<String>,
     contracts: PathBuf,
     state: PathBuf,
     bin: PathBuf,
@@ -53,9 +55,19 @@ impl Battery {
     /// Creates a source table and its contract, and runs `sluice local up` with the `sluice`
     /// binary `bin`, from the repository `repo`.
     pub async fn new(endpoint: &str, bin: &Path, repo: &Path) -> Self {
+        Self::create(endpoint, bin, repo, false).await
+    }
+
+    /// As [`Battery::new`], with a Kinesis data stream of one shard that ingest reads too
+    /// (`sluice local up --kinesis-stream`) when `kinesis` is set.
+    pub async fn create(endpoint: &str, bin: &Path, repo: &Path, kinesis: bool) -> Self {
         let env = env_at(endpoint).await;
         let source = unique("bat-src");
         let stream_arn = source_table(&env, &source).await;
+        let kinesis_arn = match kinesis {
+            true => Some(kinesis_stream(&env.kinesis, &unique("bat-kin")).await),
+            false => None,
+        };
         let contracts = std::env::temp_dir().join(unique("bat-contracts"));
         std::fs::create_dir_all(&contracts).unwrap();
         std::fs::write(
@@ -70,6 +82,7 @@ impl Battery {
             prefix: unique("bat"),
             source,
             stream_arn,
+            kinesis_arn,
             contracts,
             state: std::env::temp_dir().join(unique("bat-state")),
             bin: bin.to_owned(),
@@ -78,13 +91,11 @@ impl Battery {
             groups: BTreeMap::new(),
             unkeyed: 0,
         };
-        let out = battery
-            .command(
-                endpoint,
-                &["local", "up", "--fifo", "--source-table", &battery.source],
-            )
-            .output()
-            .unwrap();
+        let mut up = vec!["local", "up", "--fifo", "--source-table", &battery.source];
+        if let Some(arn) = &battery.kinesis_arn {
+            up.extend(["--kinesis-stream", arn.as_str()]);
+        }
+        let out = battery.command(endpoint, &up).output().unwrap();
         assert!(
             out.status.success(),
             "local up: {}",
@@ -101,13 +112,29 @@ impl Battery {
         bin: &Path,
         repo: &Path,
         seed: u64,
-        (stream, app): (u64, u64),
+        sizes: (u64, u64),
     ) -> Self {
-        let mut battery = Self::new(endpoint, bin, repo).await;
+        Self::loaded_with_kinesis(endpoint, bin, repo, seed, sizes, 0).await
+    }
+
+    /// As [`Battery::loaded`], and with `kinesis` changes of other keys through a Kinesis
+    /// stream ([`Battery::kinesis_changes`]) when it is not 0.
+    pub async fn loaded_with_kinesis(
+        endpoint: &str,
+        bin: &Path,
+        repo: &Path,
+        seed: u64,
+        (stream, app): (u64, u64),
+        kinesis: u64,
+    ) -> Self {
+        let mut battery = Self::create(endpoint, bin, repo, kinesis > 0).await;
         let mut rng = fastrand::Rng::with_seed(seed);
         battery.stream_changes(stream, &mut rng).await;
         battery.app_events(app, &mut rng).await;
         battery.fifo_events(app / 2, 4, &mut rng).await;
+        if kinesis > 0 {
+            battery.kinesis_changes(kinesis, &mut rng).await;
+        }
         battery
     }
 
@@ -311,6 +338,81 @@ impl Battery {
         }
     }
 
+    /// Writes `n` DynamoDB change records of keys `k-*` to the Kinesis stream as DynamoDB
+    /// writes them there (creation times in µs, strictly increasing; the key as partition key):
+    /// upserts, a delete now and then, an update without `label` (poison) now and then. Each
+    /// change is logged for the checker, and each item's order too.
+    pub async fn kinesis_changes(&mut self, n: u64, rng: &mut fastrand::Rng) {
+        let arn = self
+            .kinesis_arn
+            .clone()
+            .expect("a battery made with a Kinesis stream");
+        let keys = (n / 4).max(1);
+        let base_us = u64::try_from(chrono::Utc::now().timestamp_micros()).unwrap_or(0);
+        for i in 0..n {
+            let pk = format!("k-{}", rng.u64(..keys));
+            let created_us = base_us + i;
+            let roll = rng.u8(..15);
+            let image = |label: bool| {
+                let mut m = json!({"pk": {"S": pk}, "value": {"N": i.to_string()}});
+                if label {
+                    m["label"] = json!({"S": format!("k{i}")});
+                }
+                m
+            };
+            let (name, dynamodb, effect) = match roll {
+                0 => (
+                    "REMOVE",
+                    json!({"Keys": {"pk": {"S": pk}}, "OldImage": {"pk": {"S": pk}}}),
+                    Effect::Delete,
+                ),
+                1 => (
+                    "MODIFY",
+                    json!({"Keys": {"pk": {"S": pk}}, "NewImage": image(false)}),
+                    Effect::Poison,
+                ),
+                _ => (
+                    "MODIFY",
+                    json!({"Keys": {"pk": {"S": pk}}, "NewImage": image(true)}),
+                    Effect::Put(BTreeMap::from([
+                        ("value".to_owned(), json!(i)),
+                        ("label".to_owned(), json!(format!("k{i}"))),
+                    ])),
+                ),
+            };
+            let mut dynamodb = dynamodb;
+            dynamodb["ApproximateCreationDateTime"] = json!(created_us);
+            dynamodb["ApproximateCreationDateTimePrecision"] = json!("MICROSECOND");
+            dynamodb["SizeBytes"] = json!(64);
+            let record = json!({
+                "awsRegion": "us-east-1", "eventID": format!("kin-{i}"), "eventName": name,
+                "userIdentity": null, "recordFormat": "application/json",
+                "tableName": self.source, "dynamodb": dynamodb, "eventSource": "aws:dynamodb",
+            });
+            let put = self
+                .env
+                .kinesis
+                .put_record()
+                .stream_arn(&arn)
+                .partition_key(&pk)
+                .data(aws_sdk_kinesis::primitives::Blob::new(record.to_string()))
+                .send()
+                .await
+                .unwrap();
+            let seq = kinesis_seq(created_us, put.sequence_number());
+            self.groups
+                .entry(format!("kinesis item {pk}"))
+                .or_default()
+                .push((TABLE.into(), pk.clone(), seq.clone()));
+            self.app.push(Sent {
+                table: TABLE.into(),
+                key: pk,
+                seq,
+                effect,
+            });
+        }
+    }
+
     /// Raw staging, read line by line as plain JSON, and the orders the sources promise: each
     /// FIFO group's in send order, and each item's stream records in sequence order (a
     /// DynamoDB stream keeps an item's changes in order, on one shard at a time).
@@ -480,6 +582,22 @@ impl Battery {
         let mut stream = None;
         for m in &messages {
             let body = m.body().unwrap_or_default();
+            if let Some((id, shard, start, end)) = kinesis_batch_info(body) {
+                // A Kinesis batch given up: the changes it names, read back from the shard.
+                let arn = self.kinesis_arn.clone().unwrap_or_default();
+                for (seq, change) in kinesis_records(&self.env.kinesis, &arn, &shard).await {
+                    let padded = format!("{seq:0>129}");
+                    if padded < start || padded > end {
+                        continue;
+                    }
+                    letters.push(Letter {
+                        failure_id: format!("{id}#{seq}"),
+                        change: Some(change),
+                        code: "kinesis batch given up".into(),
+                    });
+                }
+                continue;
+            }
             match batch_info(body) {
                 // A stream batch given up: the changes it names, read back from the stream.
                 Some((id, start, end, condition)) => {
@@ -680,10 +798,87 @@ fn batch_info(body: &str) -> Option<(String, String, String, String)> {
     ))
 }
 
+/// A Kinesis on-failure record (`KinesisBatchInfo`): its request id, the shard, and the first
+/// and last sequence numbers of the batch given up (zero-padded to 129 digits).
+fn kinesis_batch_info(body: &str) -> Option<(String, String, String, String)> {
+    let v: Value = serde_json::from_str(body).ok()?;
+    let info = v.get("KinesisBatchInfo")?;
+    let pad = |k: &str| Some(format!("{:0>129}", info.get(k)?.as_str()?));
+    Some((
+        v.pointer("/requestContext/requestId")?.as_str()?.to_owned(),
+        info.get("shardId")?.as_str()?.to_owned(),
+        pad("startSequenceNumber")?,
+        pad("endSequenceNumber")?,
+    ))
+}
+
+/// Every record of a Kinesis shard: its sequence number and the change it holds.
+async fn kinesis_records(
+    kinesis: &aws_sdk_kinesis::Client,
+    arn: &str,
+    shard: &str,
+) -> Vec<(String, (String, String, String))> {
+    let mut iterator = kinesis
+        .get_shard_iterator()
+        .stream_arn(arn)
+        .shard_id(shard)
+        .shard_iterator_type(aws_sdk_kinesis::types::ShardIteratorType::TrimHorizon)
+        .send()
+        .await
+        .unwrap()
+        .shard_iterator;
+    let mut out = Vec::new();
+    let mut empty = 0;
+    while let Some(it) = iterator {
+        let page = kinesis
+            .get_records()
+            .stream_arn(arn)
+            .shard_iterator(it)
+            .send()
+            .await
+            .unwrap();
+        empty = if page.records().is_empty() {
+            empty + 1
+        } else {
+            0
+        };
+        for r in page.records() {
+            let v: Value = serde_json::from_slice(r.data().as_ref()).unwrap_or(Value::Null);
+            let key = v.pointer("/dynamodb/Keys/pk/S").and_then(Value::as_str);
+            let created = v
+                .pointer("/dynamodb/ApproximateCreationDateTime")
+                .and_then(Value::as_u64);
+            if let (Some(key), Some(created)) = (key, created) {
+                let seq = r.sequence_number().to_owned();
+                out.push((
+                    seq.clone(),
+                    (TABLE.into(), key.to_owned(), kinesis_seq(created, &seq)),
+                ));
+            }
+        }
+        if empty >= 2 {
+            break;
+        }
+        iterator = page.next_shard_iterator;
+    }
+    out
+}
+
 /// The (table, key, seq) of a source record: a raw line's record, a DynamoDB stream record or an
 /// application event.
 fn change_of(original: &Value) -> Option<(String, String, String)> {
     if let (Some(record), Some(_)) = (original.get("record"), original.get("v")) {
+        if original.get("format").and_then(Value::as_str) == Some("ddb-kinesis") {
+            // The creation time is in the record; the Kinesis sequence number in the origin.
+            let key = record.pointer("/dynamodb/Keys/pk/S")?.as_str()?;
+            let created = record
+                .pointer("/dynamodb/ApproximateCreationDateTime")?
+                .as_u64()?;
+            let seq = original
+                .pointer("/origin/kinesis/sequence_number")?
+                .as_str()?;
+            return Some((TABLE.into(), key.into(), kinesis_seq(created, seq)));
+        }
         return change_of(record);
     }
     if let Some(d) = original.get("dynamodb") {
@@ -830,6 +1025,47 @@ impl Battery {
         assert!(status.success(), "the run failed");
         history
     }
+}
+
+/// The ordering token of a DynamoDB change through Kinesis, as a typed row's `_seq` holds it:
+/// the creation time in µs in 20 digits and the Kinesis sequence number in 129, joined by `.`.
+pub fn kinesis_seq(created_us: u64, sequence_number: &str) -> String {
+    format!("{created_us:020}.{sequence_number:0>129}")
+}
+
+/// Creates a Kinesis stream of one shard and waits until it is active; returns its ARN.
+async fn kinesis_stream(kinesis: &aws_sdk_kinesis::Client, name: &str) -> String {
+    kinesis
+        .create_stream()
+        .stream_name(name)
+        .shard_count(1)
+        .send()
+        .await
+        .unwrap();
+    active(kinesis, name).await
+}
+
+/// Waits until the stream is active; returns its ARN.
+async fn active(kinesis: &aws_sdk_kinesis::Client, name_or_arn: &str) -> String {
+    for _ in 0..100 {
+        let req = kinesis.describe_stream_summary();
+        let req = if name_or_arn.starts_with("arn:") {
+            req.stream_arn(name_or_arn)
+        } else {
+            req.stream_name(name_or_arn)
+        };
+        let summary = req
+            .send()
+            .await
+            .unwrap()
+            .stream_description_summary
+            .unwrap();
+        if summary.stream_status == aws_sdk_kinesis::types::StreamStatus::Active {
+            return summary.stream_arn;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the Kinesis stream {name_or_arn} never became active");
 }
 
 #[cfg(test)]

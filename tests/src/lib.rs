@@ -44,6 +44,8 @@ pub struct TestEnv {
     pub ddb: aws_sdk_dynamodb::Client,
     /// DynamoDB Streams.
     pub streams: aws_sdk_dynamodbstreams::Client,
+    /// Kinesis Data Streams.
+    pub kinesis: aws_sdk_kinesis::Client,
 }
 
 #[cfg(feature = "localstack")]
@@ -107,6 +109,7 @@ pub async fn env_at(endpoint: &str) -> TestEnv {
         sqs: sqs_client(&sdk),
         ddb: aws_sdk_dynamodb::Client::new(&sdk),
         streams: aws_sdk_dynamodbstreams::Client::new(&sdk),
+        kinesis: aws_sdk_kinesis::Client::new(&sdk),
         sdk,
         endpoint: endpoint.to_owned(),
     }
@@ -132,6 +135,7 @@ pub async fn env_as(endpoint: &str, access_key_id: &str, secret_access_key: &str
         sqs: sqs_client(&sdk),
         ddb: aws_sdk_dynamodb::Client::new(&sdk),
         streams: aws_sdk_dynamodbstreams::Client::new(&sdk),
+        kinesis: aws_sdk_kinesis::Client::new(&sdk),
         sdk,
         endpoint: endpoint.to_owned(),
     }

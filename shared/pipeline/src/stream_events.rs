@@ -107,3 +107,50 @@ pub fn stream_event(
         .collect();
     format!("{{\"Records\":[{}]}}", items.join(","))
 }
+
+/// A Kinesis record of shard `shard_id` as one object of a Lambda Kinesis event's `Records`,
+/// as a Kinesis event source mapping writes it (the data base64, the arrival time in epoch
+/// seconds with milliseconds).
+pub fn kinesis_record_json(
+    stream_arn: &str,
+    region: &str,
+    shard_id: &str,
+    r: &aws_sdk_kinesis::types::Record,
+) -> serde_json::Value {
+    let mut record = serde_json::json!({
+        "kinesis": {
+            "kinesisSchemaVersion": "1.0",
+            "partitionKey": r.partition_key(),
+            "sequenceNumber": r.sequence_number(),
+            "data": aws_smithy_types::base64::encode(r.data().as_ref()),
+        },
+        "eventSource": "aws:kinesis",
+        "eventVersion": "1.0",
+        "eventID": format!("{shard_id}:{}", r.sequence_number()),
+        "eventName": "aws:kinesis:record",
+        "awsRegion": region,
+        "eventSourceARN": stream_arn,
+    });
+    let arrival = r
+        .approximate_arrival_timestamp()
+        .map(|t| format!("{}.{:03}", t.secs(), t.subsec_nanos() / 1_000_000))
+        .and_then(|a| serde_json::from_str::<serde_json::Value>(&a).ok());
+    if let Some(n) = arrival {
+        record["kinesis"]["approximateArrivalTimestamp"] = n;
+    }
+    record
+}
+
+/// A Lambda Kinesis event holding `records` of shard `shard_id`.
+pub fn kinesis_event(
+    stream_arn: &str,
+    region: &str,
+    shard_id: &str,
+    records: &[aws_sdk_kinesis::types::Record],
+) -> String {
+    let items: Vec<serde_json::Value> = records
+        .iter()
+        .map(|r| kinesis_record_json(stream_arn, region, shard_id, r))
+        .collect();
+    serde_json::json!({ "Records": items }).to_string()
+}

@@ -71,6 +71,7 @@ pub(crate) struct Counters {
 pub(crate) struct Ctx<F> {
     pub functions: Arc<F>,
     pub streams: aws_sdk_dynamodbstreams::Client,
+    pub kinesis: aws_sdk_kinesis::Client,
     pub sqs: aws_sdk_sqs::Client,
     pub region: String,
     pub checkpoints: Mutex<Checkpoints>,

@@ -111,6 +111,8 @@ pub struct Runner<F> {
     pub mappings: Vec<Mapping>,
     /// A DynamoDB Streams client.
     pub streams: aws_sdk_dynamodbstreams::Client,
+    /// A Kinesis client, for Kinesis stream mappings.
+    pub kinesis: aws_sdk_kinesis::Client,
     /// An SQS client.
     pub sqs: aws_sdk_sqs::Client,
     /// The region, for the events' `awsRegion`.
@@ -144,6 +146,7 @@ impl<F: Functions> Runner<F> {
         let ctx = Arc::new(Ctx {
             functions: self.functions,
             streams: self.streams,
+            kinesis: self.kinesis,
             sqs: self.sqs,
             region: self.region,
             checkpoints: Mutex::new(checkpoints),
@@ -164,7 +167,9 @@ impl<F: Functions> Runner<F> {
             tracing::info!(mapping = %m.name, "Starting mapping.");
             tasks.push(tokio::spawn(async move {
                 match &m.source {
-                    MappingSource::Stream { .. } => super::streams::run(ctx, m, stop, idle).await,
+                    MappingSource::Stream { .. } | MappingSource::Kinesis { .. } => {
+                        super::streams::run(ctx, m, stop, idle).await
+                    }
                     MappingSource::Queue { .. } => super::queues::run(ctx, m, stop, idle).await,
                 }
             }));

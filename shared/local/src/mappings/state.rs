@@ -45,6 +45,13 @@ pub enum MappingSource {
         /// The queue's ARN, for the events' `eventSourceARN`.
         queue_arn: String,
     },
+    /// A Kinesis data stream a DynamoDB table streams its changes to.
+    Kinesis {
+        /// The stream's ARN.
+        stream_arn: String,
+        /// Where to start without a checkpoint.
+        starting_position: StartingPosition,
+    },
 }
 
 /// One local event source mapping.
@@ -91,6 +98,20 @@ impl Mapping {
             max_record_age_secs: 86_400,
             bisect_on_error: true,
             on_failure_queue_url: Some(on_failure_queue_url.to_owned()),
+        }
+    }
+
+    /// A Kinesis stream mapping, with the settings of a DynamoDB stream mapping (the stack's
+    /// Kinesis mapping has the same).
+    pub fn kinesis(name: &str, stream_arn: &str, on_failure_queue_url: &str) -> Self {
+        Self {
+            name: format!("kinesis:{name}"),
+            source: MappingSource::Kinesis {
+                stream_arn: stream_arn.to_owned(),
+                starting_position: StartingPosition::TrimHorizon,
+            },
+            max_record_age_secs: 604_800,
+            ..Self::stream(name, stream_arn, on_failure_queue_url)
         }
     }
 

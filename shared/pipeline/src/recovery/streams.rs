@@ -233,28 +233,7 @@ impl StreamReaders {
                 if at == Ordering::Greater {
                     return Ok(out);
                 }
-                let arrival = r
-                    .approximate_arrival_timestamp()
-                    .map(|t| format!("{}.{:03}", t.secs(), t.subsec_nanos() / 1_000_000));
-                let mut record = serde_json::json!({
-                    "kinesis": {
-                        "kinesisSchemaVersion": "1.0",
-                        "partitionKey": r.partition_key(),
-                        "sequenceNumber": r.sequence_number(),
-                        "data": aws_smithy_types::base64::encode(r.data().as_ref()),
-                    },
-                    "eventSource": "aws:kinesis",
-                    "eventVersion": "1.0",
-                    "eventID": format!("{shard}:{}", r.sequence_number()),
-                    "eventName": "aws:kinesis:record",
-                    "awsRegion": self.region,
-                    "eventSourceARN": arn,
-                });
-                if let Some(n) =
-                    arrival.and_then(|a| serde_json::from_str::<serde_json::Value>(&a).ok())
-                {
-                    record["kinesis"]["approximateArrivalTimestamp"] = n;
-                }
+                let record = crate::stream_events::kinesis_record_json(arn, &self.region, shard, r);
                 out.push(record.to_string());
                 if at == Ordering::Equal {
                     return Ok(out);
