@@ -262,6 +262,20 @@ impl Battery {
         }
     }
 
+    /// Logs a change sent for the checker, as the next of `group`, whose order its source keeps.
+    fn log_ordered(&mut self, group: String, key: String, seq: String, effect: Effect) {
+        self.groups
+            .entry(group)
+            .or_default()
+            .push((TABLE.into(), key.clone(), seq.clone()));
+        self.app.push(Sent {
+            table: TABLE.into(),
+            key,
+            seq,
+            effect,
+        });
+    }
+
     /// An application event of `pk` at `seq` as `roll` draws it (0 a delete, 1 an update without
     /// the required `label`, anything else an upsert whose label starts with `label`), and what
     /// it must do.
@@ -324,17 +338,12 @@ impl Battery {
             }
             let (body, effect) = self.app_event(roll, &pk, seq, "f");
             send(body.to_string()).await.unwrap();
-            let seq = seq40(&seq.to_string());
-            self.groups
-                .entry(format!("fifo group {group}"))
-                .or_default()
-                .push((TABLE.into(), pk.clone(), seq.clone()));
-            self.app.push(Sent {
-                table: TABLE.into(),
-                key: pk,
-                seq,
+            self.log_ordered(
+                format!("fifo group {group}"),
+                pk,
+                seq40(&seq.to_string()),
                 effect,
-            });
+            );
         }
     }
 
@@ -400,16 +409,7 @@ impl Battery {
                 .await
                 .unwrap();
             let seq = kinesis_seq(created_us, put.sequence_number());
-            self.groups
-                .entry(format!("kinesis item {pk}"))
-                .or_default()
-                .push((TABLE.into(), pk.clone(), seq.clone()));
-            self.app.push(Sent {
-                table: TABLE.into(),
-                key: pk,
-                seq,
-                effect,
-            });
+            self.log_ordered(format!("kinesis item {pk}"), pk, seq, effect);
         }
     }
 

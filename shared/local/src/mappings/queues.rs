@@ -330,8 +330,12 @@ async fn process<F: Functions>(
     ctx.counters
         .records
         .fetch_add(batch.len() as u64, Ordering::Relaxed);
+    // The heartbeat extends the batch's visibility while it runs. It holds `beating` while it
+    // sends, so once the batch is done no extension can land after the retry delays are set
+    // (one would hide every failed message of a FIFO group for the same time again).
+    let beating = Arc::new(tokio::sync::Mutex::new(true));
     let heartbeat = {
-        let (sqs, url) = (ctx.sqs.clone(), url.to_owned());
+        let (sqs, url, beating) = (ctx.sqs.clone(), url.to_owned(), beating.clone());
         let handles: Vec<String> = batch
             .iter()
             .filter_map(|m| m.receipt_handle().map(str::to_owned))
@@ -339,11 +343,17 @@ async fn process<F: Functions>(
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(visibility / 2).await;
+                let alive = beating.lock().await;
+                if !*alive {
+                    break;
+                }
                 change_visibility(&sqs, &url, &handles, visibility).await;
             }
         })
     };
     let result = ctx.functions.invoke(m.function, event).await;
+    // Waits for an extension under way to be answered.
+    *beating.lock().await = false;
     heartbeat.abort();
     let failed: HashSet<String> = match &result {
         Ok(response) => response["batchItemFailures"]
