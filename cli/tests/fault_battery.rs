@@ -405,7 +405,8 @@ async fn an_outage_longer_than_the_retries_strands_changes_until_they_are_redriv
         "seed {seed}: {said}"
     );
     history.extend(battery.drain().await);
-    // What the redrive sent back lands after changes its source gave later: by design.
+    // What the redrive sent back lands after changes its source gave later: by design, so its
+    // group is not held to the order.
     let mut staging = battery.staging().await;
     staging.reordered = before.iter().filter_map(|l| l.change.clone()).collect();
     let report = check_with_staging(&sent, &history, &battery.letters().await, &staging);
