@@ -96,15 +96,11 @@ async fn run(scenario: &Scenario, seed: u64) -> Outcome {
         scenario.lasting + Duration::from_secs(240),
     )
     .await;
-    let mut stderr = String::new();
-    if let Some(mut e) = child.stderr.take() {
-        use std::io::Read;
-        let _ = e.read_to_string(&mut stderr);
-    }
     assert!(
         status.success(),
-        "{} (seed {seed}): the runner failed: {stderr}",
-        scenario.name
+        "{} (seed {seed}): the runner failed: {}",
+        scenario.name,
+        battery.run_log()
     );
     // The runner may end before the faults do, when nothing is left to fault.
     let drain = ended.saturating_duration_since(faults_end);
@@ -133,10 +129,16 @@ async fn run(scenario: &Scenario, seed: u64) -> Outcome {
     if report.counts.stranded > 0 {
         println!("    stranded by code: {:?}", report.stranded_by_code);
     }
+    let mut anomalies = report.anomalies;
+    if !report.counts.clean() {
+        let name = format!("battery-{}-{seed}.log", scenario.name.replace(' ', "-"));
+        let kept = battery.keep_run_log(&name);
+        anomalies.push(format!("the runner's log: {}", kept.display()));
+    }
     Outcome {
         counts: report.counts,
         drain,
-        anomalies: report.anomalies,
+        anomalies,
         unkeyed: (battery.unkeyed, unkeyed),
     }
 }

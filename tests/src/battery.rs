@@ -161,7 +161,16 @@ impl Battery {
     }
 
     /// Starts `sluice local run --until-idle` through `endpoint`, retrying after 1 s, then 2 s.
+    /// Its output is appended to [`Battery::run_log`] (a file: a pipe nobody reads while it runs
+    /// would fill and stall the runner), at the level `SLUICE_BATTERY_LOG` names (default `warn`).
     pub fn run_until_idle(&self, endpoint: &str) -> Child {
+        std::fs::create_dir_all(&self.state).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .unwrap();
+        let level = std::env::var("SLUICE_BATTERY_LOG").unwrap_or_else(|_| "warn".into());
         self.command(
             endpoint,
             &[
@@ -176,10 +185,28 @@ impl Battery {
                 "0",
             ],
         )
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .env("RUST_LOG", level)
+        .stdout(Stdio::null())
+        .stderr(log)
         .spawn()
         .unwrap()
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.state.join("run.log")
+    }
+
+    /// What the runs of [`Battery::run_until_idle`] printed so far.
+    pub fn run_log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// Keeps [`Battery::run_log`] as `name` in the system's temporary directory (the battery's
+    /// own directories go when it does), and returns where.
+    pub fn keep_run_log(&self, name: &str) -> PathBuf {
+        let to = std::env::temp_dir().join(name);
+        let _ = std::fs::copy(self.log_path(), &to);
+        to
     }
 
     /// Makes `n` changes in the source table: puts and updates over `n / 3` keys, a delete now and

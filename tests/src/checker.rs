@@ -391,8 +391,9 @@ pub fn check_with_staging(
                 if at.surely_before(then) {
                     report.counts.out_of_order += 1;
                     report.anomalies.push(format!(
-                        "{group}: {}/{} at seq {} landed before {}/{} at seq {}, which its source gave earlier",
-                        id.0, id.1, id.2, before.0, before.1, before.2
+                        "{group}: {}/{} at seq {} landed before {}/{} at seq {}, which its source gave earlier (landings: {})",
+                        id.0, id.1, id.2, before.0, before.1, before.2,
+                        landings_of(&staging.landings, changes)
                     ));
                     continue;
                 }
@@ -405,6 +406,23 @@ pub fn check_with_staging(
         }
     }
     report
+}
+
+/// Where each of a group's changes landed, in the source's order: `seq@ms:object#line`, each
+/// landing of a change.
+fn landings_of(landings: &[(ChangeId, LandedAt)], changes: &[ChangeId]) -> String {
+    changes
+        .iter()
+        .map(|c| {
+            let at: Vec<String> = landings
+                .iter()
+                .filter(|(id, _)| id == c)
+                .map(|(_, a)| format!("{}:{}#{}", a.ms, a.object, a.line))
+                .collect();
+            format!("{}/{}@[{}]", c.1, c.2, at.join(" "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Why a row is not what the change says, if it is not.

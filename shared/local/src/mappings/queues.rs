@@ -47,6 +47,7 @@ pub(crate) async fn run<F: Functions>(
     let limit = Arc::new(AtomicUsize::new(floor));
     let meter = Arc::new(Meter::default());
     let in_flight = Arc::new(AtomicUsize::new(0));
+    let groups = GroupLock::for_queue(&queue_url);
     let m = Arc::new(m);
     let scaler = ctx.scaling.clone().map(|opts| {
         let (ctx, m, url) = (ctx.clone(), m.clone(), queue_url.clone());
@@ -69,7 +70,7 @@ pub(crate) async fn run<F: Functions>(
             }
             continue;
         }
-        let batch = match gather(&ctx, &m, &queue_url, &mut stop).await {
+        let batch = match gather(&ctx, &m, &queue_url, &groups, &mut stop).await {
             Ok(b) => b,
             Err(e) => {
                 tracing::warn!(error = %e, queue = %queue_url, "Could not receive messages; retrying.");
@@ -97,9 +98,10 @@ pub(crate) async fn run<F: Functions>(
         in_flight.fetch_add(1, Ordering::SeqCst);
         let (ctx, m, in_flight) = (ctx.clone(), m.clone(), in_flight.clone());
         let (url, arn, meter) = (queue_url.clone(), queue_arn.clone(), meter.clone());
+        let groups = groups.clone();
         tokio::spawn(async move {
             let started = Instant::now();
-            let (done, failed) = process(&ctx, &m, &url, &arn, batch, visibility).await;
+            let (done, failed) = process(&ctx, &m, &url, &arn, &groups, batch, visibility).await;
             meter.add(done, failed, started.elapsed());
             in_flight.fetch_sub(1, Ordering::SeqCst);
             drop(permit);
@@ -110,6 +112,34 @@ pub(crate) async fn run<F: Functions>(
     }
     // In-flight batches finish before the run ends; nothing new is received.
     let _ = permits.acquire_many(u32::try_from(cap).unwrap_or(1)).await;
+}
+
+/// Keeps a FIFO queue's message groups still while a receive runs: a receive, and the deletes
+/// and visibility changes that end a batch, never overlap.
+///
+/// SQS decides a receive against the groups as they are when it is served, atomically. The
+/// emulator does not: it checks which groups are locked message by message as it goes, and
+/// reads that again part-way, so a batch whose end unlocks a group while a receive is under
+/// way can have it deliver a later message of the group and skip the one before it (seen in
+/// the fault battery). With the two kept apart, every receive sees the groups as one state, as
+/// on SQS; on SQS it only makes the local runner's calls to one FIFO queue take turns. A
+/// standard queue has no groups and no lock.
+#[derive(Debug, Clone, Default)]
+struct GroupLock(Option<Arc<tokio::sync::Mutex<()>>>);
+
+impl GroupLock {
+    fn for_queue(url: &str) -> Self {
+        Self(url.ends_with(".fifo").then(Default::default))
+    }
+
+    /// Holds the queue's groups still until the guard is dropped (at once for a standard
+    /// queue).
+    async fn hold(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match &self.0 {
+            Some(lock) => Some(lock.lock().await),
+            None => None,
+        }
+    }
 }
 
 /// What a queue mapping's batches did since the scaler last looked.
@@ -274,6 +304,7 @@ async fn gather<F>(
     ctx: &Ctx<F>,
     m: &Mapping,
     url: &str,
+    groups: &GroupLock,
     stop: &mut watch::Receiver<bool>,
 ) -> Result<Vec<Message>, AwsError> {
     let started = Instant::now();
@@ -282,6 +313,7 @@ async fn gather<F>(
     let mut seen = HashSet::new();
     while batch.len() < m.batch_size && !*stop.borrow() {
         let want = i32::try_from((m.batch_size - batch.len()).min(10)).unwrap_or(10);
+        let held = groups.hold().await;
         let out = ctx
             .sqs
             .receive_message()
@@ -293,6 +325,7 @@ async fn gather<F>(
             .send()
             .await
             .map_err(|e| AwsError::from_sdk("ReceiveMessage", url, e))?;
+        drop(held);
         let messages = out.messages.unwrap_or_default();
         if messages.is_empty() {
             break;
@@ -322,9 +355,14 @@ async fn process<F: Functions>(
     m: &Mapping,
     url: &str,
     arn: &str,
+    groups: &GroupLock,
     batch: Vec<Message>,
     visibility: Duration,
 ) -> (usize, usize) {
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        let received: Vec<String> = batch.iter().map(describe).collect();
+        tracing::debug!(mapping = %m.name, ?received, "Batch received.");
+    }
     let event = sqs_event(arn, &ctx.region, &batch);
     ctx.counters.invocations.fetch_add(1, Ordering::Relaxed);
     ctx.counters
@@ -381,6 +419,9 @@ async fn process<F: Functions>(
     let (done, retry): (Vec<&Message>, Vec<&Message>) = batch
         .iter()
         .partition(|msg| !failed.contains(msg.message_id().unwrap_or_default()));
+    // The deletes and the retry delays that unlock the batch's groups, as one step between
+    // receives.
+    let held = groups.hold().await;
     delete(&ctx.sqs, url, &done).await;
     let failed_count = retry.len();
     let waits = if url.ends_with(".fifo") {
@@ -388,10 +429,32 @@ async fn process<F: Functions>(
     } else {
         standard_waits(&retry, |receives| ctx.backoff.delay(receives).as_secs())
     };
+    if !retry.is_empty() && tracing::enabled!(tracing::Level::DEBUG) {
+        let retried: Vec<String> = retry.iter().map(|m| describe(m)).collect();
+        tracing::debug!(mapping = %m.name, ?retried, "Failed messages to retry.");
+    }
     for (secs, handles) in waits {
         change_visibility(&ctx.sqs, url, &handles, Duration::from_secs(secs)).await;
     }
+    drop(held);
     (done.len(), failed_count)
+}
+
+/// A message as the debug log names it: its id, and for a FIFO queue its group and sequence
+/// number, then its receive count.
+fn describe(msg: &Message) -> String {
+    let attr = |name| {
+        msg.attributes()
+            .and_then(|a| a.get(&name))
+            .map_or("-", String::as_str)
+    };
+    format!(
+        "{} {}/{} x{}",
+        msg.message_id().unwrap_or_default(),
+        attr(MessageSystemAttributeName::MessageGroupId),
+        attr(MessageSystemAttributeName::SequenceNumber),
+        receives(msg)
+    )
 }
 
 /// How often a message has been received, its own failures included.
@@ -530,6 +593,25 @@ mod tests {
         let waits = fifo_waits(&retry[1..], |_| 0);
         assert_eq!(waits[&2], vec!["b0".to_owned(), "a1".to_owned()]);
         assert_eq!(waits[&1], vec!["a2".to_owned()]);
+    }
+
+    #[tokio::test]
+    async fn a_fifo_queues_receive_waits_for_the_end_of_a_batch() {
+        assert!(GroupLock::for_queue("https://q/ingest")
+            .hold()
+            .await
+            .is_none());
+        let lock = GroupLock::for_queue("https://q/ingest.fifo");
+        let ending = lock.hold().await;
+        assert!(ending.is_some());
+        let receive = {
+            let lock = lock.clone();
+            tokio::spawn(async move { lock.hold().await.is_some() })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!receive.is_finished(), "a receive overlapped a batch's end");
+        drop(ending);
+        assert!(receive.await.unwrap());
     }
 
     #[test]
