@@ -433,7 +433,8 @@ async fn process<F: Functions>(
         let retried: Vec<String> = retry.iter().map(|m| describe(m)).collect();
         tracing::debug!(mapping = %m.name, ?retried, "Failed messages to retry.");
     }
-    for (secs, handles) in waits {
+    // Longest first: a FIFO group's head is hidden again before the rest of it shows.
+    for (secs, handles) in waits.into_iter().rev() {
         change_visibility(&ctx.sqs, url, &handles, Duration::from_secs(secs)).await;
     }
     drop(held);
@@ -480,13 +481,17 @@ fn standard_waits(retry: &[&Message], wait: impl Fn(u32) -> u64) -> BTreeMap<u64
     waits
 }
 
-/// The same for a FIFO queue, one message group at a time: the group's failed messages wait as
-/// long as its first one (the head, which has failed most often), and the head one second more,
-/// so it is the last to become visible. A group stays locked while its head is hidden, so no
-/// receive can ever take a later message of the group before the head: an emulator that
-/// releases a group's lock message by message (as moto does when several hidden messages of a
-/// group become visible at once) then still delivers the group in order, and on AWS, which
-/// locks the group as a whole, the extra second changes nothing but the wait.
+/// The same for a FIFO queue, one message group at a time: the group's first failed message
+/// (its head, which has failed most often) waits as long as the longest wait of the group, and
+/// the rest of the group's failed messages are made visible at once.
+///
+/// The head stays in flight, so the group stays locked and none of the rest can be received
+/// before it; once it shows, the group is received from the head on, in order. This holds on
+/// an emulator that releases a group's lock message by message, as moto does: when several
+/// hidden messages of one group become visible together, it skips the group's first message
+/// and delivers a later one. A staggered wait (the head a second after the rest) is not enough
+/// there, since no receive may happen in that second; a message made visible by the call
+/// itself is released at once. On SQS, which locks the group as a whole, it is the same order.
 fn fifo_waits(retry: &[&Message], wait: impl Fn(u32) -> u64) -> BTreeMap<u64, Vec<String>> {
     let mut groups: Vec<(Option<&str>, Vec<&Message>)> = Vec::new();
     for msg in retry {
@@ -501,7 +506,7 @@ fn fifo_waits(retry: &[&Message], wait: impl Fn(u32) -> u64) -> BTreeMap<u64, Ve
     }
     let mut waits: BTreeMap<u64, Vec<String>> = BTreeMap::new();
     for (_, members) in groups {
-        let rest = members
+        let head = members
             .iter()
             .map(|m| wait(receives(m)))
             .max()
@@ -509,7 +514,7 @@ fn fifo_waits(retry: &[&Message], wait: impl Fn(u32) -> u64) -> BTreeMap<u64, Ve
             .max(1);
         for (i, msg) in members.iter().enumerate() {
             if let Some(h) = msg.receipt_handle() {
-                let secs = if i == 0 { rest + 1 } else { rest };
+                let secs = if i == 0 { head } else { 0 };
                 waits.entry(secs).or_default().push(h.to_owned());
             }
         }
@@ -571,7 +576,7 @@ mod tests {
     }
 
     #[test]
-    fn a_fifo_groups_head_becomes_visible_last() {
+    fn a_fifo_groups_head_stays_hidden_and_the_rest_shows_behind_it() {
         let batch = [
             msg("a0", "a", 3),
             msg("b0", "b", 1),
@@ -579,20 +584,21 @@ mod tests {
             msg("a2", "a", 1),
         ];
         let retry: Vec<&Message> = batch.iter().collect();
-        // The wait grows with the receive count, as the backoff's does.
+        // The wait grows with the receive count, as the backoff's does: each group's head waits
+        // the longest wait of its group, the rest of the group shows at once.
         let waits = fifo_waits(&retry, |n| u64::from(n) * 2);
         assert_eq!(
             waits,
             BTreeMap::from([
-                (3, vec!["b0".to_owned()]),
-                (6, vec!["a1".to_owned(), "a2".to_owned()]),
-                (7, vec!["a0".to_owned()]),
+                (0, vec!["a1".to_owned(), "a2".to_owned()]),
+                (2, vec!["b0".to_owned()]),
+                (6, vec!["a0".to_owned()]),
             ])
         );
         // A wait that rounds down to nothing still hides the group's head.
         let waits = fifo_waits(&retry[1..], |_| 0);
-        assert_eq!(waits[&2], vec!["b0".to_owned(), "a1".to_owned()]);
-        assert_eq!(waits[&1], vec!["a2".to_owned()]);
+        assert_eq!(waits[&1], vec!["b0".to_owned(), "a1".to_owned()]);
+        assert_eq!(waits[&0], vec!["a2".to_owned()]);
     }
 
     #[tokio::test]

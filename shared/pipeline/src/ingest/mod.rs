@@ -396,26 +396,50 @@ async fn deliver<R: RawStore, D: DeadLetters>(
         .buffer_unordered(concurrency)
         .collect::<Vec<_>>();
     // Owned items: closures over borrowed items would make the handler's future lose `Send`.
-    let envelopes: Vec<(usize, FailureEnvelope)> = slots
-        .iter()
-        .enumerate()
-        .filter_map(|(i, s)| match &s.outcome {
-            Outcome::Dead(env) => Some((i, env.as_ref().clone())),
-            Outcome::Land(_) => None,
-        })
-        .collect();
-    let dead = stream::iter(envelopes)
-        .map(|(i, env)| async move {
-            let code = env.error_code.clone().unwrap_or_default();
-            let sent = deps.dead_letters.send(env).await;
-            if sent.is_ok() {
-                crate::failpoint::hit("ingest.after_dead_letter");
-            }
-            (i, code, sent)
-        })
-        .buffer_unordered(concurrency)
-        .collect::<Vec<_>>();
-    let (puts, dead) = tokio::join!(puts, dead);
+    let envelopes = |skip: &HashSet<usize>| -> Vec<(usize, FailureEnvelope)> {
+        slots
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !skip.contains(i))
+            .filter_map(|(i, s)| match &s.outcome {
+                Outcome::Dead(env) => Some((i, env.as_ref().clone())),
+                Outcome::Land(_) => None,
+            })
+            .collect()
+    };
+    let dead = |envelopes: Vec<(usize, FailureEnvelope)>| {
+        stream::iter(envelopes)
+            .map(|(i, env)| async move {
+                let code = env.error_code.clone().unwrap_or_default();
+                let sent = deps.dead_letters.send(env).await;
+                if sent.is_ok() {
+                    crate::failpoint::hit("ingest.after_dead_letter");
+                }
+                (i, code, sent)
+            })
+            .buffer_unordered(concurrency)
+            .collect::<Vec<_>>()
+    };
+    let mut blocked = HashSet::new();
+    let (puts, dead) = if slots.iter().any(|s| s.group.is_some()) {
+        // A FIFO batch: a record behind a failed record of its message group is not decided in
+        // this delivery, as Lambda stops a group at its first failure. Its dead letter waits for
+        // the delivery in which it is its group's head: sent now, it would be sent again each
+        // time the group is retried and, should the queue's redrive policy move the record
+        // meanwhile, stand on the DLQ beside the record itself.
+        let puts = puts.await;
+        let retriable: HashSet<usize> = puts
+            .iter()
+            .filter(|(_, r)| r.as_ref().is_err_and(|e| e.is_retriable()))
+            .flat_map(|(members, _)| members.iter().copied())
+            .collect();
+        // Reported for retry by the response, which stops each group at its first failure.
+        blocked = behind_failures(slots, &retriable);
+        let dead = dead(envelopes(&blocked)).await;
+        (puts, dead)
+    } else {
+        tokio::join!(puts, dead(envelopes(&HashSet::new())))
+    };
 
     let mut failed = HashSet::new();
     let mut rejected = Vec::new();
@@ -435,7 +459,7 @@ async fn deliver<R: RawStore, D: DeadLetters>(
                 // move the records to the DLQ bare after the queue's retries. Each becomes a
                 // dead letter that says why, to redrive once the cause is fixed.
                 tracing::error!(error = %e, records = members.len(), "Raw object refused by S3; its records are dead-lettered.");
-                for i in members {
+                for i in members.into_iter().filter(|i| !blocked.contains(i)) {
                     if let Outcome::Land(l) = &slots[i].outcome {
                         rejected.push((i, rejected_envelope(l, slots[i].retry_count, &e, now_ms)));
                     }
@@ -464,6 +488,24 @@ async fn deliver<R: RawStore, D: DeadLetters>(
         }
     }
     failed
+}
+
+/// The records of a FIFO batch that come after a failed record of their message group, the
+/// failed ones not included.
+fn behind_failures(slots: &[Slot<'_>], failed: &HashSet<usize>) -> HashSet<usize> {
+    let mut stopped: HashSet<&str> = HashSet::new();
+    let mut behind = HashSet::new();
+    for (i, slot) in slots.iter().enumerate() {
+        let Some(group) = slot.group.as_deref() else {
+            continue;
+        };
+        if stopped.contains(group) {
+            behind.insert(i);
+        } else if failed.contains(&i) {
+            stopped.insert(group);
+        }
+    }
+    behind
 }
 
 /// The dead letter of a record whose raw object S3 refused for good.

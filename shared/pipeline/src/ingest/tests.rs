@@ -143,6 +143,51 @@ async fn a_dead_letter_that_cannot_be_sent_is_retried() {
     assert_eq!(r.failed_ids(), vec!["poison".to_owned()]);
 }
 
+/// A FIFO queue's message of group `group`.
+fn fifo_record(id: &str, group: &str, body: &str) -> String {
+    format!(
+        r#"{{"messageId":"{id}","receiptHandle":"r","body":{},"attributes":{{"ApproximateReceiveCount":"1","MessageGroupId":"{group}","SequenceNumber":"1"}},"messageAttributes":{{}},"eventSource":"aws:sqs","eventSourceARN":"arn:aws:sqs:us-east-1:1:q.fifo"}}"#,
+        serde_json::to_string(body).unwrap()
+    )
+}
+
+#[tokio::test]
+async fn a_fifo_record_behind_a_failure_of_its_group_is_not_dead_lettered_yet() {
+    // Table `down` cannot be landed; `t` can.
+    let d = deps(
+        Memory::new().with_faults(Faults {
+            raw_puts_failing: Some("/down/".into()),
+            ..Faults::default()
+        }),
+        Memory::new(),
+    );
+    let down = r#"{"table":"down","op":"insert","key":{"id":1},"after":{"id":1},"seq":1}"#;
+    let up = r#"{"table":"t","op":"insert","key":{"id":1},"after":{"id":1},"seq":1}"#;
+    let r = handle(
+        &event(&[
+            fifo_record("a-head", "a", down),
+            fifo_record("a-poison", "a", "nope a"),
+            fifo_record("b-head", "b", up),
+            fifo_record("b-poison", "b", "nope b"),
+        ]),
+        &d,
+    )
+    .await
+    .unwrap();
+    // Group a stops at its head; its poison is retried with it, not dead-lettered twice.
+    assert_eq!(
+        r.failed_ids(),
+        vec!["a-head".to_owned(), "a-poison".to_owned()]
+    );
+    let sent: Vec<Option<String>> = d
+        .dead_letters
+        .dead_letters()
+        .into_iter()
+        .map(|e| e.original)
+        .collect();
+    assert_eq!(sent, vec![Some("nope b".to_owned())]);
+}
+
 #[tokio::test]
 async fn envelope_carries_the_retry_count_and_the_body_verbatim() {
     let d = deps(Memory::new(), Memory::new());
