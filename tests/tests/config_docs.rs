@@ -143,6 +143,7 @@ fn readme_template_and_code_agree_on_ingest_configuration() {
         "the README documents exactly what ingest reads"
     );
     assert!(template.contains("RUST_LOG") && readme.contains("RUST_LOG"));
+    assert!(template.contains("MIMALLOC_PURGE_DELAY") && readme.contains("MIMALLOC_PURGE_DELAY"));
 }
 
 #[test]
@@ -165,6 +166,7 @@ fn readme_template_and_code_agree_on_transform_configuration() {
     let template = template_variables(&repo_file("template.yaml"), "TransformFunction");
     let readme = readme_variables(&repo_file("README.md"), "transform");
     assert!(code.contains("SLUICE_CONTRACTS"));
+    assert!(template.contains("MIMALLOC_PURGE_DELAY") && readme.contains("MIMALLOC_PURGE_DELAY"));
     assert_eq!(
         sluice_only(&template),
         code,
