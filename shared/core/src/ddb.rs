@@ -18,6 +18,8 @@ use crate::error::DecodeError;
 use crate::seq::{truncate, Seq};
 use crate::time::epoch_text_to_ms;
 
+mod fast;
+
 /// The `userIdentity` of a TTL deletion.
 pub const TTL_PRINCIPAL: &str = "dynamodb.amazonaws.com";
 
@@ -291,6 +293,9 @@ impl<'de> Deserialize<'de> for CowStr<'de> {
 fn decode_image(
     raw: &RawValue,
 ) -> Result<BTreeMap<String, serde_dynamo::AttributeValue>, DecodeError> {
+    if let Some(image) = fast::image(raw) {
+        return Ok(image);
+    }
     image_entries(raw)?
         .into_iter()
         .map(|(name, value)| attr(value, &Path::Root(&name)).map(|v| (name.into_owned(), v)))
@@ -303,6 +308,16 @@ type AttrMap = BTreeMap<String, serde_dynamo::AttributeValue>;
 /// Decodes an image whose attributes may be unreadable: a readable map is required, but each
 /// attribute that cannot be read is set aside with its error instead of failing the image.
 fn decode_image_lenient(
+    raw: &RawValue,
+) -> Result<(AttrMap, BTreeMap<String, String>), DecodeError> {
+    match fast::image(raw) {
+        Some(image) => Ok((image, BTreeMap::new())),
+        None => careful_image_lenient(raw),
+    }
+}
+
+/// [`decode_image_lenient`] attribute by attribute, each from its own text.
+fn careful_image_lenient(
     raw: &RawValue,
 ) -> Result<(AttrMap, BTreeMap<String, String>), DecodeError> {
     let mut image = BTreeMap::new();
@@ -766,5 +781,99 @@ mod tests {
             table_from_stream_arn("arn:aws:dynamodb:r:1:table//stream/x"),
             None
         );
+    }
+
+    mod one_pass {
+        use proptest::prelude::*;
+
+        use super::super::{careful_image_lenient, fast};
+        use serde_json::value::RawValue;
+
+        /// Attribute values as producers write them, and as they get them wrong.
+        fn value() -> impl Strategy<Value = String> {
+            let leaf = prop_oneof![
+                "[a-z\\\\\"é]{0,6}".prop_map(|s| format!(r#"{{"S":{}}}"#, serde_json::json!(s))),
+                Just(r#"{"S":null}"#.to_owned()),
+                Just(r#"{"S":5}"#.to_owned()),
+                "-?[0-9]{1,30}(\\.[0-9]{1,5})?".prop_map(|n| format!(r#"{{"N":"{n}"}}"#)),
+                "-?(0|[1-9][0-9]{0,4})(\\.[0-9]{1,3})?(e[0-9])?"
+                    .prop_map(|n| format!(r#"{{"N":{n}}}"#)),
+                Just(r#"{"N":true}"#.to_owned()),
+                Just(r#"{"N":null}"#.to_owned()),
+                prop_oneof![Just("AAEC"), Just("!!"), Just(""), Just("AA")]
+                    .prop_map(|b| format!(r#"{{"B":"{b}"}}"#)),
+                prop_oneof![Just("true"), Just("false"), Just("\"x\""), Just("1")]
+                    .prop_map(|b| format!(r#"{{"BOOL":{b}}}"#)),
+                prop_oneof![Just("true"), Just("false"), Just("5"), Just("null")]
+                    .prop_map(|b| format!(r#"{{"NULL":{b}}}"#)),
+                Just(r#"{"SS":["a","b\u0041"]}"#.to_owned()),
+                Just(r#"{"SS":["a",1]}"#.to_owned()),
+                Just(r#"{"NS":["1",2.5,-3]}"#.to_owned()),
+                Just(r#"{"NS":["1",false]}"#.to_owned()),
+                Just(r#"{"BS":["AA==","AQ=="]}"#.to_owned()),
+                Just(r#"{"BS":["AA==","?"]}"#.to_owned()),
+                Just(r#"{"X":1}"#.to_owned()),
+                Just("{}".to_owned()),
+                Just(r#"{"S":"a","S":"b"}"#.to_owned()),
+                Just(r#"{"S":"a","N":"1"}"#.to_owned()),
+                Just(r#""plain""#.to_owned()),
+                Just("[1]".to_owned()),
+            ];
+            leaf.prop_recursive(4, 32, 4, |inner| {
+                prop_oneof![
+                    prop::collection::vec((name(), inner.clone()), 0..4).prop_map(|m| format!(
+                        r#"{{"M":{{{}}}}}"#,
+                        m.iter()
+                            .map(|(k, v)| format!("{k}:{v}"))
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    )),
+                    prop::collection::vec(inner, 0..4)
+                        .prop_map(|l| format!(r#"{{"L":[{}]}}"#, l.join(","))),
+                ]
+            })
+        }
+
+        /// Attribute names, repeated and escaped ones among them.
+        fn name() -> impl Strategy<Value = String> {
+            prop_oneof![
+                Just(r#""a""#.to_owned()),
+                Just(r#""b""#.to_owned()),
+                Just(r#""\u0061""#.to_owned()),
+                Just(r#""é \"q\"""#.to_owned()),
+                "[a-z]{1,8}".prop_map(|s| format!("\"{s}\"")),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            /// The one-pass reader gives the careful reader's image whenever it reads one, and
+            /// reads every image the careful reader finds nothing wrong with, but for a type
+            /// key written twice.
+            #[test]
+            fn the_one_pass_reader_agrees_with_the_careful_one(
+                attrs in prop::collection::vec((name(), value()), 0..6),
+                spaced in any::<bool>(),
+            ) {
+                let sep = if spaced { ", " } else { "," };
+                let text = format!(
+                    "{{{}}}",
+                    attrs.iter().map(|(k, v)| format!("{k}:{v}")).collect::<Vec<_>>().join(sep)
+                );
+                let raw = RawValue::from_string(text.clone()).unwrap();
+                let careful = careful_image_lenient(&raw).unwrap();
+                match fast::image(&raw) {
+                    Some(image) => {
+                        prop_assert!(careful.1.is_empty(), "{text}: {:?}", careful.1);
+                        prop_assert_eq!(image, careful.0, "{}", text);
+                    }
+                    None => prop_assert!(
+                        !careful.1.is_empty() || text.contains(r#""S":"a","S":"b""#),
+                        "{text}: the careful reader found nothing wrong"
+                    ),
+                }
+            }
+        }
     }
 }

@@ -112,7 +112,7 @@ pub fn check_surrogates(text: &str) -> Result<(), DecodeError> {
         u16::from_str_radix(hex, 16).ok()
     };
     let mut i = 0;
-    while let Some(offset) = bytes[i..].iter().position(|&b| b == b'\\') {
+    while let Some(offset) = memchr::memchr(b'\\', &bytes[i..]) {
         let at = i + offset;
         match unit(at) {
             Some(high @ 0xD800..=0xDBFF) => {

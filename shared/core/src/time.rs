@@ -176,13 +176,32 @@ pub(crate) fn time_text(text: &str) -> Result<String, &'static str> {
 }
 
 pub(crate) fn format_utc(t: DateTime<Utc>, fraction_digits: u32) -> String {
-    let base = t.format("%Y-%m-%dT%H:%M:%S").to_string();
-    if fraction_digits == 0 {
-        return format!("{base}Z");
+    use std::fmt::Write;
+    let mut out = String::with_capacity(30);
+    if (0..=9999).contains(&t.year()) {
+        let _ = write!(
+            out,
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+            t.year(),
+            t.month(),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            // A leap second is 59 with a second's worth of nanoseconds; chrono writes it as 60.
+            t.second() + t.nanosecond() / 1_000_000_000
+        );
+    } else {
+        // chrono writes a sign and more digits for years outside 0 to 9999.
+        let _ = write!(out, "{}", t.format("%Y-%m-%dT%H:%M:%S"));
     }
-    let nanos = format!("{:09}", t.timestamp_subsec_nanos());
-    let digits = usize::try_from(fraction_digits.min(9)).unwrap_or(9);
-    format!("{base}.{}Z", &nanos[..digits])
+    if fraction_digits > 0 {
+        let digits = usize::try_from(fraction_digits.min(9)).unwrap_or(9);
+        let nanos = format!("{:09}", t.timestamp_subsec_nanos());
+        out.push('.');
+        out.push_str(&nanos[..digits]);
+    }
+    out.push('Z');
+    out
 }
 
 pub(crate) fn timestamp_text(text: &str, unit: Option<TimeUnit>) -> Result<String, &'static str> {
@@ -230,6 +249,52 @@ pub fn epoch_timestamp(text: &str, unit: Option<TimeUnit>) -> Result<String, &'s
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What `format_utc` wrote through chrono's format strings, which it now writes directly.
+    fn format_utc_by_chrono(t: DateTime<Utc>, fraction_digits: u32) -> String {
+        let base = t.format("%Y-%m-%dT%H:%M:%S").to_string();
+        if fraction_digits == 0 {
+            return format!("{base}Z");
+        }
+        let nanos = format!("{:09}", t.timestamp_subsec_nanos());
+        let digits = usize::try_from(fraction_digits.min(9)).unwrap_or(9);
+        format!("{base}.{}Z", &nanos[..digits])
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn timestamps_are_written_as_chrono_writes_them(
+            secs in -70_000_000_000i64..300_000_000_000,
+            nanos in 0u32..1_000_000_000,
+            digits in 0u32..=9,
+        ) {
+            let t = DateTime::<Utc>::from_timestamp(secs, nanos).unwrap();
+            proptest::prop_assert_eq!(format_utc(t, digits), format_utc_by_chrono(t, digits));
+        }
+    }
+
+    #[test]
+    fn a_leap_second_and_far_years_are_written_as_chrono_writes_them() {
+        for text in [
+            "2016-12-31T23:59:60.5Z",
+            "2016-12-31T23:59:60Z",
+            "0000-01-01T00:00:00Z",
+            "9999-12-31T23:59:59.999999999Z",
+        ] {
+            let t = DateTime::parse_from_rfc3339(text)
+                .unwrap()
+                .with_timezone(&Utc);
+            for digits in [0, 3, 9] {
+                assert_eq!(
+                    format_utc(t, digits),
+                    format_utc_by_chrono(t, digits),
+                    "{text}"
+                );
+            }
+        }
+        let far = DateTime::<Utc>::from_timestamp(300_000_000_000, 0).unwrap();
+        assert_eq!(format_utc(far, 0), format_utc_by_chrono(far, 0));
+    }
 
     #[test]
     fn seconds_in_every_notation() {

@@ -43,6 +43,10 @@ pub fn coalesce(rows: impl IntoIterator<Item = TypedRow>) -> (Vec<TypedRow>, usi
 /// stops there. So a batch keeps, per key, the changes from its newest complete one on: memory
 /// grows with keys, not with lines, and the result is the same as keeping them all.
 pub fn push_change<T>(group: &mut Vec<(TypedRow, T)>, row: TypedRow, attached: T) {
+    if group.is_empty() {
+        group.push((row, attached));
+        return;
+    }
     if group
         .iter()
         .any(|(kept, _)| kept.unchanged.is_empty() && kept.seq > row.seq)

@@ -430,7 +430,7 @@ impl<'a, O: RawObjects, T: TypedTables, D: DeadLetters> ObjectBatch<'a, O, T, D>
         let winners = std::mem::take(&mut self.rows)
             .into_values()
             .filter_map(sluice_core::row::newest_of);
-        let writes = stream::iter(winners)
+        let mut writes = stream::iter(winners)
             .map(|(row, (ts, _))| async move {
                 let result = deps.tables.put_row(&row).await;
                 if result.is_ok() {
@@ -438,11 +438,10 @@ impl<'a, O: RawObjects, T: TypedTables, D: DeadLetters> ObjectBatch<'a, O, T, D>
                 }
                 (row, ts, result)
             })
-            .buffer_unordered(deps.config.write_concurrency)
-            .collect::<Vec<_>>()
-            .await;
+            .buffer_unordered(deps.config.write_concurrency);
         let mut retry = None;
-        for (row, ts, result) in writes {
+        // Each outcome is counted as it comes, so no row outlives its write.
+        while let Some((row, ts, result)) = writes.next().await {
             let table = stats.tables.entry(row.table.clone()).or_default();
             match result {
                 Ok(WriteOutcome::Written) => {
