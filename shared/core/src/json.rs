@@ -90,7 +90,9 @@ fn read_checked<'a>(
             None => DecodeError::from_json(&e),
         })?;
     }
-    check_surrogates(text)?;
+    if let Some((unit, at)) = scan.lone_surrogate {
+        return Err(lone(unit, at));
+    }
     if scan.has_whitespace {
         Ok(Cow::Owned(compact(text)))
     } else {
@@ -104,33 +106,49 @@ fn read_checked<'a>(
 /// backslash only ever starts an escape inside a string.
 pub fn check_surrogates(text: &str) -> Result<(), DecodeError> {
     let bytes = text.as_bytes();
-    let unit = |at: usize| -> Option<u16> {
-        if bytes.get(at) != Some(&b'\\') || bytes.get(at + 1) != Some(&b'u') {
-            return None;
-        }
-        let hex = text.get(at + 2..at + 6)?;
-        u16::from_str_radix(hex, 16).ok()
-    };
     let mut i = 0;
     while let Some(offset) = memchr::memchr(b'\\', &bytes[i..]) {
         let at = i + offset;
-        match unit(at) {
-            Some(high @ 0xD800..=0xDBFF) => {
-                if !matches!(unit(at + 6), Some(0xDC00..=0xDFFF)) {
-                    return Err(lone(high, at));
-                }
-                i = at + 12;
-            }
-            Some(low @ 0xDC00..=0xDFFF) => return Err(lone(low, at)),
-            Some(_) => i = at + 6,
-            // Any other escape is two bytes (`\\`, `\"`, `\n`…).
-            None => i = at + 2,
+        match escape(bytes, at) {
+            Escape::Lone(unit) => return Err(lone(unit, at)),
+            Escape::Len(n) => i = at + n,
         }
         if i >= bytes.len() {
             break;
         }
     }
     Ok(())
+}
+
+/// What the escape at `at` (a backslash) is.
+enum Escape {
+    /// An escape of this many bytes: `\n` and the like, `\uXXXX`, or a surrogate pair.
+    Len(usize),
+    /// An escaped lone surrogate.
+    Lone(u16),
+}
+
+fn escape(bytes: &[u8], at: usize) -> Escape {
+    let unit = |at: usize| -> Option<u16> {
+        if bytes.get(at) != Some(&b'\\') || bytes.get(at + 1) != Some(&b'u') {
+            return None;
+        }
+        let hex = std::str::from_utf8(bytes.get(at + 2..at + 6)?).ok()?;
+        u16::from_str_radix(hex, 16).ok()
+    };
+    match unit(at) {
+        Some(high @ 0xD800..=0xDBFF) => {
+            if matches!(unit(at + 6), Some(0xDC00..=0xDFFF)) {
+                Escape::Len(12)
+            } else {
+                Escape::Lone(high)
+            }
+        }
+        Some(low @ 0xDC00..=0xDFFF) => Escape::Lone(low),
+        Some(_) => Escape::Len(6),
+        // Any other escape is two bytes (`\\`, `\"`, `\n`…).
+        None => Escape::Len(2),
+    }
 }
 
 fn lone(unit: u16, at: usize) -> DecodeError {
@@ -155,28 +173,25 @@ fn comment_line(text: &str) -> Option<usize> {
 struct Scan {
     max_depth: usize,
     has_whitespace: bool,
+    /// The first escaped lone surrogate and where it is.
+    lone_surrogate: Option<(u16, usize)>,
 }
 
-/// One pass over the text: nesting depth and whether any whitespace lies outside strings.
+/// One pass over the text: nesting depth, whether any whitespace lies outside strings, and the
+/// first escaped lone surrogate. Strings are crossed with a vectorised search for their end.
 fn scan(text: &str) -> Scan {
+    let bytes = text.as_bytes();
     let mut depth = 0usize;
     let mut max_depth = 0usize;
     let mut has_whitespace = false;
-    let mut in_string = false;
-    let mut escaped = false;
-    for &b in text.as_bytes() {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_string = false;
+    let mut lone_surrogate = None;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => {
+                i = string_end(bytes, i + 1, &mut lone_surrogate);
+                continue;
             }
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
             b'{' | b'[' => {
                 depth += 1;
                 max_depth = max_depth.max(depth);
@@ -185,38 +200,67 @@ fn scan(text: &str) -> Scan {
             b' ' | b'\n' | b'\r' | b'\t' => has_whitespace = true,
             _ => {}
         }
+        i += 1;
     }
     Scan {
         max_depth,
         has_whitespace,
+        lone_surrogate,
     }
+}
+
+/// Where the string whose content starts at `i` ends: just past its closing quote, or the end
+/// of the text when it has none. Notes the first escaped lone surrogate in `lone`.
+fn string_end(bytes: &[u8], mut i: usize, lone: &mut Option<(u16, usize)>) -> usize {
+    // Most strings of a record are short (type keys, names, small values): a plain loop finds
+    // their end sooner than setting up a vectorised search.
+    let short = bytes
+        .get(i..)
+        .map_or(&[][..], |rest| &rest[..rest.len().min(16)]);
+    match short.iter().position(|&b| b == b'"' || b == b'\\') {
+        Some(offset) if short[offset] == b'"' => return i + offset + 1,
+        Some(_) => {}
+        None => i += short.len(),
+    }
+    while let Some(offset) = bytes
+        .get(i..)
+        .and_then(|rest| memchr::memchr2(b'"', b'\\', rest))
+    {
+        let at = i + offset;
+        if bytes[at] == b'"' {
+            return at + 1;
+        }
+        i = match escape(bytes, at) {
+            Escape::Len(n) => at + n,
+            Escape::Lone(unit) => {
+                lone.get_or_insert((unit, at));
+                at + 6
+            }
+        };
+    }
+    bytes.len()
 }
 
 /// Removes whitespace between tokens of valid JSON; strings and literals stay byte for byte.
 pub fn compact(text: &str) -> String {
+    let bytes = text.as_bytes();
     let mut out = String::with_capacity(text.len());
-    let mut in_string = false;
-    let mut escaped = false;
     let mut run_start = 0usize;
-    for (i, b) in text.bytes().enumerate() {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_string = false;
+    let mut i = 0;
+    let mut ignored = None;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => {
+                i = string_end(bytes, i + 1, &mut ignored);
+                continue;
             }
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
             b' ' | b'\n' | b'\r' | b'\t' => {
                 out.push_str(&text[run_start..i]);
                 run_start = i + 1;
             }
             _ => {}
         }
+        i += 1;
     }
     out.push_str(&text[run_start..]);
     out
@@ -323,6 +367,83 @@ mod tests {
         };
         let err = read_str(r#"{"a":"123456789"}"#, &limits).unwrap_err();
         assert_eq!(err, DecodeError::TooLarge { size: 17, limit: 8 });
+    }
+
+    /// The byte-at-a-time scan and compaction that the vectorised ones replace.
+    fn reference(text: &str) -> (usize, bool, String) {
+        let (mut depth, mut max_depth, mut ws) = (0usize, 0usize, false);
+        let (mut in_string, mut escaped, mut run_start) = (false, false, 0usize);
+        let mut out = String::new();
+        for (i, b) in text.bytes().enumerate() {
+            if in_string {
+                if escaped {
+                    escaped = false;
+                } else if b == b'\\' {
+                    escaped = true;
+                } else if b == b'"' {
+                    in_string = false;
+                }
+                continue;
+            }
+            match b {
+                b'"' => in_string = true,
+                b'{' | b'[' => {
+                    depth += 1;
+                    max_depth = max_depth.max(depth);
+                }
+                b'}' | b']' => depth = depth.saturating_sub(1),
+                b' ' | b'\n' | b'\r' | b'\t' => {
+                    ws = true;
+                    out.push_str(&text[run_start..i]);
+                    run_start = i + 1;
+                }
+                _ => {}
+            }
+        }
+        out.push_str(&text[run_start..]);
+        (max_depth, ws, out)
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3000))]
+
+        /// Depth, whitespace, compaction and lone surrogates are found as the byte-at-a-time
+        /// reading found them, on text that is JSON and on text that is not.
+        #[test]
+        fn the_vectorised_scan_agrees_with_the_byte_at_a_time_one(
+            parts in proptest::collection::vec(proptest::prop_oneof![
+                proptest::prelude::Just("\"".to_owned()),
+                proptest::prelude::Just("\\".to_owned()),
+                proptest::prelude::Just("\\\"".to_owned()),
+                proptest::prelude::Just("\\\\".to_owned()),
+                proptest::prelude::Just("\\ud800".to_owned()),
+                proptest::prelude::Just("\\udc00".to_owned()),
+                proptest::prelude::Just("\\ud83d\\ude00".to_owned()),
+                proptest::prelude::Just("\\u00e9".to_owned()),
+                proptest::prelude::Just("\\u12\"4".to_owned()),
+                "[{}\\[\\]:, \n\tax0é]{1,4}",
+            ], 0..24),
+        ) {
+            let text = parts.concat();
+            let (depth, ws, compacted) = reference(&text);
+            let got = scan(&text);
+            proptest::prop_assert_eq!(got.max_depth, depth, "{:?}", text);
+            proptest::prop_assert_eq!(got.has_whitespace, ws, "{:?}", text);
+            proptest::prop_assert_eq!(compact(&text), compacted, "{:?}", text);
+            // On JSON text, where a backslash is always in a string, the scan finds the lone
+            // surrogate the search over every backslash finds.
+            if serde_json::from_str::<&RawValue>(&text).is_ok() {
+                let scanned = got.lone_surrogate.map(|(u, at)| lone(u, at));
+                proptest::prop_assert_eq!(scanned, check_surrogates(&text).err(), "{:?}", text);
+            }
+        }
+    }
+
+    #[test]
+    fn a_pretty_document_with_a_lone_surrogate_is_refused_for_it() {
+        let e = read_str("{ \"a\": \"x\\ud800\" }", &Limits::default()).unwrap_err();
+        assert_eq!(e.code(), "invalid_utf8");
+        assert!(e.to_string().contains("at byte 9"), "{e}");
     }
 
     #[test]

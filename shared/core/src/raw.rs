@@ -256,18 +256,25 @@ pub fn hex(bytes: &[u8]) -> String {
 
 /// Writes raw lines into one gzip NDJSON object, line by line.
 ///
-/// Only the compressed output is held in memory, never the uncompressed text of the group.
+/// Only the compressed output and the last 64 KiB of lines are held in memory, never the
+/// uncompressed text of the group.
 pub struct ObjectWriter {
     gz: GzEncoder<Vec<u8>>,
+    /// Lines not yet compressed: the compressor is fed in blocks, not token by token.
+    pending: Vec<u8>,
     lines: usize,
     uncompressed: usize,
 }
 
 impl ObjectWriter {
+    /// How many bytes of lines are gathered before they are compressed.
+    const BLOCK: usize = 64 * 1024;
+
     /// A new, empty object. Fast compression: ingest is CPU-bound per record.
     pub fn new() -> Self {
         Self {
             gz: GzEncoder::new(Vec::new(), Compression::fast()),
+            pending: Vec::new(),
             lines: 0,
             uncompressed: 0,
         }
@@ -275,14 +282,18 @@ impl ObjectWriter {
 
     /// Appends one line.
     pub fn push(&mut self, line: &RawLine<'_>) -> std::io::Result<()> {
-        let mut counter = CountingWriter {
-            inner: &mut self.gz,
-            count: 0,
-        };
-        serde_json::to_writer(&mut counter, line)?;
-        counter.write_all(b"\n")?;
-        self.uncompressed += counter.count;
+        let before = self.pending.len();
+        if let Err(e) = serde_json::to_writer(&mut self.pending, line) {
+            self.pending.truncate(before);
+            return Err(e.into());
+        }
+        self.pending.push(b'\n');
+        self.uncompressed += self.pending.len() - before;
         self.lines += 1;
+        if self.pending.len() >= Self::BLOCK {
+            self.gz.write_all(&self.pending)?;
+            self.pending.clear();
+        }
         Ok(())
     }
 
@@ -297,7 +308,8 @@ impl ObjectWriter {
     }
 
     /// Finishes the gzip stream and returns the object's bytes.
-    pub fn finish(self) -> std::io::Result<Vec<u8>> {
+    pub fn finish(mut self) -> std::io::Result<Vec<u8>> {
+        self.gz.write_all(&self.pending)?;
         self.gz.finish()
     }
 }
@@ -305,23 +317,6 @@ impl ObjectWriter {
 impl Default for ObjectWriter {
     fn default() -> Self {
         Self::new()
-    }
-}
-
-struct CountingWriter<W> {
-    inner: W,
-    count: usize,
-}
-
-impl<W: Write> Write for CountingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.count += n;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
     }
 }
 
