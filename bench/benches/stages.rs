@@ -4,7 +4,7 @@
 //!
 //! - `read_object`: the in-memory raw object opened through the `RawObjects` port (inflated by
 //!   the adapter's gzip reader) and split into lines;
-//! - `parse_raw_line`: a line read as a raw line (`sluice_core::raw::OwnedRawLine`);
+//! - `parse_raw_line`: a line read as a raw line (`sluice_core::raw::RawLineView`);
 //! - `decode_record`: its record decoded again by its format (`decide::decode_record`);
 //! - `type_change`: the change typed under the orders contract (`row::type_change`);
 //! - `decide`: the whole per-line decision (`decide::decide`), the three above and the rest;
@@ -25,7 +25,7 @@ use sluice_bench::sample::{gzip_object, raw_lines, ORDERS_CONTRACT};
 use sluice_core::contract_set::ContractSet;
 use sluice_core::decide::{decide, decode_record, DecideContext, LineOutcome};
 use sluice_core::json::Limits;
-use sluice_core::raw::OwnedRawLine;
+use sluice_core::raw::RawLineView;
 use sluice_core::row::{coalesce, type_change, Guard, RowMeta, TypedRow};
 use sluice_core::Format;
 use tokio::io::AsyncBufReadExt;
@@ -64,7 +64,7 @@ fn stages(c: &mut Criterion) {
     let refs: Vec<String> = (1..=LINES)
         .map(|n| format!("s3://bench-raw/{KEY}#L{n}"))
         .collect();
-    let parsed: Vec<OwnedRawLine> = lines
+    let parsed: Vec<RawLineView<'_>> = lines
         .iter()
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect();
@@ -106,7 +106,7 @@ fn stages(c: &mut Criterion) {
         b.iter(|| {
             lines
                 .iter()
-                .filter(|l| serde_json::from_str::<OwnedRawLine>(black_box(l)).is_ok())
+                .filter(|l| serde_json::from_str::<RawLineView<'_>>(black_box(l)).is_ok())
                 .count()
         })
     });

@@ -24,8 +24,11 @@ mod fast;
 pub const TTL_PRINCIPAL: &str = "dynamodb.amazonaws.com";
 
 /// A borrowed view of one DynamoDB Streams record (the object under `Records[]`).
+///
+/// Its images are `I`: left raw by default ([`StreamRecord::parse`]), or read in the same pass
+/// ([`StreamRecord::parse_decoded`]).
 #[derive(Debug, Deserialize)]
-pub struct StreamRecord<'a> {
+pub struct StreamRecord<'a, I = &'a RawValue> {
     /// Unique id of the record.
     #[serde(rename = "eventID", borrow, default)]
     pub event_id: Option<Cow<'a, str>>,
@@ -39,8 +42,12 @@ pub struct StreamRecord<'a> {
     #[serde(rename = "userIdentity", borrow, default)]
     pub user_identity: Option<UserIdentity<'a>>,
     /// The change itself.
-    #[serde(borrow, default)]
-    pub dynamodb: Option<StreamData<'a>>,
+    #[serde(borrow, default = "none")]
+    pub dynamodb: Option<StreamData<'a, I>>,
+}
+
+fn none<T>() -> Option<T> {
+    None
 }
 
 /// The `userIdentity` of a stream record.
@@ -54,9 +61,9 @@ pub struct UserIdentity<'a> {
     pub principal_id: Option<Cow<'a, str>>,
 }
 
-/// The `dynamodb` object of a stream record, with its images left raw.
+/// The `dynamodb` object of a stream record, with its images as `I`.
 #[derive(Debug, Deserialize)]
-pub struct StreamData<'a> {
+pub struct StreamData<'a, I = &'a RawValue> {
     /// The commit time in seconds, as decimal text in any notation.
     #[serde(rename = "ApproximateCreationDateTime", borrow, default)]
     pub approximate_creation_date_time: Option<&'a RawValue>,
@@ -67,14 +74,14 @@ pub struct StreamData<'a> {
     #[serde(rename = "StreamViewType", borrow, default)]
     pub stream_view_type: Option<Cow<'a, str>>,
     /// The key attributes.
-    #[serde(rename = "Keys", borrow, default)]
-    pub keys: Option<&'a RawValue>,
+    #[serde(rename = "Keys", default = "none")]
+    pub keys: Option<I>,
     /// The item after the change.
-    #[serde(rename = "NewImage", borrow, default)]
-    pub new_image: Option<&'a RawValue>,
+    #[serde(rename = "NewImage", default = "none")]
+    pub new_image: Option<I>,
     /// The item before the change.
-    #[serde(rename = "OldImage", borrow, default)]
-    pub old_image: Option<&'a RawValue>,
+    #[serde(rename = "OldImage", default = "none")]
+    pub old_image: Option<I>,
 }
 
 impl<'a> StreamRecord<'a> {
@@ -84,7 +91,48 @@ impl<'a> StreamRecord<'a> {
             detail: format!("not a DynamoDB stream record: {e}"),
         })
     }
+}
 
+/// An image read in the same pass as its record: only a well-formed image reads so (see
+/// [`fast`]), anything else fails the whole pass.
+#[derive(Debug)]
+pub struct DecodedImage(AttrMap);
+
+impl<'de> Deserialize<'de> for DecodedImage {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        fast::deserialize_image(d).map(DecodedImage)
+    }
+}
+
+impl<'a> StreamRecord<'a, DecodedImage> {
+    /// Reads the record and its images in one pass, or `None` when anything about it needs the
+    /// careful reading of [`StreamRecord::parse`] and [`StreamRecord::decode`] (which then says
+    /// what is wrong). When it reads, its change is the careful reading's.
+    pub fn parse_decoded(text: &'a str) -> Option<Self> {
+        serde_json::from_str(text).ok()
+    }
+
+    /// The whole change.
+    pub fn decode(self) -> Result<Change, DecodeError> {
+        let route = self.route()?;
+        let ttl_delete = self.is_ttl_delete();
+        let data = self.dynamodb.ok_or_else(|| DecodeError::MissingField {
+            path: "dynamodb".into(),
+        })?;
+        let key = data.keys.ok_or_else(|| DecodeError::MissingField {
+            path: "dynamodb.Keys".into(),
+        })?;
+        assemble(
+            route,
+            ttl_delete,
+            key.0,
+            (data.new_image.map(|i| i.0), BTreeMap::new()),
+            data.old_image.map(|i| i.0),
+        )
+    }
+}
+
+impl<'a, I> StreamRecord<'a, I> {
     /// The record's sequence number, as it came, when it has one.
     pub fn sequence_number(&self) -> Option<&str> {
         self.dynamodb.as_ref()?.sequence_number.as_deref()
@@ -160,7 +208,9 @@ impl<'a> StreamRecord<'a> {
             };
         Ok(Route::new(Format::DdbStream, table, op, seq, ts_ms))
     }
+}
 
+impl StreamRecord<'_> {
     /// The whole change, with keys and images decoded into DynamoDB attribute values.
     pub fn decode(&self) -> Result<Change, DecodeError> {
         self.decode_with(self.route()?)
@@ -180,10 +230,7 @@ impl<'a> StreamRecord<'a> {
         })?;
         let key = decode_image(keys).map_err(|e| e.within("dynamodb.Keys"))?;
         if key.is_empty() {
-            return Err(DecodeError::InvalidField {
-                path: "dynamodb.Keys".into(),
-                detail: "a stream record must name at least one key attribute".into(),
-            });
+            return Err(empty_key());
         }
         let (after, unreadable) = match data.new_image {
             Some(raw) => {
@@ -201,26 +248,53 @@ impl<'a> StreamRecord<'a> {
             .transpose()
             .map_err(|e| e.within("dynamodb.OldImage"))?
             .map(|(image, _)| image);
-        // DynamoDB never changes an item's key: both images must hold the key's values.
-        for (image, path) in [(&after, "NewImage"), (&before, "OldImage")] {
-            if let Some(column) = image.as_ref().and_then(|i| ddb_disagreement(&key, i)) {
-                return Err(DecodeError::KeyMismatch {
-                    key: format!("dynamodb.Keys.{column}"),
-                    image: format!("dynamodb.{path}.{column}"),
-                });
-            }
-        }
-        Ok(Change {
-            ttl_delete: self.is_ttl_delete(),
-            unreadable,
-            ..Change::new(
-                route,
-                Some(Image::Ddb(key)),
-                before.map(Image::Ddb),
-                after.map(Image::Ddb),
-            )
-        })
+        assemble(
+            route,
+            self.is_ttl_delete(),
+            key,
+            (after, unreadable),
+            before,
+        )
     }
+}
+
+fn empty_key() -> DecodeError {
+    DecodeError::InvalidField {
+        path: "dynamodb.Keys".into(),
+        detail: "a stream record must name at least one key attribute".into(),
+    }
+}
+
+/// The change of a stream record whose key and images are read.
+fn assemble(
+    route: Route,
+    ttl_delete: bool,
+    key: AttrMap,
+    (after, unreadable): (Option<AttrMap>, BTreeMap<String, String>),
+    before: Option<AttrMap>,
+) -> Result<Change, DecodeError> {
+    if key.is_empty() {
+        return Err(empty_key());
+    }
+    // DynamoDB never changes an item's key: both images must hold the key's values.
+    for (image, path) in [(&after, "NewImage"), (&before, "OldImage")] {
+        if let Some(column) = image.as_ref().and_then(|i| ddb_disagreement(&key, i)) {
+            return Err(DecodeError::KeyMismatch {
+                key: format!("dynamodb.Keys.{column}"),
+                image: format!("dynamodb.{path}.{column}"),
+            });
+        }
+    }
+    Ok(Change {
+        ttl_delete,
+        unreadable,
+        ..Change::new(
+            route,
+            Some(Image::Ddb(key)),
+            before.map(Image::Ddb),
+            after.map(Image::Ddb),
+        )
+    })
 }
 
 /// The table name in a stream ARN: `arn:aws:dynamodb:REGION:ACCOUNT:table/NAME/stream/LABEL`.
@@ -787,6 +861,7 @@ mod tests {
         use proptest::prelude::*;
 
         use super::super::{careful_image_lenient, fast};
+        use crate::change::Image;
         use serde_json::value::RawValue;
 
         /// Attribute values as producers write them, and as they get them wrong.
@@ -845,8 +920,106 @@ mod tests {
             ]
         }
 
+        /// A stream record around the generated images, well formed or not in its own ways.
+        fn record() -> impl Strategy<Value = String> {
+            let image = prop::collection::vec((name(), value()), 0..4)
+                .prop_map(|attrs| {
+                    format!(
+                        "{{{}}}",
+                        attrs
+                            .iter()
+                            .map(|(k, v)| format!("{k}:{v}"))
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    )
+                })
+                .boxed();
+            let keys = prop_oneof![
+                Just(r#"{"a":{"S":"1"}}"#.to_owned()),
+                Just("{}".to_owned()),
+                image.clone(),
+            ];
+            let maybe = |s: BoxedStrategy<String>, field: &'static str| {
+                prop_oneof![
+                    Just(String::new()),
+                    Just(format!(r#","{field}":null"#)),
+                    s.prop_map(move |v| format!(r#","{field}":{v}"#)),
+                ]
+            };
+            let same_key = Just(r#"{"a":{"S":"1"},"b":{"N":"2"}}"#.to_owned()).boxed();
+            let new_image = prop_oneof![same_key.clone(), image.clone()].boxed();
+            let old_image = prop_oneof![same_key, image].boxed();
+            (
+                prop_oneof![Just("INSERT"), Just("MODIFY"), Just("REMOVE"), Just("OTHER")],
+                keys,
+                maybe(new_image, "NewImage"),
+                maybe(old_image, "OldImage"),
+                any::<bool>(),
+                any::<bool>(),
+            )
+                .prop_map(|(event, keys, new, old, ttl, has_data)| {
+                    let identity = if ttl {
+                        r#","userIdentity":{"type":"Service","principalId":"dynamodb.amazonaws.com"}"#
+                    } else {
+                        ""
+                    };
+                    let data = if has_data {
+                        format!(
+                            r#","dynamodb":{{"ApproximateCreationDateTime":1795520000,"Keys":{keys}{new}{old},"SequenceNumber":"100","StreamViewType":"NEW_AND_OLD_IMAGES"}}"#
+                        )
+                    } else {
+                        String::new()
+                    };
+                    format!(
+                        r#"{{"eventID":"e","eventName":"{event}","eventSourceARN":"arn:aws:dynamodb:r:1:table/t/stream/x"{identity}{data}}}"#
+                    )
+                })
+        }
+
         proptest! {
             #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            /// A record read in one pass becomes the change the careful reading makes of it,
+            /// and every record without an unreadable part reads in one pass.
+            #[test]
+            fn a_record_read_in_one_pass_is_the_careful_readings_change(text in record()) {
+                let careful = super::super::StreamRecord::parse(&text).and_then(|r| r.decode());
+                match super::super::StreamRecord::parse_decoded(&text) {
+                    Some(record) => match (record.decode(), careful) {
+                        (Ok(fast), Ok(careful)) => {
+                            let ddb = |i: &Option<Image>| match i {
+                                Some(Image::Ddb(m)) => Some(m.clone()),
+                                _ => None,
+                            };
+                            prop_assert_eq!(&fast.route, &careful.route);
+                            prop_assert_eq!(fast.ttl_delete, careful.ttl_delete);
+                            prop_assert_eq!(ddb(&fast.key), ddb(&careful.key));
+                            prop_assert_eq!(ddb(&fast.before), ddb(&careful.before));
+                            prop_assert_eq!(ddb(&fast.after), ddb(&careful.after));
+                            prop_assert_eq!(&fast.unreadable, &careful.unreadable);
+                        }
+                        (fast, careful) => prop_assert_eq!(
+                            format!("{:?}", fast.err()),
+                            format!("{:?}", careful.err()),
+                            "{}",
+                            text
+                        ),
+                    },
+                    None => {
+                        // Only a record with an image the one-pass reader refuses may need
+                        // the careful reading.
+                        let view = super::super::StreamRecord::parse(&text).unwrap();
+                        let data = view.dynamodb.as_ref().unwrap();
+                        prop_assert!(
+                            [data.keys, data.new_image, data.old_image]
+                                .into_iter()
+                                .flatten()
+                                .any(|raw| fast::image(raw).is_none()),
+                            "{text}: read carefully but not in one pass: {careful:?}"
+                        );
+                    }
+                }
+            }
 
             /// The one-pass reader gives the careful reader's image whenever it reads one, and
             /// reads every image the careful reader finds nothing wrong with, but for a type

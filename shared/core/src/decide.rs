@@ -21,18 +21,18 @@ use crate::contract_set::ContractSet;
 use crate::ddb;
 use crate::error::DecodeError;
 use crate::json::{check_surrogates, Limits};
-use crate::raw::OwnedRawLine;
+use crate::raw::RawLineView;
 use crate::row::{old_key_tombstone, type_change, RowMeta, TypedRow, Violation};
 
 /// What one raw line becomes.
 #[derive(Debug)]
-pub enum LineOutcome {
+pub enum LineOutcome<'a> {
     /// The line is not a raw line: not JSON, or not of a raw line's shape.
     NotARawLine(DecodeError),
     /// A raw line whose record cannot be decoded by its format.
     Undecodable {
         /// The line.
-        line: OwnedRawLine,
+        line: RawLineView<'a>,
         /// Why.
         error: DecodeError,
         /// The contracts the line's table and format feed.
@@ -41,14 +41,14 @@ pub enum LineOutcome {
     /// A record about the source rather than a row (DMS control, Debezium messages).
     Control {
         /// The line.
-        line: OwnedRawLine,
+        line: RawLineView<'a>,
         /// The contracts the line's table and format feed.
         contracts: Vec<Arc<Contract>>,
     },
     /// The source table was truncated: never applied automatically, a person decides.
     Truncate {
         /// The line.
-        line: OwnedRawLine,
+        line: RawLineView<'a>,
         /// The decoded change.
         change: Change,
         /// The contracts the change's table and format feed.
@@ -57,14 +57,14 @@ pub enum LineOutcome {
     /// No contract takes the change's table and format.
     NoContract {
         /// The line.
-        line: OwnedRawLine,
+        line: RawLineView<'a>,
         /// The decoded change.
         change: Change,
     },
     /// The change typed under each contract that takes it.
     Typed {
         /// The line.
-        line: OwnedRawLine,
+        line: RawLineView<'a>,
         /// The decoded change.
         change: Change,
         /// One result per contract.
@@ -94,8 +94,8 @@ pub struct DecideContext<'a> {
 }
 
 /// Decides what the raw line `text`, found at `raw_ref`, becomes.
-pub fn decide(text: &str, raw_ref: &str, cx: &DecideContext<'_>) -> LineOutcome {
-    let line: OwnedRawLine = match serde_json::from_str(text) {
+pub fn decide<'a>(text: &'a str, raw_ref: &str, cx: &DecideContext<'_>) -> LineOutcome<'a> {
+    let line: RawLineView<'a> = match serde_json::from_str(text) {
         Ok(l) => l,
         Err(e) => {
             return LineOutcome::NotARawLine(match e.classify() {
@@ -165,11 +165,15 @@ pub fn decide(text: &str, raw_ref: &str, cx: &DecideContext<'_>) -> LineOutcome 
 ///
 /// A lone surrogate is refused here too, as ingest refuses it: raw staging written before that
 /// check, or by other tools, may hold one.
-pub fn decode_record(line: &OwnedRawLine, limits: &Limits) -> Result<Change, DecodeError> {
+pub fn decode_record(line: &RawLineView<'_>, limits: &Limits) -> Result<Change, DecodeError> {
     let text = line.record.get();
     check_surrogates(text)?;
     match line.format {
-        Format::DdbStream => ddb::StreamRecord::parse(text)?.decode(),
+        // Read in one pass when it can be; the careful reading says what is wrong otherwise.
+        Format::DdbStream => match ddb::StreamRecord::parse_decoded(text) {
+            Some(record) => record.decode(),
+            None => ddb::StreamRecord::parse(text)?.decode(),
+        },
         Format::App | Format::Debezium | Format::Dms => body::decode(text, limits),
         Format::DdbKinesis => crate::kinesis::decode_line(text, &line.seq),
     }
@@ -187,7 +191,7 @@ mod tests {
         )
     }
 
-    fn run(text: &str) -> LineOutcome {
+    fn run(text: &str) -> LineOutcome<'_> {
         let set = ContractSet::from_files([("people.yaml".to_owned(), CONTRACT.to_owned())]);
         decide(
             text,

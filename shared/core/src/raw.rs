@@ -320,6 +320,35 @@ impl Default for ObjectWriter {
     }
 }
 
+/// A raw line as read back from staging, borrowed from its text: what [`crate::decide`] reads
+/// every line into, without copying its record.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RawLineView<'a> {
+    /// The raw line format version.
+    pub v: u8,
+    /// The source format.
+    pub format: Format,
+    /// The source table.
+    #[serde(borrow)]
+    pub table: Cow<'a, str>,
+    /// The operation.
+    pub op: Op,
+    /// The normalised ordering token.
+    pub seq: Seq,
+    /// The commit or arrival time.
+    pub ts_ms: i64,
+    /// Where `ts_ms` came from.
+    pub ts_source: TsSource,
+    /// When ingest received the record.
+    pub ingested_ms: i64,
+    /// The event source and id, as written.
+    #[serde(borrow)]
+    pub origin: &'a RawValue,
+    /// The source record, verbatim.
+    #[serde(borrow)]
+    pub record: &'a RawValue,
+}
+
 /// A raw line as read back from staging, for transform, replay and tests.
 #[derive(Debug, Clone, Deserialize)]
 pub struct OwnedRawLine {

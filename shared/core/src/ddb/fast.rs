@@ -27,6 +27,13 @@ pub(super) fn image(raw: &RawValue) -> Option<BTreeMap<String, A>> {
     Some(map)
 }
 
+/// Reads an image from a deserializer, as [`image`] does, for a record read in one pass.
+pub(super) fn deserialize_image<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, A>, D::Error> {
+    d.deserialize_map(Image)
+}
+
 /// A refusal: the careful reader takes over, so its text never reaches anyone.
 fn refuse<E: serde::de::Error>() -> E {
     E::custom("read carefully")

@@ -2,6 +2,7 @@
 //! key, the winners written and the dead letters sent.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 
 use futures::stream::{self, StreamExt};
 use serde_json::value::RawValue;
@@ -11,7 +12,7 @@ use sluice_aws::{AwsError, DeadLetters};
 use sluice_core::decide::{decide, ContractResult, DecideContext, LineOutcome};
 use sluice_core::envelope::{FailureEnvelope, Step};
 use sluice_core::json::Limits;
-use sluice_core::raw::{OwnedRawLine, TsSource};
+use sluice_core::raw::{RawLineView, TsSource};
 use sluice_core::row::TypedRow;
 use sluice_core::{DecodeError, ErrorClass};
 
@@ -118,6 +119,7 @@ impl<'a, O: RawObjects, T: TypedTables, D: DeadLetters> ObjectBatch<'a, O, T, D>
         };
         let max = self.deps.config.max_line_bytes;
         let mut buf = Vec::new();
+        let mut raw_ref = object_ref.clone();
         let mut n = 0usize;
         loop {
             buf.clear();
@@ -160,7 +162,10 @@ impl<'a, O: RawObjects, T: TypedTables, D: DeadLetters> ObjectBatch<'a, O, T, D>
                     break;
                 }
             }
-            let raw_ref = format!("{object_ref}#L{n}");
+            // One buffer for every line's reference, rewritten in place.
+            raw_ref.truncate(object_ref.len());
+            raw_ref.push_str("#L");
+            let _ = write!(raw_ref, "{n}");
             let counted = match read {
                 LineRead::Line => !buf.iter().all(u8::is_ascii_whitespace),
                 LineRead::TooLong(_) => true,
@@ -391,16 +396,16 @@ impl<'a, O: RawObjects, T: TypedTables, D: DeadLetters> ObjectBatch<'a, O, T, D>
     /// The dead letter of a raw line: its origin, table and format, and the line verbatim.
     fn line_envelope(
         &self,
-        line: &OwnedRawLine,
+        line: &RawLineView<'_>,
         text: &str,
         raw_ref: &str,
         (class, code): (ErrorClass, &str),
         error: String,
     ) -> FailureEnvelope {
         let mut env = self
-            .envelope(class, code, error, raw_ref, Some(&line.origin))
+            .envelope(class, code, error, raw_ref, Some(line.origin))
             .with_original(text.to_owned());
-        env.table = Some(line.table.clone());
+        env.table = Some(line.table.clone().into_owned());
         env.format = Some(line.format);
         env
     }
