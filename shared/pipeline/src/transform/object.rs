@@ -413,7 +413,8 @@ impl<'a, O: RawObjects, T: TypedTables, D: DeadLetters> ObjectBatch<'a, O, T, D>
     /// Keeps the row among the changes of its key in this batch; only the newest is written.
     fn keep(&mut self, row: TypedRow, source_ts: Option<i64>, stats: &mut TransformStats) {
         let id = (row.table.clone(), row.key_id());
-        let group = self.rows.entry(id).or_default();
+        // Most keys keep one change: room for one, not the four a first push would make.
+        let group = self.rows.entry(id).or_insert_with(|| Vec::with_capacity(1));
         if !group.is_empty() {
             stats.tables.entry(row.table.clone()).or_default().stale += 1;
         }
