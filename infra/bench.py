@@ -325,8 +325,8 @@ def table(r):
     out.append(f"peak RSS at {rss['lines']:,} lines / records: transform {mib(rss['transform_kib'])}, "
                f"ingest {mib(rss['ingest_kib'])}")
     c = r["cold_start"]
-    out.append(f"cold start ({c['bootstrap']}): {c['ms']:.1f} ms (median of {c['runs']}; "
-               f"{', '.join(f'{x:.1f}' for x in c['ms_all'])})")
+    out.append(f"cold start ({c['bootstrap']}): {c['ms']:.1f} ms (median of {c['runs']}, "
+               f"{min(c['ms_all']):.1f} to {max(c['ms_all']):.1f})")
     out.append("growth (transform, one object): " + ", ".join(
         f"{g['lines']:,} lines {g['us_per_line']:.2f} us/line" for g in r["growth"]))
     if r.get("stages"):
@@ -407,7 +407,7 @@ def main():
     ingest_rss = ingest["peak_rss_kib"] if rss_lines == n else sluice_ingest(a.bin_dir, rss_events, runs, cpu)["peak_rss_kib"]
 
     bootstrap = a.bin_dir / "ingest"
-    cold_runs = 1 if a.tiny else 5
+    cold_runs = 1 if a.tiny else 21
     log(f"cold start of {bootstrap.relative_to(ROOT)} ({cold_runs} runs)")
     stdout, _ = run([a.bin_dir / "sluice-bench", "cold-start", bootstrap, "--runs", cold_runs], env=FUNCTION_ENV)
     cold = last_json(stdout)
