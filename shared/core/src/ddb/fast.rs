@@ -8,8 +8,9 @@
 //! an unknown type): the caller then reads the image carefully, which says what is wrong. So
 //! the result is always the careful reader's, only sooner.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt;
+use std::marker::PhantomData;
 
 use base64::Engine;
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -22,7 +23,7 @@ use super::CowStr;
 /// The image's attributes by name, or `None` when anything about it needs the careful reader.
 pub(super) fn image(raw: &RawValue) -> Option<BTreeMap<String, A>> {
     let mut de = serde_json::Deserializer::from_str(raw.get());
-    let map = de.deserialize_map(Image).ok()?;
+    let map = de.deserialize_map(attrs()).ok()?;
     de.end().ok()?;
     Some(map)
 }
@@ -31,7 +32,7 @@ pub(super) fn image(raw: &RawValue) -> Option<BTreeMap<String, A>> {
 pub(super) fn deserialize_image<'de, D: Deserializer<'de>>(
     d: D,
 ) -> Result<BTreeMap<String, A>, D::Error> {
-    d.deserialize_map(Image)
+    d.deserialize_map(attrs())
 }
 
 /// A refusal: the careful reader takes over, so its text never reaches anyone.
@@ -39,18 +40,31 @@ fn refuse<E: serde::de::Error>() -> E {
     E::custom("read carefully")
 }
 
-struct Image;
+/// A map of attribute values by name: an image (`BTreeMap`) or the members of an `M`
+/// (`HashMap`). A name written twice keeps its last value, as the careful reader's maps do.
+struct Attrs<T>(PhantomData<T>);
 
-impl<'de> Visitor<'de> for Image {
-    type Value = BTreeMap<String, A>;
+fn attrs<T>() -> Attrs<T> {
+    Attrs(PhantomData)
+}
+
+impl<'de, T: Default + Extend<(String, A)>> DeserializeSeed<'de> for Attrs<T> {
+    type Value = T;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<T, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de, T: Default + Extend<(String, A)>> Visitor<'de> for Attrs<T> {
+    type Value = T;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a map of attribute values")
     }
-    fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
-        let mut out = BTreeMap::new();
+    fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<T, M::Error> {
+        let mut out = T::default();
         while let Some(name) = map.next_key::<CowStr<'de>>()? {
             let value = map.next_value_seed(Attr)?;
-            out.insert(name.0.into_owned(), value);
+            out.extend(std::iter::once((name.0.into_owned(), value)));
         }
         Ok(out)
     }
@@ -100,7 +114,7 @@ impl<'de> Visitor<'de> for Attr {
                     .map(|s| base64(&s.0))
                     .collect::<Result<_, _>>()?,
             ),
-            "M" => A::M(map.next_value_seed(Members)?),
+            "M" => A::M(map.next_value_seed(attrs())?),
             "L" => A::L(map.next_value_seed(Items)?),
             _ => return Err(refuse()),
         };
@@ -128,31 +142,6 @@ fn base64<E: serde::de::Error>(text: &str) -> Result<Vec<u8>, E> {
     base64::engine::general_purpose::STANDARD
         .decode(text)
         .map_err(|_| refuse())
-}
-
-/// The members of an `M`.
-struct Members;
-
-impl<'de> DeserializeSeed<'de> for Members {
-    type Value = HashMap<String, A>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Members {
-    type Value = HashMap<String, A>;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a map")
-    }
-    fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
-        let mut out = HashMap::with_capacity(map.size_hint().unwrap_or(4));
-        while let Some(name) = map.next_key::<CowStr<'de>>()? {
-            let value = map.next_value_seed(Attr)?;
-            out.insert(name.0.into_owned(), value);
-        }
-        Ok(out)
-    }
 }
 
 /// The items of an `L`.

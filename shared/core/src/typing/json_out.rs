@@ -36,8 +36,29 @@ pub fn write_json(value: SrcRef<'_>, out: &mut String) -> Result<(), &'static st
 }
 
 fn push_json_string(s: &str, out: &mut String) {
+    // JSON escapes only quotes, backslashes and control characters: text without them is
+    // written as it is, with no string in between.
+    if !s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+        out.reserve(s.len() + 2);
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
     // Serialising a str to JSON cannot fail.
     out.push_str(&serde_json::to_string(s).unwrap_or_default());
+}
+
+/// `[a,b,…]`, each item written by `item`.
+fn push_list<T>(items: &[T], out: &mut String, item: impl Fn(&T, &mut String)) {
+    out.push('[');
+    for (i, x) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        item(x, out);
+    }
+    out.push(']');
 }
 
 fn write_ddb_json(v: &AttributeValue, out: &mut String) {
@@ -48,16 +69,7 @@ fn write_ddb_json(v: &AttributeValue, out: &mut String) {
         AttributeValue::N(n) => out.push_str(n),
         AttributeValue::S(s) => push_json_string(s, out),
         AttributeValue::B(b) => push_json_string(&b64(b), out),
-        AttributeValue::L(l) => {
-            out.push('[');
-            for (i, item) in l.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_ddb_json(item, out);
-            }
-            out.push(']');
-        }
+        AttributeValue::L(l) => push_list(l, out, write_ddb_json),
         AttributeValue::M(m) => {
             let sorted: BTreeMap<&String, &AttributeValue> = m.iter().collect();
             out.push('{');
@@ -71,17 +83,47 @@ fn write_ddb_json(v: &AttributeValue, out: &mut String) {
             }
             out.push('}');
         }
-        AttributeValue::Ss(s) => {
-            let items: Vec<String> = s
-                .iter()
-                .map(|x| serde_json::to_string(x).unwrap_or_default())
-                .collect();
-            out.push_str(&format!("[{}]", items.join(",")));
+        AttributeValue::Ss(s) => push_list(s, out, |x, out| push_json_string(x, out)),
+        AttributeValue::Ns(n) => push_list(n, out, |x, out| out.push_str(x)),
+        AttributeValue::Bs(b) => push_list(b, out, |x, out| {
+            out.push('"');
+            out.push_str(&b64(x));
+            out.push('"');
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        /// Strings are written as serde_json writes them, escapes and all.
+        #[test]
+        fn strings_are_written_as_serde_json_writes_them(
+            s in "(\\PC|[\"\\\\\u{0}-\u{1f}\u{7f}/é😀])*",
+        ) {
+            let mut out = String::from("x");
+            push_json_string(&s, &mut out);
+            proptest::prop_assert_eq!(&out[1..], serde_json::to_string(&s).unwrap());
         }
-        AttributeValue::Ns(n) => out.push_str(&format!("[{}]", n.join(","))),
-        AttributeValue::Bs(b) => {
-            let items: Vec<String> = b.iter().map(|x| format!("\"{}\"", b64(x))).collect();
-            out.push_str(&format!("[{}]", items.join(",")));
-        }
+    }
+
+    #[test]
+    fn sets_and_lists_are_json_arrays() {
+        let mut out = String::new();
+        write_ddb_json(
+            &AttributeValue::L(vec![
+                AttributeValue::Ss(vec!["a\"b".into(), "c".into()]),
+                AttributeValue::Ns(vec!["1".into(), "2.50".into()]),
+                AttributeValue::Bs(vec![vec![0, 1], vec![]]),
+                AttributeValue::L(vec![]),
+                AttributeValue::Ss(vec![]),
+            ]),
+            &mut out,
+        );
+        assert_eq!(out, r#"[["a\"b","c"],[1,2.50],["AAE=",""],[],[]]"#);
     }
 }
