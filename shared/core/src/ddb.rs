@@ -1,8 +1,11 @@
 //! DynamoDB Streams records.
 //!
 //! A stream record is read through a borrowed view: only the fields that route and order it are
-//! decoded for ingest, and the images stay raw until transform asks for them. `N` values keep
-//! their decimal text (serde_dynamo's `AttributeValue::N(String)`), so no precision is lost.
+//! decoded for ingest, and the images stay raw until transform asks for them. Transform reads a
+//! record and its images in one pass ([`StreamRecord::parse_decoded`]) and falls back to the
+//! careful reading, attribute by attribute, for anything that pass does not take exactly as the
+//! careful one would. `N` values keep their decimal text (serde_dynamo's
+//! `AttributeValue::N(String)`), so no precision is lost.
 //!
 //! A REMOVE whose `userIdentity` is the DynamoDB service principal is a TTL expiry.
 
@@ -93,8 +96,8 @@ impl<'a> StreamRecord<'a> {
     }
 }
 
-/// An image read in the same pass as its record: only a well-formed image reads so (see
-/// [`fast`]), anything else fails the whole pass.
+/// An image read in the same pass as its record. Only a well-formed image reads so; anything
+/// else fails the whole pass, and the record is read carefully instead.
 #[derive(Debug)]
 pub struct DecodedImage(AttrMap);
 
