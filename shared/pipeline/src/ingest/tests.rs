@@ -4,6 +4,14 @@ use sluice_aws::memory::{Faults, Memory};
 
 use super::*;
 
+/// A raw store whose puts of keys containing `pattern` fail.
+fn raw_puts_failing(pattern: &str) -> Memory {
+    Memory::new().with_faults(Faults {
+        raw_puts_failing: Some(pattern.into()),
+        ..Faults::default()
+    })
+}
+
 fn deps(store: Memory, dlq: Memory) -> Ingest<Memory, Memory> {
     Ingest {
         config: IngestConfig::from_lookup(|n| match n {
@@ -56,13 +64,7 @@ fn event(records: &[String]) -> String {
 
 #[tokio::test]
 async fn stream_reports_the_first_failed_sequence_number() {
-    let d = deps(
-        Memory::new().with_faults(Faults {
-            raw_puts_failing: Some("/bad/".into()),
-            ..Faults::default()
-        }),
-        Memory::new(),
-    );
+    let d = deps(raw_puts_failing("/bad/"), Memory::new());
     let e = event(&[
         stream_record("100", "good"),
         stream_record("9000000000000000003", "bad"),
@@ -154,13 +156,7 @@ fn fifo_record(id: &str, group: &str, body: &str) -> String {
 #[tokio::test]
 async fn a_fifo_record_behind_a_failure_of_its_group_is_not_dead_lettered_yet() {
     // Table `down` cannot be landed; `t` can.
-    let d = deps(
-        Memory::new().with_faults(Faults {
-            raw_puts_failing: Some("/down/".into()),
-            ..Faults::default()
-        }),
-        Memory::new(),
-    );
+    let d = deps(raw_puts_failing("/down/"), Memory::new());
     let down = r#"{"table":"down","op":"insert","key":{"id":1},"after":{"id":1},"seq":1}"#;
     let up = r#"{"table":"t","op":"insert","key":{"id":1},"after":{"id":1},"seq":1}"#;
     let r = handle(
@@ -263,13 +259,7 @@ async fn kinesis_lands_each_change_under_its_table() {
 
 #[tokio::test]
 async fn kinesis_reports_the_first_failed_sequence_number() {
-    let d = deps(
-        Memory::new().with_faults(Faults {
-            raw_puts_failing: Some("/bad/".into()),
-            ..Faults::default()
-        }),
-        Memory::new(),
-    );
+    let d = deps(raw_puts_failing("/bad/"), Memory::new());
     let e = event(&[
         kinesis_record(LONG_A, "good", 1),
         kinesis_record(LONG_B, "bad", 2),
