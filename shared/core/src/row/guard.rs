@@ -158,11 +158,7 @@ pub enum WriteOutcome {
 /// Whether `stored` was written from this very row: the same raw line (`_raw`), `seq` and
 /// contract version.
 pub fn is_stored(stored: &Item, row: &TypedRow) -> bool {
-    let raw = match row.item.get(RAW_ATTR) {
-        Some(AttributeValue::S(r)) => r.as_str(),
-        _ => return false,
-    };
-    str_of(stored, RAW_ATTR) == Some(raw)
+    str_of(stored, RAW_ATTR) == Some(row.raw_ref.as_str())
         && stored_guard(stored).is_some_and(|(seq, v)| seq == row.seq && v == row.version)
 }
 
@@ -244,7 +240,7 @@ pub fn merge_partial(stored: Option<&Item>, row: &TypedRow) -> Item {
             && ![DELETED_ATTR, EXPIRES_ATTR, EXTRA_ATTR].contains(&k.as_str())
             && !row.missing.contains(k)
     });
-    item.extend(row.item.clone());
+    item.extend(row.own_item());
     for (field, from, value) in take {
         match value {
             Some(v) => item.insert(field.clone(), v),

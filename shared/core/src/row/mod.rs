@@ -71,7 +71,9 @@ pub struct TypedRow {
     pub table: String,
     /// The key attributes, partition key first.
     pub key: Vec<(String, AttributeValue)>,
-    /// The whole item: key, fields and bookkeeping attributes.
+    /// What the change says of the row: its key, its fields and `_extra`. The bookkeeping
+    /// attributes are added when the row is written ([`Self::write_item`]), so the rows a
+    /// transform types and then drops for a newer change of their key never build them.
     pub item: HashMap<String, AttributeValue>,
     /// The ordering token.
     pub seq: Seq,
@@ -79,6 +81,14 @@ pub struct TypedRow {
     pub version: u64,
     /// Whether this is a tombstone.
     pub tombstone: bool,
+    /// The operation the row records (`delete` for a tombstone).
+    pub op: Op,
+    /// The source commit time (or arrival time), epoch ms.
+    pub source_ts: i64,
+    /// `s3://bucket/key#L<n>` or another reference to the raw line the row came from.
+    pub raw_ref: String,
+    /// For a tombstone, when it expires, epoch seconds.
+    pub expires_at: i64,
     /// Fields the change did not carry (Debezium's placeholder for an unchanged TOAST column):
     /// the write keeps their stored values instead of replacing the whole item.
     pub unchanged: Vec<String>,
@@ -110,6 +120,7 @@ impl TypedRow {
                 .map(|(k, v)| SLOT + k.len() + value_bytes(v))
                 .sum::<usize>()
             + self.seq.as_str().len()
+            + self.raw_ref.len()
             + names(&self.unchanged)
             + names(&self.missing)
             + self
@@ -122,15 +133,19 @@ impl TypedRow {
     /// A string that identifies the row's key within its table, for coalescing.
     pub fn key_id(&self) -> String {
         let mut s = String::new();
-        for (name, value) in &self.key {
-            s.push_str(name);
-            s.push('=');
-            let mut json = String::new();
-            let _ = crate::typing::write_json(SrcRef::Ddb(value), &mut json);
-            s.push_str(&json);
-            s.push('\u{1f}');
-        }
+        self.push_key_id(&mut s);
         s
+    }
+
+    /// Appends [`Self::key_id`] to `out`.
+    pub fn push_key_id(&self, out: &mut String) {
+        for (name, value) in &self.key {
+            out.push_str(name);
+            out.push('=');
+            // A key value is a string, a number or binary: always written.
+            let _ = crate::typing::write_json(SrcRef::Ddb(value), out);
+            out.push('\u{1f}');
+        }
     }
 }
 
@@ -265,11 +280,10 @@ pub fn type_change(
     };
     let images = [Some(primary), fallback];
 
-    // Every field, `_extra` and the bookkeeping attributes, without growing the map on the way
-    // and no larger than that: every kept row holds one until the object is flushed.
+    // Every field and `_extra`, without growing the map on the way and no larger than that:
+    // every kept row holds one until the object is flushed.
     let extra = usize::from(contract.unknown_fields == UnknownFields::Keep);
-    let mut item =
-        HashMap::with_capacity(contract.fields.len() + extra + bookkeeping_len(tombstone));
+    let mut item = HashMap::with_capacity(contract.fields.len() + extra);
     let mut unchanged = Vec::new();
     let mut missing = Vec::new();
     let mut key = Vec::with_capacity(contract.primary_key.len());
@@ -347,7 +361,6 @@ pub fn type_change(
             }
         }
     }
-    bookkeeping(&mut item, change, contract, meta, tombstone);
     Ok(Some(TypedRow {
         table: contract.name.clone(),
         key,
@@ -355,14 +368,16 @@ pub fn type_change(
         seq: change.route.seq.clone(),
         version: contract.version,
         tombstone,
+        op: if tombstone { Op::Delete } else { op },
+        source_ts: meta.ts_ms,
+        raw_ref: meta.raw_ref.clone(),
+        expires_at: meta.tombstone_expires_at,
         unchanged,
         missing,
         filled: Vec::new(),
     }))
 }
 
-/// Adds the bookkeeping attributes: `_seq`, `_op`, `_source_ts`, `_contract_version`, `_raw`,
-/// and for a tombstone `_deleted` and `_expires_at`.
 /// How many attributes [`bookkeeping`] adds to a row.
 pub(super) const fn bookkeeping_len(tombstone: bool) -> usize {
     if tombstone {
@@ -372,37 +387,31 @@ pub(super) const fn bookkeeping_len(tombstone: bool) -> usize {
     }
 }
 
-pub(super) fn bookkeeping(
-    item: &mut HashMap<String, AttributeValue>,
-    change: &Change,
-    contract: &Contract,
-    meta: &RowMeta,
-    tombstone: bool,
-) {
-    let op = if tombstone {
-        Op::Delete
-    } else {
-        change.route.op
-    };
+/// Adds a row's bookkeeping attributes to `item`: `_seq`, `_op`, `_source_ts`,
+/// `_contract_version`, `_raw`, and for a tombstone `_deleted` and `_expires_at`.
+pub(super) fn bookkeeping(item: &mut Item, row: &TypedRow) {
     item.insert(
         SEQ_ATTR.into(),
-        AttributeValue::S(change.route.seq.as_str().to_owned()),
+        AttributeValue::S(row.seq.as_str().to_owned()),
     );
-    item.insert(OP_ATTR.into(), AttributeValue::S(op.as_str().to_owned()));
+    item.insert(
+        OP_ATTR.into(),
+        AttributeValue::S(row.op.as_str().to_owned()),
+    );
     item.insert(
         SOURCE_TS_ATTR.into(),
-        AttributeValue::N(meta.ts_ms.to_string()),
+        AttributeValue::N(row.source_ts.to_string()),
     );
     item.insert(
         VERSION_ATTR.into(),
-        AttributeValue::N(contract.version.to_string()),
+        AttributeValue::N(row.version.to_string()),
     );
-    item.insert(RAW_ATTR.into(), AttributeValue::S(meta.raw_ref.clone()));
-    if tombstone {
+    item.insert(RAW_ATTR.into(), AttributeValue::S(row.raw_ref.clone()));
+    if row.tombstone {
         item.insert(DELETED_ATTR.into(), AttributeValue::Bool(true));
         item.insert(
             EXPIRES_ATTR.into(),
-            AttributeValue::N(meta.tombstone_expires_at.to_string()),
+            AttributeValue::N(row.expires_at.to_string()),
         );
     }
 }
@@ -430,8 +439,7 @@ pub fn old_key_tombstone(
     if key == new_row.key {
         return None;
     }
-    let mut item: HashMap<String, AttributeValue> = key.iter().cloned().collect();
-    bookkeeping(&mut item, change, contract, meta, true);
+    let item: HashMap<String, AttributeValue> = key.iter().cloned().collect();
     Some(TypedRow {
         table: contract.name.clone(),
         key,
@@ -439,6 +447,10 @@ pub fn old_key_tombstone(
         seq: change.route.seq.clone(),
         version: contract.version,
         tombstone: true,
+        op: Op::Delete,
+        source_ts: meta.ts_ms,
+        raw_ref: meta.raw_ref.clone(),
+        expires_at: meta.tombstone_expires_at,
         unchanged: Vec::new(),
         missing: Vec::new(),
         filled: Vec::new(),
@@ -470,10 +482,21 @@ impl TypedRow {
         !self.unchanged.is_empty() || !self.filled.is_empty()
     }
 
-    /// The item a whole-row write stores: the row's attributes and the `_vseq:` of the fields it
-    /// took from earlier changes.
+    /// The row's attributes with its bookkeeping attributes, without the `_vseq:` of the
+    /// fields it took from earlier changes.
+    pub fn own_item(&self) -> Item {
+        let mut item = Item::with_capacity(
+            self.item.len() + bookkeeping_len(self.tombstone) + self.filled.len(),
+        );
+        item.extend(self.item.iter().map(|(k, v)| (k.clone(), v.clone())));
+        bookkeeping(&mut item, self);
+        item
+    }
+
+    /// The item a whole-row write stores: the row's attributes, its bookkeeping attributes and
+    /// the `_vseq:` of the fields it took from earlier changes.
     pub fn write_item(&self) -> Item {
-        let mut item = self.item.clone();
+        let mut item = self.own_item();
         for (field, seq) in &self.filled {
             item.insert(vseq_attr(field), AttributeValue::S(seq.as_str().to_owned()));
         }
@@ -532,10 +555,19 @@ mod tests {
 
     #[test]
     fn bookkeeping_len_counts_what_bookkeeping_adds() {
-        let c = change(Op::Insert, 7, Some(r#"{"order_id":"o-1"}"#), None);
-        for tombstone in [false, true] {
+        let c = change(Op::Delete, 7, None, Some(r#"{"order_id":"o-1"}"#));
+        let tombstone_row = type_change(&c, &contract(), &meta()).unwrap().unwrap();
+        let c = change(
+            Op::Insert,
+            7,
+            Some(r#"{"order_id":"o-1","customer_id":"c"}"#),
+            None,
+        );
+        let upsert_row = type_change(&c, &contract(), &meta()).unwrap().unwrap();
+        for row in [tombstone_row, upsert_row] {
+            let tombstone = row.tombstone;
             let mut item = HashMap::new();
-            bookkeeping(&mut item, &c, &contract(), &meta(), tombstone);
+            bookkeeping(&mut item, &row);
             assert_eq!(
                 item.len(),
                 bookkeeping_len(tombstone),
@@ -569,18 +601,29 @@ mod tests {
             AttributeValue::S("new".into()),
             "default"
         );
+        assert!(
+            !row.item.contains_key(SEQ_ATTR),
+            "bookkeeping is added when the row is written"
+        );
+        let written = row.write_item();
         assert_eq!(
-            row.item[SEQ_ATTR],
+            written[SEQ_ATTR],
             AttributeValue::S(Seq::decimal("7", "").unwrap().as_str().into())
         );
-        assert_eq!(row.item[VERSION_ATTR], AttributeValue::N("3".into()));
-        assert_eq!(row.item[OP_ATTR], AttributeValue::S("insert".into()));
+        assert_eq!(written[VERSION_ATTR], AttributeValue::N("3".into()));
+        assert_eq!(written[OP_ATTR], AttributeValue::S("insert".into()));
         assert_eq!(
-            row.item[RAW_ATTR],
+            written[RAW_ATTR],
             AttributeValue::S("s3://b/raw/orders/x.ndjson.gz#L1".into())
         );
-        assert!(!row.item.contains_key(DELETED_ATTR));
-        assert!(!row.item.contains_key(EXTRA_ATTR), "every column was read");
+        assert_eq!(
+            written[SOURCE_TS_ATTR],
+            AttributeValue::N(meta().ts_ms.to_string())
+        );
+        assert!(!written.contains_key(DELETED_ATTR));
+        assert!(!written.contains_key(EXPIRES_ATTR));
+        assert!(!written.contains_key(EXTRA_ATTR), "every column was read");
+        assert_eq!(written.len(), row.item.len() + bookkeeping_len(false));
     }
 
     #[test]
@@ -634,9 +677,11 @@ mod tests {
         let c = change(Op::Delete, 9, None, Some(r#"{"order_id":"o-1"}"#));
         let row = type_change(&c, &contract(), &meta()).unwrap().unwrap();
         assert!(row.tombstone);
-        assert_eq!(row.item[DELETED_ATTR], AttributeValue::Bool(true));
+        let written = row.write_item();
+        assert_eq!(written[DELETED_ATTR], AttributeValue::Bool(true));
+        assert_eq!(written[OP_ATTR], AttributeValue::S("delete".into()));
         assert_eq!(
-            row.item[EXPIRES_ATTR],
+            written[EXPIRES_ATTR],
             AttributeValue::N("1800000000".into())
         );
         assert!(
@@ -666,7 +711,7 @@ mod tests {
             vec![("order_id".to_owned(), AttributeValue::S("o-46".into()))]
         );
         assert!(old.tombstone && old.seq == row.seq);
-        assert_eq!(old.item[DELETED_ATTR], AttributeValue::Bool(true));
+        assert_eq!(old.write_item()[DELETED_ATTR], AttributeValue::Bool(true));
         // The same key, an empty old image, or an insert: nothing to tombstone.
         c.before = Some(json_image(r#"{"order_id":"o-45"}"#));
         assert!(old_key_tombstone(&c, &contract(), &meta(), &row).is_none());

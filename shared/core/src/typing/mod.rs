@@ -26,7 +26,6 @@
 
 mod json_out;
 
-use std::collections::BTreeSet;
 use std::fmt;
 
 use base64::Engine;
@@ -124,6 +123,14 @@ pub fn coerce_hinted(
         found: node.kind(),
         detail,
     };
+    // An element's path is written only when it fails: its own path is empty while it is
+    // typed, and nested elements prefix theirs on the way out (`tags[2]`, `m[1][0]`).
+    let element = |i: usize, elem: &FieldType, item: SrcRef<'_>| {
+        coerce(item, elem, unit, "").map_err(|mut e| {
+            e.path = format!("{path}[{i}]{}", e.path);
+            e
+        })
+    };
     let typed = match (ty, &node) {
         (FieldType::String, Node::Str(s)) => AttributeValue::S(s.to_string()),
         (FieldType::Int, Node::Num(t) | Node::Str(t)) => {
@@ -181,7 +188,7 @@ pub fn coerce_hinted(
             let items = elements(&node).ok_or_else(|| fail(&node, None))?;
             let mut out = Vec::with_capacity(items.len());
             for (i, item) in items.into_iter().enumerate() {
-                let typed = coerce(item, elem, unit, &format!("{path}[{i}]"))?;
+                let typed = element(i, elem, item)?;
                 out.push(typed.unwrap_or(AttributeValue::Null(true)));
             }
             AttributeValue::L(out)
@@ -196,12 +203,11 @@ pub fn coerce_hinted(
             }
             let mut typed = Vec::with_capacity(items.len());
             for (i, item) in items.into_iter().enumerate() {
-                let p = format!("{path}[{i}]");
-                match coerce(item, elem, unit, &p)? {
+                match element(i, elem, item)? {
                     Some(v) => typed.push(v),
                     None => {
                         return Err(TypeError {
-                            path: p,
+                            path: format!("{path}[{i}]"),
                             expected: elem.to_string(),
                             found: "null",
                             detail: Some("a set cannot hold null"),
@@ -238,29 +244,28 @@ fn elements<'a>(node: &Node<'a>) -> Option<Vec<SrcRef<'a>>> {
 
 /// Builds the DynamoDB set for typed members, deduplicated and sorted.
 fn set_of(items: Vec<AttributeValue>) -> AttributeValue {
-    let mut strings = BTreeSet::new();
-    let mut numbers = BTreeSet::new();
-    let mut binaries = BTreeSet::new();
+    fn sorted_unique<T: Ord>(mut v: Vec<T>) -> Vec<T> {
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+    let mut strings = Vec::new();
+    let mut numbers = Vec::new();
+    let mut binaries = Vec::new();
     for item in items {
         match item {
-            AttributeValue::S(s) => {
-                strings.insert(s);
-            }
-            AttributeValue::N(n) => {
-                numbers.insert(n);
-            }
-            AttributeValue::B(b) => {
-                binaries.insert(b);
-            }
+            AttributeValue::S(s) => strings.push(s),
+            AttributeValue::N(n) => numbers.push(n),
+            AttributeValue::B(b) => binaries.push(b),
             _ => {}
         }
     }
     if !numbers.is_empty() {
-        AttributeValue::Ns(numbers.into_iter().collect())
+        AttributeValue::Ns(sorted_unique(numbers))
     } else if !binaries.is_empty() {
-        AttributeValue::Bs(binaries.into_iter().collect())
+        AttributeValue::Bs(sorted_unique(binaries))
     } else {
-        AttributeValue::Ss(strings.into_iter().collect())
+        AttributeValue::Ss(sorted_unique(strings))
     }
 }
 
@@ -541,6 +546,10 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(matches!(nested, AttributeValue::L(ref l) if l.len() == 2));
+        let e = from_json(r#"[[1],[2,"x"]]"#, "list<list<int>>").unwrap_err();
+        assert_eq!(e.path, "f[1][1]", "a nested element's path");
+        let e = from_json(r#"[["a"],["b",null]]"#, "list<set<string>>").unwrap_err();
+        assert_eq!(e.path, "f[1][1]");
         assert_eq!(
             from_json(r#"{"a":1}"#, "list<int>").unwrap_err().found,
             "a map"
@@ -560,6 +569,15 @@ mod tests {
             )
             .unwrap(),
             Some(AttributeValue::Ns(vec!["1".into(), "2.5".into()]))
+        );
+        assert_eq!(
+            from_json(r#"["2.0", 10, 2, "1"]"#, "set<int>").unwrap(),
+            Some(AttributeValue::Ns(vec![
+                "1".into(),
+                "10".into(),
+                "2".into()
+            ])),
+            "typed first, then deduplicated and sorted as DynamoDB's text"
         );
         assert_eq!(
             from_ddb(&AttributeValue::Ss(vec!["x".into()]), "list<string>").unwrap(),

@@ -369,11 +369,10 @@ async fn compare(stored: &StoredRows<'_>, row: &TypedRow) -> Result<Verdict, Aws
         std::cmp::Ordering::Greater => Verdict::NewerStands,
         std::cmp::Ordering::Equal if stored_version >= row.version => Verdict::Equal,
         _ => {
-            let fields_equal = row.item.iter().all(|(k, v)| {
+            let own = row.own_item();
+            let fields_equal = own.iter().all(|(k, v)| {
                 bookkeeping(k) || item.get(k) == Some(&AttributeValue::from(v.clone()))
-            }) && item
-                .keys()
-                .all(|k| bookkeeping(k) || row.item.contains_key(k));
+            }) && item.keys().all(|k| bookkeeping(k) || own.contains_key(k));
             if fields_equal {
                 Verdict::SameFields
             } else {

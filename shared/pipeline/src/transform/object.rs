@@ -64,8 +64,9 @@ pub(super) struct ObjectBatch<'a, O, T, D> {
     retry_count: u32,
     /// When the records first failed, for a redriven message.
     first_failed_at: Option<String>,
-    /// Winners per (typed table, key), with the line's commit time if it came from the source.
-    rows: HashMap<(String, String), Vec<Kept>>,
+    /// Winners per typed table and key (see [`Self::keep`]), with the line's commit time if it
+    /// came from the source.
+    rows: HashMap<String, Vec<Kept>>,
     /// The bytes the rows hold; past `coalesce_max_bytes`, the winners so far are written.
     held: usize,
     dead: Vec<FailureEnvelope>,
@@ -412,11 +413,19 @@ impl<'a, O: RawObjects, T: TypedTables, D: DeadLetters> ObjectBatch<'a, O, T, D>
 
     /// Keeps the row among the changes of its key in this batch; only the newest is written.
     fn keep(&mut self, row: TypedRow, source_ts: Option<i64>, stats: &mut TransformStats) {
-        let id = (row.table.clone(), row.key_id());
+        // One string names the typed table and the key: the table, a separator no key id
+        // starts with, then the key id.
+        let mut id = String::with_capacity(row.table.len() + 32);
+        id.push_str(&row.table);
+        id.push('\u{1e}');
+        row.push_key_id(&mut id);
         // Most keys keep one change: room for one, not the four a first push would make.
         let group = self.rows.entry(id).or_insert_with(|| Vec::with_capacity(1));
         if !group.is_empty() {
-            stats.tables.entry(row.table.clone()).or_default().stale += 1;
+            match stats.tables.get_mut(row.table.as_str()) {
+                Some(table) => table.stale += 1,
+                None => stats.tables.entry(row.table.clone()).or_default().stale += 1,
+            }
         }
         let held = |g: &Vec<Kept>| g.iter().map(|(_, (_, b))| b).sum::<usize>();
         let before = held(group);
@@ -461,10 +470,7 @@ impl<'a, O: RawObjects, T: TypedTables, D: DeadLetters> ObjectBatch<'a, O, T, D>
                 Err(e) if e.is_retriable() => retry = Some(Retry::Aws(e)),
                 Err(e) => {
                     table.quarantined += 1;
-                    let raw_ref = match row.item.get(sluice_core::row::RAW_ATTR) {
-                        Some(serde_dynamo::AttributeValue::S(s)) => s.clone(),
-                        _ => String::new(),
-                    };
+                    let raw_ref = row.raw_ref.clone();
                     let origin = serde_json::value::to_raw_value(
                         &serde_json::json!({"kind": "raw", "ref": raw_ref}),
                     )
