@@ -1,8 +1,6 @@
 //! Writing source values as compact JSON text: for `json` fields, and for values `_extra` keeps
 //! as text. DynamoDB values become plain JSON (`N` as number literals, `B` as base64).
 
-use std::collections::BTreeMap;
-
 use base64::Engine;
 use serde_dynamo::AttributeValue;
 
@@ -71,7 +69,8 @@ fn write_ddb_json(v: &AttributeValue, out: &mut String) {
         AttributeValue::B(b) => push_json_string(&b64(b), out),
         AttributeValue::L(l) => push_list(l, out, write_ddb_json),
         AttributeValue::M(m) => {
-            let sorted: BTreeMap<&String, &AttributeValue> = m.iter().collect();
+            let mut sorted: Vec<(&String, &AttributeValue)> = m.iter().collect();
+            sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
             out.push('{');
             for (i, (k, item)) in sorted.into_iter().enumerate() {
                 if i > 0 {

@@ -174,7 +174,8 @@ pub fn coerce_hinted(
                 .map_err(|_| fail(&node, Some("not a YYYY-MM-DD date")))?,
         ),
         (FieldType::Json, _) => {
-            let mut out = String::new();
+            // Room for a small object without growing on the way.
+            let mut out = String::with_capacity(64);
             write_json(value, &mut out).map_err(|d| fail(&node, Some(d)))?;
             AttributeValue::S(out)
         }

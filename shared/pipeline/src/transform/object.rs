@@ -457,7 +457,11 @@ impl<'a, O: RawObjects, T: TypedTables, D: DeadLetters> ObjectBatch<'a, O, T, D>
         let mut retry = None;
         // Each outcome is counted as it comes, so no row outlives its write.
         while let Some((row, ts, result)) = writes.next().await {
-            let table = stats.tables.entry(row.table.clone()).or_default();
+            // The table's name is copied only the first time it is counted.
+            let table = match stats.tables.get_mut(row.table.as_str()) {
+                Some(t) => t,
+                None => stats.tables.entry(row.table.clone()).or_default(),
+            };
             match result {
                 Ok(WriteOutcome::Written) => {
                     table.written += 1;
