@@ -513,13 +513,13 @@ fn compare_row(
         return problems;
     }
     for f in &contract.fields {
-        if expected.unchanged.contains(&f.name) {
+        if expected.unchanged.iter().any(|u| **u == *f.name) {
             // No raw line carries its value (an unchanged TOAST column with no earlier change):
             // whatever is stored is the value from before raw staging began.
             continue;
         }
-        let want = expected.item.get(&f.name);
-        let got = item.get(&f.name);
+        let want = expected.item.get(&*f.name);
+        let got = item.get(&*f.name);
         if !same(want, got, &f.ty) {
             problems.push(format!(
                 "{}: key {key}: field {} differs: expected {}, stored {}",
@@ -590,7 +590,7 @@ fn source_key(contract: &Contract, item: &HashMap<String, AttributeValue>) -> Op
             &f.name,
         )
         .ok()??;
-        typed.insert(f.name.clone(), v);
+        typed.insert(f.name.to_string(), v);
     }
     key_id(contract, &typed)
 }
@@ -598,7 +598,7 @@ fn source_key(contract: &Contract, item: &HashMap<String, AttributeValue>) -> Op
 fn key_id(contract: &Contract, item: &HashMap<String, AttributeValue>) -> Option<String> {
     let key: Vec<(String, AttributeValue)> = contract
         .key_fields()
-        .map(|f| item.get(&f.name).map(|v| (f.name.clone(), v.clone())))
+        .map(|f| item.get(&*f.name).map(|v| (f.name.to_string(), v.clone())))
         .collect::<Option<_>>()?;
     Some(
         TypedRow {

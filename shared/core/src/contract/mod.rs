@@ -27,6 +27,7 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
+use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_dynamo::AttributeValue;
@@ -95,8 +96,8 @@ pub enum UnknownFields {
 /// One field of a typed table.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Field {
-    /// The attribute name in the typed table.
-    pub name: String,
+    /// The attribute name in the typed table, shared by every row typed under the contract.
+    pub name: Arc<str>,
     /// Its type.
     pub ty: FieldType,
     /// Whether a change without it is a contract violation.
@@ -163,7 +164,7 @@ impl Contract {
     /// The typed table's key schema: (attribute, `S`/`N`/`B`), partition key first.
     pub fn key_schema(&self) -> Vec<(String, &'static str)> {
         self.key_fields()
-            .map(|f| (f.name.clone(), f.ty.key_attribute_type().unwrap_or("S")))
+            .map(|f| (f.name.to_string(), f.ty.key_attribute_type().unwrap_or("S")))
             .collect()
     }
 
@@ -403,7 +404,7 @@ fn check(file: &str, raw: ContractFile) -> Result<Contract, ContractErrors> {
         }
         if let Some(ty) = ty {
             fields.push(Field {
-                name: f.name.clone(),
+                name: Arc::from(f.name.as_str()),
                 ty,
                 required: f.required,
                 from,
@@ -421,7 +422,7 @@ fn check(file: &str, raw: ContractFile) -> Result<Contract, ContractErrors> {
         );
     }
     for (i, k) in raw.primary_key.iter().enumerate() {
-        match fields.iter().position(|f| &f.name == k) {
+        match fields.iter().position(|f| *f.name == **k) {
             None => err(format!("primary_key[{i}]"), format!("{k:?} is not a field")),
             Some(pos) => {
                 if fields[pos].ty.key_attribute_type().is_none() {

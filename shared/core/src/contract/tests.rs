@@ -61,7 +61,7 @@ unit = "ms"
 "#;
     let c = parse("customers.toml", text).unwrap();
     assert_eq!(
-        c.key_fields().map(|f| f.name.as_str()).collect::<Vec<_>>(),
+        c.key_fields().map(|f| &*f.name).collect::<Vec<_>>(),
         ["id", "region"]
     );
     assert_eq!(c.fields[2].unit, Some(TimeUnit::Milliseconds));

@@ -101,9 +101,9 @@ pub(super) fn fill_unchanged(prev: TypedRow, mut next: TypedRow) -> TypedRow {
             .iter()
             .find(|(f, _)| *f == field)
             .map_or_else(|| prev.seq.clone(), |(_, s)| s.clone());
-        match prev.item.get(&field) {
-            Some(v) => {
-                next.item.insert(field.clone(), v.clone());
+        match prev.item.get_key_value(field.as_str()) {
+            Some((name, v)) => {
+                next.item.insert(name.clone(), v.clone());
             }
             None => next.missing.push(field.clone()),
         }

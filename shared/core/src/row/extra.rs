@@ -1,7 +1,9 @@
 //! `unknown_fields: keep`: the columns no field reads, kept under `_extra` as DynamoDB values,
 //! or as their JSON text where DynamoDB cannot hold them.
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap};
+use std::hash::Hash;
 
 use serde_dynamo::AttributeValue;
 use serde_json::value::RawValue;
@@ -119,17 +121,26 @@ pub(super) fn as_extra_column(entry: &str) -> Option<&str> {
 }
 
 /// Sets (or, for `None`, leaves out) one column of an item's `_extra` map.
-pub(super) fn set_extra(item: &mut Item, column: &str, value: Option<AttributeValue>) {
+pub(super) fn set_extra<K>(
+    item: &mut HashMap<K, AttributeValue>,
+    column: &str,
+    value: Option<AttributeValue>,
+) where
+    K: Eq + Hash + Borrow<str> + for<'s> From<&'s str>,
+{
     let Some(value) = value else { return };
     let entry = item
-        .entry(EXTRA_ATTR.to_owned())
+        .entry(K::from(EXTRA_ATTR))
         .or_insert_with(|| AttributeValue::M(HashMap::new()));
     if let AttributeValue::M(m) = entry {
         m.insert(column.to_owned(), value);
     }
 }
 
-pub(super) fn extra_of(item: &Item, column: &str) -> Option<AttributeValue> {
+pub(super) fn extra_of<K: Eq + Hash + Borrow<str>>(
+    item: &HashMap<K, AttributeValue>,
+    column: &str,
+) -> Option<AttributeValue> {
     match item.get(EXTRA_ATTR) {
         Some(AttributeValue::M(m)) => m.get(column).cloned(),
         _ => None,

@@ -82,7 +82,7 @@ pub(super) fn type_field(
                 };
                 if other_kind {
                     return Err(Violation::KeyKind {
-                        field: field.name.clone(),
+                        field: field.name.to_string(),
                         from: field.from_path(),
                         expected: field.ty.to_string(),
                         found,
@@ -92,7 +92,7 @@ pub(super) fn type_field(
             return coerce_hinted(value, &field.ty, &hint, &field.name)
                 .map(|v| v.map_or(Found::Missing, Found::Value))
                 .map_err(|error| Violation::Type {
-                    field: field.name.clone(),
+                    field: field.name.to_string(),
                     from: field.from_path(),
                     error: Box::new(error),
                 });

@@ -228,7 +228,10 @@ pub fn merge_partial(stored: Option<&Item>, row: &TypedRow) -> Item {
         take.push((field.clone(), from, value));
     }
     for (field, from) in &row.filled {
-        let own = (from.as_str().to_owned(), row.item.get(field).cloned());
+        let own = (
+            from.as_str().to_owned(),
+            row.item.get(field.as_str()).cloned(),
+        );
         let kept = match stored_value(field) {
             Some(stored) if stored.0.as_str() > own.0.as_str() => stored,
             _ => own,

@@ -25,6 +25,7 @@ pub use field::UNAVAILABLE_VALUE;
 pub use guard::*;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde_dynamo::AttributeValue;
 
@@ -74,7 +75,7 @@ pub struct TypedRow {
     /// What the change says of the row: its key, its fields and `_extra`. The bookkeeping
     /// attributes are added when the row is written ([`Self::write_item`]), so the rows a
     /// transform types and then drops for a newer change of their key never build them.
-    pub item: HashMap<String, AttributeValue>,
+    pub item: RowAttrs,
     /// The ordering token.
     pub seq: Seq,
     /// The contract version.
@@ -105,7 +106,8 @@ impl TypedRow {
     /// rows one invocation keeps while it coalesces (see `TransformConfig::coalesce_max_bytes`).
     pub fn held_bytes(&self) -> usize {
         // A hash map's slot per entry at up to 7/8 load, and as much again before it grows.
-        const SLOT: usize = 2 * std::mem::size_of::<(String, AttributeValue)>();
+        // Attribute names are shared with the contract, so only their pointers count.
+        const SLOT: usize = 2 * std::mem::size_of::<(Arc<str>, AttributeValue)>();
         let names = |v: &[String]| v.iter().map(|s| s.len() + 24).sum::<usize>();
         std::mem::size_of::<Self>()
             + self.table.len()
@@ -117,7 +119,7 @@ impl TypedRow {
             + self
                 .item
                 .iter()
-                .map(|(k, v)| SLOT + k.len() + value_bytes(v))
+                .map(|(_, v)| SLOT + value_bytes(v))
                 .sum::<usize>()
             + self.seq.as_str().len()
             + self.raw_ref.len()
@@ -292,17 +294,17 @@ pub fn type_change(
             Found::Value(v) => v,
             Found::Missing | Found::Unchanged => {
                 return Err(Violation::Missing {
-                    field: field.name.clone(),
+                    field: field.name.to_string(),
                     from: field.from_path(),
                 })
             }
         };
         if matches!(&value, AttributeValue::S(s) if s.is_empty()) {
             return Err(Violation::EmptyKey {
-                field: field.name.clone(),
+                field: field.name.to_string(),
             });
         }
-        key.push((field.name.clone(), value.clone()));
+        key.push((field.name.to_string(), value.clone()));
         item.insert(field.name.clone(), value);
     }
     if !tombstone {
@@ -313,7 +315,7 @@ pub fn type_change(
                 .find(|f| f.from.first() == Some(column));
             if reader.is_some() || contract.unknown_fields == UnknownFields::Keep {
                 return Err(Violation::Unreadable {
-                    field: reader.map_or_else(|| column.clone(), |f| f.name.clone()),
+                    field: reader.map_or_else(|| column.clone(), |f| f.name.to_string()),
                     from: reader.map_or_else(|| column.clone(), Field::from_path),
                     detail: detail.clone(),
                 });
@@ -327,10 +329,10 @@ pub fn type_change(
                 Found::Value(v) => {
                     item.insert(field.name.clone(), v);
                 }
-                Found::Unchanged => unchanged.push(field.name.clone()),
+                Found::Unchanged => unchanged.push(field.name.to_string()),
                 Found::Missing if field.required => {
                     return Err(Violation::Missing {
-                        field: field.name.clone(),
+                        field: field.name.to_string(),
                         from: field.from_path(),
                     })
                 }
@@ -338,14 +340,14 @@ pub fn type_change(
                     Some(d) => {
                         item.insert(field.name.clone(), d.clone());
                     }
-                    None => missing.push(field.name.clone()),
+                    None => missing.push(field.name.to_string()),
                 },
             }
         }
         if contract.unknown_fields == UnknownFields::Keep {
             let extra = extra_columns(primary, contract)?;
             if !extra.is_empty() {
-                item.insert(EXTRA_ATTR.to_owned(), AttributeValue::M(extra));
+                item.insert(Arc::from(EXTRA_ATTR), AttributeValue::M(extra));
             }
             // Unknown columns the change did not send keep their stored values too.
             if let Image::Json(columns) = primary {
@@ -432,14 +434,17 @@ pub fn old_key_tombstone(
     let mut key = Vec::with_capacity(new_row.key.len());
     for field in contract.key_fields() {
         match type_field(field, &[Some(before)], change, true) {
-            Ok(Found::Value(value)) => key.push((field.name.clone(), value)),
+            Ok(Found::Value(value)) => key.push((field.name.to_string(), value)),
             _ => return None,
         }
     }
     if key == new_row.key {
         return None;
     }
-    let item: HashMap<String, AttributeValue> = key.iter().cloned().collect();
+    let item: RowAttrs = key
+        .iter()
+        .map(|(k, v)| (Arc::from(k.as_str()), v.clone()))
+        .collect();
     Some(TypedRow {
         table: contract.name.clone(),
         key,
@@ -469,6 +474,9 @@ pub const VSEQ_PREFIX: &str = "_vseq:";
 /// A typed item, attribute by attribute.
 pub type Item = HashMap<String, AttributeValue>;
 
+/// A typed row's own attributes, named by names shared with its contract's fields.
+pub type RowAttrs = HashMap<Arc<str>, AttributeValue>;
+
 /// The `_vseq:` attribute of a field.
 pub fn vseq_attr(field: &str) -> String {
     format!("{VSEQ_PREFIX}{field}")
@@ -488,7 +496,7 @@ impl TypedRow {
         let mut item = Item::with_capacity(
             self.item.len() + bookkeeping_len(self.tombstone) + self.filled.len(),
         );
-        item.extend(self.item.iter().map(|(k, v)| (k.clone(), v.clone())));
+        item.extend(self.item.iter().map(|(k, v)| (k.to_string(), v.clone())));
         bookkeeping(&mut item, self);
         item
     }
