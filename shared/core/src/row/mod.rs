@@ -118,8 +118,8 @@ impl TypedRow {
                 .sum::<usize>()
             + self
                 .item
-                .iter()
-                .map(|(_, v)| SLOT + value_bytes(v))
+                .values()
+                .map(|v| SLOT + value_bytes(v))
                 .sum::<usize>()
             + self.seq.as_str().len()
             + self.raw_ref.len()
