@@ -876,6 +876,10 @@ mod tests {
                 "-?[0-9]{1,30}(\\.[0-9]{1,5})?".prop_map(|n| format!(r#"{{"N":"{n}"}}"#)),
                 "-?(0|[1-9][0-9]{0,4})(\\.[0-9]{1,3})?(e[0-9])?"
                     .prop_map(|n| format!(r#"{{"N":{n}}}"#)),
+                // Escaped digits, and text that is no number.
+                Just(r#"{"N":"1\u0030.5"}"#.to_owned()),
+                Just(r#"{"N":"\"7"}"#.to_owned()),
+                Just(r#"{"N":"x"}"#.to_owned()),
                 Just(r#"{"N":true}"#.to_owned()),
                 Just(r#"{"N":null}"#.to_owned()),
                 prop_oneof![Just("AAEC"), Just("!!"), Just(""), Just("AA")]

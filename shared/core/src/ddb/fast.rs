@@ -129,7 +129,14 @@ impl<'de> Visitor<'de> for Attr {
 /// An `N` member: decimal text in a string, or a JSON number's literal text.
 fn number<E: serde::de::Error>(raw: &RawValue) -> Result<String, E> {
     let text = raw.get();
-    if text.starts_with('"') {
+    if let Some(plain) = text
+        .strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .filter(|t| !t.contains('\\'))
+    {
+        // A string without escapes is its own text (the parser has checked its syntax).
+        Ok(plain.to_owned())
+    } else if text.starts_with('"') {
         serde_json::from_str::<String>(text).map_err(|_| refuse())
     } else if text.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
         Ok(text.to_owned())
