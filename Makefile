@@ -40,9 +40,10 @@ test: ## Check template.yaml, then run all tests, the crash tests included (agai
 	BENCH_N=2000 BENCH_TINY=1 bash infra/bench.sh
 
 BENCH_N ?= 100000
+BENCH_GROWTH_MAX ?=
 
 bench: ## Benchmark sluice against its peers on one core (BENCH_N=100000 lines); table in target/bench/
-	BENCH_N=$(BENCH_N) bash infra/bench.sh
+	BENCH_N=$(BENCH_N) BENCH_GROWTH_MAX=$(BENCH_GROWTH_MAX) bash infra/bench.sh
 
 FAULT_CHANGES ?= 400
 FAULT_SEEDS ?= 1,2,3

@@ -9,6 +9,8 @@
 # Environment:
 #   BENCH_N          lines of the main transform object and records of the ingest events
 #                    (default 100000; 1000000 or more adds the 1,000,000-line growth point)
+#   BENCH_GROWTH_MAX 1000000 adds the 1,000,000-line growth point without running the peers on
+#                    1,000,000 lines
 #   BENCH_TINY=1     the check `make test` runs: debug builds, one run each, small sizes, no
 #                    criterion; it still fails when sluice's result differs from the peers'
 #   BENCH_RUNS       runs of each sluice measurement and each peer (default 3; 1 when tiny)
@@ -46,6 +48,7 @@ TINY="${BENCH_TINY:-}"
 [[ "$TINY" == 0 ]] && TINY=""
 args=(--n "${BENCH_N:-100000}" --cpu "${BENCH_CPU:-0}")
 [[ -n "${BENCH_RUNS:-}" ]] && args+=(--runs "$BENCH_RUNS")
+[[ -n "${BENCH_GROWTH_MAX:-}" ]] && args+=(--growth-max "$BENCH_GROWTH_MAX")
 
 if [[ -n "$TINY" ]]; then
     # Debug builds: what `cargo test` built already, linked once more at most.

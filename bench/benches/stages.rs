@@ -153,7 +153,7 @@ fn stages(c: &mut Criterion) {
             winners
                 .iter()
                 .map(|row| {
-                    let item = sluice_aws::typed_tables::to_sdk(&black_box(row).write_item());
+                    let item = sluice_aws::typed_tables::into_sdk(black_box(row).write_item());
                     let guard = Guard::of(row).expression("order_id");
                     let values: Vec<aws_sdk_dynamodb::types::AttributeValue> =
                         guard.values.iter().map(|(_, v)| v.clone().into()).collect();

@@ -34,6 +34,10 @@ enum Cmd {
         /// How many times to run it; the median is reported.
         #[arg(long, default_value_t = 3)]
         runs: usize,
+        /// Where the typed rows go: kept in memory under DynamoDB's conditional writes (and
+        /// checked), or built as items and dropped (for the growth with the object's size).
+        #[arg(long, value_enum, default_value_t = transform::Tables::Memory)]
+        tables: transform::Tables,
     },
     /// Runs the ingest handler on every DynamoDB Streams event file (*.json) of a directory.
     Ingest {
@@ -78,7 +82,8 @@ fn run(cli: Cli) -> anyhow::Result<serde_json::Value> {
             file,
             contracts,
             runs,
-        } => transform::run(&file, &contracts, runs)?.to_json(&file),
+            tables,
+        } => transform::run(&file, &contracts, runs, tables)?.to_json(&file),
         Cmd::Ingest { dir, runs } => ingest::run(&dir, runs)?.to_json(&dir),
         Cmd::ColdStart {
             bootstrap,

@@ -8,6 +8,11 @@
 //! timed call, as a warm function has them cached; every run starts from empty tables. The peak
 //! RSS reported is the process's after the first run: what one invocation needs, the object held
 //! in memory included.
+//!
+//! With [`Tables::Discard`], each winning row's DynamoDB item is built as the DynamoDB adapter
+//! builds it and then dropped: nothing accumulates outside the handler, as DynamoDB holds a
+//! table on its side and not in the function. That is how the growth of the per-line cost with
+//! the object's size is measured; the result check needs [`Tables::Memory`].
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -15,6 +20,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use sluice_aws::memory::Memory;
 use sluice_aws::metrics::Sink;
+use sluice_aws::ports::TypedTables;
+use sluice_aws::AwsError;
+use sluice_core::row::{TypedRow, WriteOutcome};
 use sluice_pipeline::contracts::{ContractCache, ContractSource};
 use sluice_pipeline::transform::{handle, Transform, TransformStats};
 use sluice_pipeline::TransformConfig;
@@ -27,6 +35,28 @@ pub const BUCKET: &str = "bench-raw";
 /// Where the object is held, as ingest would have landed it.
 pub const KEY: &str = "raw/orders/dt=2026-11-24/hr=00/bench.ndjson.gz";
 
+/// Where the bench's typed rows go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Tables {
+    /// An in-memory store that applies DynamoDB's conditional writes and keeps every item, so
+    /// the result can be checked against the peers'.
+    Memory,
+    /// Each item is built as the DynamoDB adapter builds it, then dropped; every write counts as
+    /// written. Nothing grows with the table.
+    Discard,
+}
+
+/// A table store that builds each row's SDK item and keeps nothing.
+#[derive(Debug, Default)]
+pub struct Discard;
+
+impl TypedTables for Discard {
+    async fn put_row(&self, row: &TypedRow) -> Result<WriteOutcome, AwsError> {
+        std::hint::black_box(sluice_aws::typed_tables::into_sdk(row.write_item()));
+        Ok(WriteOutcome::Written)
+    }
+}
+
 /// What one `transform` command measured.
 #[derive(Debug, Clone)]
 pub struct TransformRun {
@@ -36,8 +66,12 @@ pub struct TransformRun {
     pub lines: usize,
     /// Seconds of each run.
     pub seconds: Vec<f64>,
-    /// The typed rows of the last run.
+    /// The typed rows of the last run (none kept with [`Tables::Discard`]).
     pub check: Check,
+    /// Rows written in the last run, tombstones included.
+    pub written: usize,
+    /// Where the rows went.
+    pub tables: Tables,
     /// Dead letters of the last run, by error code.
     pub dead_letters: std::collections::BTreeMap<String, usize>,
     /// Dead letters of the last run.
@@ -73,6 +107,11 @@ impl TransformRun {
             "seconds_all": self.seconds,
             "lines_per_sec": rate,
             "us_per_line": per_line_us,
+            "tables": match self.tables {
+                Tables::Memory => "memory",
+                Tables::Discard => "discard",
+            },
+            "written": self.written,
             "rows": self.check.rows,
             "live": self.check.rows - self.check.tombstones,
             "tombstones": self.check.tombstones,
@@ -107,10 +146,11 @@ pub fn notification_event(bucket: &str, key: &str, size: usize) -> String {
 
 /// The transform's dependencies on in-memory ports, with the contracts of `contracts` (a
 /// directory) and `object` held under [`KEY`].
-pub fn deps(
+pub fn deps<T: TypedTables>(
     contracts: &Path,
     object: Vec<u8>,
-) -> anyhow::Result<Transform<Memory, Memory, Memory>> {
+    tables: T,
+) -> anyhow::Result<Transform<Memory, T, Memory>> {
     let dir = contracts.display().to_string();
     let config = TransformConfig::from_lookup(|name| match name {
         "SLUICE_RAW_BUCKET" => Some(BUCKET.to_owned()),
@@ -135,19 +175,41 @@ pub fn deps(
         ),
         config,
         objects,
-        tables: Memory::new(),
+        tables,
         dead_letters: Memory::new(),
         metrics: Sink::Discard,
     })
 }
 
-/// Runs the transform handler `runs` times on the gzip NDJSON object in `file`.
-pub fn run(file: &Path, contracts: &Path, runs: usize) -> anyhow::Result<TransformRun> {
+/// Runs the transform handler `runs` times on the gzip NDJSON object in `file`, its rows going
+/// to `tables`.
+pub fn run(
+    file: &Path,
+    contracts: &Path,
+    runs: usize,
+    tables: Tables,
+) -> anyhow::Result<TransformRun> {
+    match tables {
+        Tables::Memory => run_with(file, contracts, runs, Memory::new, |m| {
+            Check::of_rows(&m.rows())
+        }),
+        Tables::Discard => run_with(file, contracts, runs, || Discard, |_| Check::default()),
+    }
+    .map(|run| TransformRun { tables, ..run })
+}
+
+fn run_with<T: TypedTables>(
+    file: &Path,
+    contracts: &Path,
+    runs: usize,
+    new_tables: impl Fn() -> T,
+    check: impl Fn(&T) -> Check,
+) -> anyhow::Result<TransformRun> {
     let object = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let bytes = object.len();
     let event = notification_event(BUCKET, KEY, bytes);
     let rt = current_thread_runtime()?;
-    let mut deps = deps(contracts, object)?;
+    let mut deps = deps(contracts, object, new_tables())?;
     let set = rt
         .block_on(deps.contracts.get())
         .with_context(|| format!("loading contracts from {}", contracts.display()))?;
@@ -159,7 +221,7 @@ pub fn run(file: &Path, contracts: &Path, runs: usize) -> anyhow::Result<Transfo
     let mut retried = 0;
     let mut peak_rss_first_run_kib = None;
     for run in 0..runs.max(1) {
-        deps.tables = Memory::new();
+        deps.tables = new_tables();
         deps.dead_letters = Memory::new();
         let started = Instant::now();
         let (response, stats) = rt.block_on(handle(&event, &deps))?;
@@ -175,7 +237,9 @@ pub fn run(file: &Path, contracts: &Path, runs: usize) -> anyhow::Result<Transfo
         bytes,
         lines: stats.lines,
         seconds,
-        check: Check::of_rows(&deps.tables.rows()),
+        check: check(&deps.tables),
+        written: stats.tables.values().map(|t| t.written).sum(),
+        tables: Tables::Memory,
         dead_letters: stats.dead_letters,
         quarantined: deps.dead_letters.dead_letter_count(),
         retried,

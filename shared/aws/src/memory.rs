@@ -7,7 +7,7 @@
 //! (a refusal). [`Memory::discarding`] keeps nothing, for tests that measure the handler's own
 //! allocations.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -42,7 +42,8 @@ pub struct Memory {
     objects: Mutex<BTreeMap<String, Vec<u8>>>,
     object_lines: Mutex<BTreeMap<String, usize>>,
     lines: AtomicUsize,
-    rows: Mutex<BTreeMap<String, Item>>,
+    /// By `<table>/<key id>`: a hash map, so a write costs the same however many rows it holds.
+    rows: Mutex<HashMap<String, Item>>,
     dead: Mutex<Vec<FailureEnvelope>>,
     dead_count: AtomicUsize,
 }
@@ -114,7 +115,10 @@ impl Memory {
 
     /// The typed rows, by `<table>/<key id>`.
     pub fn rows(&self) -> BTreeMap<String, Item> {
-        lock(&self.rows).clone()
+        lock(&self.rows)
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
 
     /// The dead letters sent, in order.

@@ -55,12 +55,13 @@ impl DynamoTypedTables {
     }
 }
 
-/// Converts a typed item to the SDK's attribute values.
-pub fn to_sdk(
-    item: &std::collections::HashMap<String, serde_dynamo::AttributeValue>,
+/// Converts a typed item to the SDK's attribute values: its names and values move, nothing is
+/// copied.
+pub fn into_sdk(
+    item: std::collections::HashMap<String, serde_dynamo::AttributeValue>,
 ) -> std::collections::HashMap<String, AttributeValue> {
-    item.iter()
-        .map(|(k, v)| (k.clone(), AttributeValue::from(v.clone())))
+    item.into_iter()
+        .map(|(k, v)| (k, AttributeValue::from(v)))
         .collect()
 }
 
@@ -129,10 +130,10 @@ impl DynamoTypedTables {
         &self,
         table: &str,
         partition_key: &str,
-        item: &Item,
+        item: Item,
         guard: Guard<'_>,
     ) -> Result<Put, AwsError> {
-        let item = to_sdk(item);
+        let item = into_sdk(item);
         let expression = guard.expression(partition_key);
         self.with_retries(|| {
             let req = self
@@ -230,7 +231,7 @@ impl TypedTables for DynamoTypedTables {
         };
         if !row.is_partial() {
             return match self
-                .put(&table, partition_key, &row.write_item(), Guard::of(row))
+                .put(&table, partition_key, row.write_item(), Guard::of(row))
                 .await?
             {
                 Put::Written => Ok(WriteOutcome::Written),
@@ -271,7 +272,7 @@ impl TypedTables for DynamoTypedTables {
                 },
                 None => Guard::Absent,
             };
-            if let Put::Written = self.put(&table, partition_key, &item, condition).await? {
+            if let Put::Written = self.put(&table, partition_key, item, condition).await? {
                 return Ok(WriteOutcome::Written);
             }
         }
