@@ -78,7 +78,7 @@ fn read_checked<'a>(
     }
     // The depth scan runs first: it is linear and needs no stack, so hostile nesting is refused
     // before any parser sees it.
-    let scan = scan(text);
+    let (scan, compacted) = scan_compacting(text);
     if scan.max_depth > limits.max_depth {
         return Err(DecodeError::TooDeep {
             limit: limits.max_depth,
@@ -93,11 +93,7 @@ fn read_checked<'a>(
     if let Some((unit, at)) = scan.lone_surrogate {
         return Err(lone(unit, at));
     }
-    if scan.has_whitespace {
-        Ok(Cow::Owned(compact(text)))
-    } else {
-        Ok(Cow::Borrowed(text))
-    }
+    Ok(compacted.map_or(Cow::Borrowed(text), Cow::Owned))
 }
 
 /// Refuses an escaped lone surrogate (`"\ud800"` with no low half after it, or a low half
@@ -172,19 +168,30 @@ fn comment_line(text: &str) -> Option<usize> {
 
 struct Scan {
     max_depth: usize,
-    has_whitespace: bool,
     /// The first escaped lone surrogate and where it is.
     lone_surrogate: Option<(u16, usize)>,
 }
 
-/// One pass over the text: nesting depth, whether any whitespace lies outside strings, and the
-/// first escaped lone surrogate. Strings are crossed with a vectorised search for their end.
+/// One pass over the text: its nesting depth and the first escaped lone surrogate. Strings are
+/// crossed with a vectorised search for their end.
 fn scan(text: &str) -> Scan {
+    scan_with(text, false).0
+}
+
+/// [`scan`], and in the same pass the text without the whitespace between its tokens, when any
+/// lies outside its strings (`None` when the text is compact already).
+fn scan_compacting(text: &str) -> (Scan, Option<String>) {
+    scan_with(text, true)
+}
+
+fn scan_with(text: &str, compacting: bool) -> (Scan, Option<String>) {
     let bytes = text.as_bytes();
     let mut depth = 0usize;
     let mut max_depth = 0usize;
-    let mut has_whitespace = false;
     let mut lone_surrogate = None;
+    let mut out: Option<String> = None;
+    // Where the text not yet copied to `out` begins.
+    let mut run_start = 0usize;
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
@@ -197,16 +204,25 @@ fn scan(text: &str) -> Scan {
                 max_depth = max_depth.max(depth);
             }
             b'}' | b']' => depth = depth.saturating_sub(1),
-            b' ' | b'\n' | b'\r' | b'\t' => has_whitespace = true,
+            b' ' | b'\n' | b'\r' | b'\t' => {
+                if compacting {
+                    let o = out.get_or_insert_with(|| String::with_capacity(text.len()));
+                    o.push_str(&text[run_start..i]);
+                    run_start = i + 1;
+                }
+            }
             _ => {}
         }
         i += 1;
     }
-    Scan {
-        max_depth,
-        has_whitespace,
-        lone_surrogate,
+    if let Some(o) = &mut out {
+        o.push_str(&text[run_start..]);
     }
+    let scan = Scan {
+        max_depth,
+        lone_surrogate,
+    };
+    (scan, out)
 }
 
 /// Where the string whose content starts at `i` ends: just past its closing quote, or the end
@@ -243,37 +259,15 @@ fn string_end(bytes: &[u8], mut i: usize, lone: &mut Option<(u16, usize)>) -> us
 
 /// Removes whitespace between tokens of valid JSON; strings and literals stay byte for byte.
 pub fn compact(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = String::with_capacity(text.len());
-    let mut run_start = 0usize;
-    let mut i = 0;
-    let mut ignored = None;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'"' => {
-                i = string_end(bytes, i + 1, &mut ignored);
-                continue;
-            }
-            b' ' | b'\n' | b'\r' | b'\t' => {
-                out.push_str(&text[run_start..i]);
-                run_start = i + 1;
-            }
-            _ => {}
-        }
-        i += 1;
-    }
-    out.push_str(&text[run_start..]);
-    out
+    scan_compacting(text).1.unwrap_or_else(|| text.to_owned())
 }
 
 /// Compacts a borrowed raw value, borrowing when it is already compact.
 pub fn compact_raw(raw: &RawValue) -> Cow<'_, str> {
     let text = raw.get();
-    if scan(text).has_whitespace {
-        Cow::Owned(compact(text))
-    } else {
-        Cow::Borrowed(text)
-    }
+    scan_compacting(text)
+        .1
+        .map_or(Cow::Borrowed(text), Cow::Owned)
 }
 
 /// The nesting depth of a JSON text, counted without a parser.
@@ -428,8 +422,12 @@ mod tests {
             let (depth, ws, compacted) = reference(&text);
             let got = scan(&text);
             proptest::prop_assert_eq!(got.max_depth, depth, "{:?}", text);
-            proptest::prop_assert_eq!(got.has_whitespace, ws, "{:?}", text);
             proptest::prop_assert_eq!(compact(&text), compacted, "{:?}", text);
+            // The pass that compacts as it scans finds the same, and copies only when it must.
+            let (fused, copy) = scan_compacting(&text);
+            proptest::prop_assert_eq!(fused.max_depth, got.max_depth);
+            proptest::prop_assert_eq!(fused.lone_surrogate, got.lone_surrogate);
+            proptest::prop_assert_eq!(copy.is_some(), ws, "{:?}", text);
             // On JSON text, where a backslash is always in a string, the scan finds the lone
             // surrogate the search over every backslash finds.
             if serde_json::from_str::<&RawValue>(&text).is_ok() {

@@ -87,7 +87,8 @@ pub struct KinesisOrigin<'a> {
     pub schema_version: Option<Cow<'a, str>>,
 }
 
-/// One line of a raw object.
+/// One line of a raw object, as [`ObjectWriter::push`] writes it: these fields in this order,
+/// `record` last.
 #[derive(Debug, Clone, Serialize)]
 pub struct RawLine<'a> {
     /// The raw line format version, [`RAW_LINE_VERSION`].
@@ -114,8 +115,10 @@ pub struct RawLine<'a> {
     pub ingested_ms: i64,
     /// The event source and the record's id there.
     pub origin: &'a Origin<'a>,
-    /// The source record exactly as received, written compactly.
-    pub record: &'a RawValue,
+    /// The source record exactly as received, written compactly: JSON text that ingest's reader
+    /// checked and compacted, written into the line as it is.
+    #[serde(skip)]
+    pub record: &'a str,
 }
 
 /// A record ready to land: its route, origin and verbatim record.
@@ -125,8 +128,9 @@ pub struct Landable<'a> {
     pub route: Route,
     /// The event source and id.
     pub origin: Origin<'a>,
-    /// The record, compact.
-    pub record: Cow<'a, RawValue>,
+    /// The record as compact JSON text, as ingest's reader returns it: valid JSON from which
+    /// only whitespace between tokens was removed.
+    pub record: Cow<'a, str>,
 }
 
 impl Landable<'_> {
@@ -146,7 +150,7 @@ impl Landable<'_> {
             ts_source,
             ingested_ms,
             origin: &self.origin,
-            record: &self.record,
+            record: self.record.as_ref(),
         }
     }
 
@@ -280,14 +284,24 @@ impl ObjectWriter {
         }
     }
 
-    /// Appends one line.
+    /// Appends one line: its fields, then its record copied as it is (it was checked when it
+    /// was read, and is not read again).
     pub fn push(&mut self, line: &RawLine<'_>) -> std::io::Result<()> {
         let before = self.pending.len();
         if let Err(e) = serde_json::to_writer(&mut self.pending, line) {
             self.pending.truncate(before);
             return Err(e.into());
         }
-        self.pending.push(b'\n');
+        // The fields end with the object's closing brace: the record goes before it.
+        if self.pending.pop() != Some(b'}') {
+            self.pending.truncate(before);
+            return Err(std::io::Error::other(
+                "a raw line's fields are not a JSON object",
+            ));
+        }
+        self.pending.extend_from_slice(b",\"record\":");
+        self.pending.extend_from_slice(line.record.as_bytes());
+        self.pending.extend_from_slice(b"}\n");
         self.uncompressed += self.pending.len() - before;
         self.lines += 1;
         if self.pending.len() >= Self::BLOCK {
@@ -418,7 +432,7 @@ mod tests {
 
     #[test]
     fn object_round_trips_lines_verbatim() {
-        let record: Box<RawValue> = RawValue::from_string(r#"{"n":1.50E+2}"#.into()).unwrap();
+        let record = r#"{"n":1.50E+2,"s":"a\"}\n"}"#.to_owned();
         let land = Landable {
             route: Route::new(
                 Format::App,
@@ -441,7 +455,13 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 2);
         let line: OwnedRawLine = serde_json::from_str(lines[0]).unwrap();
-        assert_eq!(line.record.get(), r#"{"n":1.50E+2}"#);
+        assert_eq!(line.record.get(), r#"{"n":1.50E+2,"s":"a\"}\n"}"#);
+        assert!(
+            lines[0].starts_with(r#"{"v":1,"format":"app","table":"t","op":"insert","seq":""#),
+            "{}",
+            lines[0]
+        );
+        assert!(lines[0].ends_with(r#","record":{"n":1.50E+2,"s":"a\"}\n"}}"#));
         assert_eq!(line.ts_source, TsSource::Arrival);
         assert_eq!(line.ts_ms, 1_000);
         assert_eq!(line.seq, Seq::decimal("7", "").unwrap());

@@ -54,7 +54,7 @@ pub(super) fn kinesis_slot<'a>(
 pub(super) fn kinesis_change(
     view: &kinesis::LambdaRecord<'_>,
     limits: &sluice_core::json::Limits,
-) -> Result<(sluice_core::Route, Box<RawValue>), (DecodeError, Option<Format>)> {
+) -> Result<(sluice_core::Route, String), (DecodeError, Option<Format>)> {
     let data = view.data(limits).map_err(|e| (e, None))?;
     let change = kinesis::ChangeRecord::parse(&data).map_err(|e| (e, None))?;
     let format = Some(Format::DdbKinesis);
@@ -68,15 +68,8 @@ pub(super) fn kinesis_change(
     })?;
     let route = change.route(seq).map_err(|e| (e, format))?;
     check_table(&route.table).map_err(|e| (e, format))?;
-    let record = RawValue::from_string(data).map_err(|e| {
-        (
-            DecodeError::NotJson {
-                detail: e.to_string(),
-            },
-            format,
-        )
-    })?;
-    Ok((route, record))
+    // `data` was read, checked and compacted by `LambdaRecord::data`.
+    Ok((route, data))
 }
 
 pub(super) fn kinesis_response(

@@ -529,7 +529,7 @@ fn rejected_envelope(
         origin,
         now_ms,
     )
-    .with_original(l.record.get().to_owned());
+    .with_original(l.record.clone().into_owned());
     env.table = Some(l.route.table.clone());
     env.format = Some(l.route.format);
     env.retry_count = retry_count;

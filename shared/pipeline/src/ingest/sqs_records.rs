@@ -98,7 +98,7 @@ pub(super) type BodyFailure = (DecodeError, Option<Format>, String);
 pub(super) fn sqs_body(
     view: &SqsRecordView<'_>,
     config: &IngestConfig,
-) -> Result<(sluice_core::Route, Box<RawValue>), BodyFailure> {
+) -> Result<(sluice_core::Route, String), BodyFailure> {
     let Some(raw_body) = view.body else {
         return Err((
             DecodeError::MissingField {
@@ -124,16 +124,7 @@ pub(super) fn sqs_body(
     let compact = read_str(&text, &config.limits).map_err(|e| (e, None, text.to_string()))?;
     let route = body::route(&compact, &config.limits).map_err(|e| (e, None, text.to_string()))?;
     check_table(&route.table).map_err(|e| (e, Some(route.format), text.to_string()))?;
-    let record = RawValue::from_string(compact.into_owned()).map_err(|e| {
-        (
-            DecodeError::NotJson {
-                detail: e.to_string(),
-            },
-            Some(route.format),
-            text.to_string(),
-        )
-    })?;
-    Ok((route, record))
+    Ok((route, compact.into_owned()))
 }
 
 pub(super) fn sqs_response(slots: &[Slot<'_>], failed: &HashSet<usize>) -> SqsBatchResponse {

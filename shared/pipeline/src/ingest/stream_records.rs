@@ -8,7 +8,7 @@ use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventR
 use serde_json::value::RawValue;
 use sluice_core::json::read_raw;
 use sluice_core::raw::{check_table, Landable, Origin, OriginKind};
-use sluice_core::{ddb, DecodeError, Format};
+use sluice_core::{ddb, Format};
 
 use crate::config::IngestConfig;
 
@@ -56,29 +56,11 @@ pub(super) fn stream_slot<'a>(
         .and_then(|r| r.route())
         .and_then(|route| check_table(&route.table).map(|()| route));
     let outcome = match routed {
-        Ok(route) => {
-            let record = match text {
-                Cow::Borrowed(_) => Ok(Cow::Borrowed(raw)),
-                Cow::Owned(s) => RawValue::from_string(s).map(Cow::Owned),
-            };
-            match record {
-                Ok(record) => Outcome::Land(Box::new(Landable {
-                    route,
-                    origin,
-                    record,
-                })),
-                Err(e) => dead(
-                    DecodeError::NotJson {
-                        detail: e.to_string(),
-                    },
-                    Some(Format::DdbStream),
-                    &origin,
-                    raw.get().to_owned(),
-                    0,
-                    now_ms,
-                ),
-            }
-        }
+        Ok(route) => Outcome::Land(Box::new(Landable {
+            route,
+            origin,
+            record: text,
+        })),
         Err(e) => dead(
             e,
             Some(Format::DdbStream),
