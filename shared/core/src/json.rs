@@ -204,12 +204,10 @@ fn scan_with(text: &str, compacting: bool) -> (Scan, Option<String>) {
                 max_depth = max_depth.max(depth);
             }
             b'}' | b']' => depth = depth.saturating_sub(1),
-            b' ' | b'\n' | b'\r' | b'\t' => {
-                if compacting {
-                    let o = out.get_or_insert_with(|| String::with_capacity(text.len()));
-                    o.push_str(&text[run_start..i]);
-                    run_start = i + 1;
-                }
+            b' ' | b'\n' | b'\r' | b'\t' if compacting => {
+                let o = out.get_or_insert_with(|| String::with_capacity(text.len()));
+                o.push_str(&text[run_start..i]);
+                run_start = i + 1;
             }
             _ => {}
         }
