@@ -604,7 +604,7 @@ fn key_id(contract: &Contract, item: &HashMap<String, AttributeValue>) -> Option
         TypedRow {
             table: contract.name.clone(),
             key,
-            item: HashMap::new(),
+            item: sluice_core::row::RowAttrs::default(),
             seq: Seq::parts(&[0]),
             version: 0,
             tombstone: false,

@@ -1,9 +1,7 @@
 //! `unknown_fields: keep`: the columns no field reads, kept under `_extra` as DynamoDB values,
 //! or as their JSON text where DynamoDB cannot hold them.
 
-use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap};
-use std::hash::Hash;
 
 use serde_dynamo::AttributeValue;
 use serde_json::value::RawValue;
@@ -120,28 +118,43 @@ pub(super) fn as_extra_column(entry: &str) -> Option<&str> {
     entry.strip_prefix(EXTRA_ATTR)?.strip_prefix('.')
 }
 
+/// Attributes by name: a stored item, or a typed row's own attributes.
+pub(super) trait Attributes {
+    /// The value of `name`.
+    fn attr(&self, name: &str) -> Option<&AttributeValue>;
+    /// The value of `name`, set to `init()` first when there is none.
+    fn attr_or_insert(&mut self, name: &str, init: AttributeValue) -> &mut AttributeValue;
+}
+
+impl Attributes for Item {
+    fn attr(&self, name: &str) -> Option<&AttributeValue> {
+        self.get(name)
+    }
+    fn attr_or_insert(&mut self, name: &str, init: AttributeValue) -> &mut AttributeValue {
+        self.entry(name.to_owned()).or_insert(init)
+    }
+}
+
+impl Attributes for RowAttrs {
+    fn attr(&self, name: &str) -> Option<&AttributeValue> {
+        self.get(name)
+    }
+    fn attr_or_insert(&mut self, name: &str, init: AttributeValue) -> &mut AttributeValue {
+        self.get_or_insert(name, init)
+    }
+}
+
 /// Sets (or, for `None`, leaves out) one column of an item's `_extra` map.
-pub(super) fn set_extra<K>(
-    item: &mut HashMap<K, AttributeValue>,
-    column: &str,
-    value: Option<AttributeValue>,
-) where
-    K: Eq + Hash + Borrow<str> + for<'s> From<&'s str>,
-{
+pub(super) fn set_extra(item: &mut impl Attributes, column: &str, value: Option<AttributeValue>) {
     let Some(value) = value else { return };
-    let entry = item
-        .entry(K::from(EXTRA_ATTR))
-        .or_insert_with(|| AttributeValue::M(HashMap::new()));
-    if let AttributeValue::M(m) = entry {
+    if let AttributeValue::M(m) = item.attr_or_insert(EXTRA_ATTR, AttributeValue::M(HashMap::new()))
+    {
         m.insert(column.to_owned(), value);
     }
 }
 
-pub(super) fn extra_of<K: Eq + Hash + Borrow<str>>(
-    item: &HashMap<K, AttributeValue>,
-    column: &str,
-) -> Option<AttributeValue> {
-    match item.get(EXTRA_ATTR) {
+pub(super) fn extra_of(item: &impl Attributes, column: &str) -> Option<AttributeValue> {
+    match item.attr(EXTRA_ATTR) {
         Some(AttributeValue::M(m)) => m.get(column).cloned(),
         _ => None,
     }

@@ -12,6 +12,7 @@
 //! key within an object, and [`guard`] is the ordering guard and the model of the conditional
 //! writes, which the DynamoDB adapter and the in-memory store both follow.
 
+mod attrs;
 mod coalesce;
 mod extra;
 mod field;
@@ -19,6 +20,7 @@ mod guard;
 #[cfg(test)]
 pub(crate) mod test_support;
 
+pub use attrs::RowAttrs;
 pub use coalesce::{coalesce, newest_of, push_change};
 pub use extra::json_to_attribute;
 pub use field::UNAVAILABLE_VALUE;
@@ -105,22 +107,19 @@ impl TypedRow {
     /// About how many bytes the row holds in memory, its map's slots included: what bounds the
     /// rows one invocation keeps while it coalesces (see `TransformConfig::coalesce_max_bytes`).
     pub fn held_bytes(&self) -> usize {
-        // A hash map's slot per entry at up to 7/8 load, and as much again before it grows.
-        // Attribute names are shared with the contract, so only their pointers count.
-        const SLOT: usize = 2 * std::mem::size_of::<(Arc<str>, AttributeValue)>();
+        // A slot per attribute the row has room for. Attribute names are shared with the
+        // contract, so only their pointers count.
+        const SLOT: usize = std::mem::size_of::<(Arc<str>, AttributeValue)>();
         let names = |v: &[String]| v.iter().map(|s| s.len() + 24).sum::<usize>();
         std::mem::size_of::<Self>()
             + self.table.len()
             + self
                 .key
                 .iter()
-                .map(|(k, v)| k.len() + value_bytes(v) + SLOT / 2)
+                .map(|(k, v)| k.len() + value_bytes(v) + SLOT)
                 .sum::<usize>()
-            + self
-                .item
-                .values()
-                .map(|v| SLOT + value_bytes(v))
-                .sum::<usize>()
+            + self.item.capacity() * SLOT
+            + self.item.values().map(value_bytes).sum::<usize>()
             + self.seq.as_str().len()
             + self.raw_ref.len()
             + names(&self.unchanged)
@@ -285,7 +284,7 @@ pub fn type_change(
     // Every field and `_extra`, without growing the map on the way and no larger than that:
     // every kept row holds one until the object is flushed.
     let extra = usize::from(contract.unknown_fields == UnknownFields::Keep);
-    let mut item = HashMap::with_capacity(contract.fields.len() + extra);
+    let mut item = RowAttrs::with_capacity(contract.fields.len() + extra);
     let mut unchanged = Vec::new();
     let mut missing = Vec::new();
     let mut key = Vec::with_capacity(contract.primary_key.len());
@@ -473,9 +472,6 @@ pub const VSEQ_PREFIX: &str = "_vseq:";
 
 /// A typed item, attribute by attribute.
 pub type Item = HashMap<String, AttributeValue>;
-
-/// A typed row's own attributes, named by names shared with its contract's fields.
-pub type RowAttrs = HashMap<Arc<str>, AttributeValue>;
 
 /// The `_vseq:` attribute of a field.
 pub fn vseq_attr(field: &str) -> String {
