@@ -104,6 +104,8 @@ impl PartialEq for RowAttrs {
     }
 }
 
+/// For tests: `row.item["total"]`.
+#[cfg(test)]
 impl std::ops::Index<&str> for RowAttrs {
     type Output = AttributeValue;
 
