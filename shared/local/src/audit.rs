@@ -518,7 +518,7 @@ fn compare_row(
             // whatever is stored is the value from before raw staging began.
             continue;
         }
-        let want = expected.item.get(&*f.name);
+        let want = expected.item.get(&f.name);
         let got = item.get(&*f.name);
         if !same(want, got, &f.ty) {
             problems.push(format!(
