@@ -137,7 +137,7 @@ mod tests {
                 panic!("line {i} not typed: {line}");
             };
             match &results[0].rows {
-                Ok(r) if r[0].tombstone => tombstones += 1,
+                Ok(r) if r[0].is_tombstone() => tombstones += 1,
                 Ok(_) => rows += 1,
                 Err(_) => refused += 1,
             }

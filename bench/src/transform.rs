@@ -190,19 +190,20 @@ pub fn run(
     tables: Tables,
 ) -> anyhow::Result<TransformRun> {
     match tables {
-        Tables::Memory => run_with(file, contracts, runs, Memory::new, |m| {
+        Tables::Memory => run_with(file, contracts, runs, (tables, Memory::new), |m| {
             Check::of_rows(&m.rows())
         }),
-        Tables::Discard => run_with(file, contracts, runs, || Discard, |_| Check::default()),
+        Tables::Discard => run_with(file, contracts, runs, (tables, || Discard), |_| {
+            Check::default()
+        }),
     }
-    .map(|run| TransformRun { tables, ..run })
 }
 
 fn run_with<T: TypedTables>(
     file: &Path,
     contracts: &Path,
     runs: usize,
-    new_tables: impl Fn() -> T,
+    (tables, new_tables): (Tables, impl Fn() -> T),
     check: impl Fn(&T) -> Check,
 ) -> anyhow::Result<TransformRun> {
     let object = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
@@ -239,7 +240,7 @@ fn run_with<T: TypedTables>(
         seconds,
         check: check(&deps.tables),
         written: stats.tables.values().map(|t| t.written).sum(),
-        tables: Tables::Memory,
+        tables,
         dead_letters: stats.dead_letters,
         quarantined: deps.dead_letters.dead_letter_count(),
         retried,

@@ -255,6 +255,6 @@ mod tests {
         };
         let rows = results[0].rows.as_ref().unwrap();
         assert_eq!(rows.len(), 2);
-        assert!(!rows[0].tombstone && rows[1].tombstone);
+        assert!(!rows[0].is_tombstone() && rows[1].is_tombstone());
     }
 }

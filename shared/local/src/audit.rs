@@ -496,7 +496,7 @@ fn compare_row(
     item: &HashMap<String, AttributeValue>,
 ) -> Vec<String> {
     let mut problems = Vec::new();
-    if expected.tombstone {
+    if expected.is_tombstone() {
         if !item.contains_key(DELETED_ATTR) {
             problems.push(format!(
                 "{}: key {key}: expected a tombstone, found a live row",
@@ -607,7 +607,6 @@ fn key_id(contract: &Contract, item: &HashMap<String, AttributeValue>) -> Option
             item: sluice_core::row::RowAttrs::default(),
             seq: Seq::parts(&[0]),
             version: 0,
-            tombstone: false,
             op: sluice_core::change::Op::Insert,
             source_ts: 0,
             raw_ref: String::new(),

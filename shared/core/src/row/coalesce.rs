@@ -80,12 +80,12 @@ pub(super) fn fill_unchanged(prev: TypedRow, mut next: TypedRow) -> TypedRow {
         if let Some(column) = as_extra_column(&field) {
             if prev.unchanged.contains(&field) {
                 next.unchanged.push(field);
-            } else if !prev.tombstone {
+            } else if !prev.is_tombstone() {
                 set_extra(&mut next.item, column, extra_of(&prev.item, column));
             }
             continue;
         }
-        if prev.tombstone {
+        if prev.is_tombstone() {
             // Deleted since: nothing to keep.
             next.missing.push(field.clone());
             next.filled.push((field, prev.seq.clone()));

@@ -82,9 +82,7 @@ pub struct TypedRow {
     pub seq: Seq,
     /// The contract version.
     pub version: u64,
-    /// Whether this is a tombstone.
-    pub tombstone: bool,
-    /// The operation the row records (`delete` for a tombstone).
+    /// The operation the row records: `delete` for a tombstone.
     pub op: Op,
     /// The source commit time (or arrival time), epoch ms.
     pub source_ts: i64,
@@ -116,7 +114,9 @@ impl TypedRow {
             + self
                 .key
                 .iter()
-                .map(|(k, v)| k.len() + value_bytes(v) + SLOT)
+                .map(|(k, v)| {
+                    k.len() + value_bytes(v) + std::mem::size_of::<(String, AttributeValue)>()
+                })
                 .sum::<usize>()
             + self.item.capacity() * SLOT
             + self.item.values().map(value_bytes).sum::<usize>()
@@ -129,6 +129,11 @@ impl TypedRow {
                 .iter()
                 .map(|(f, s)| f.len() + s.as_str().len() + 48)
                 .sum::<usize>()
+    }
+
+    /// Whether the row is a tombstone: the row of a delete.
+    pub fn is_tombstone(&self) -> bool {
+        self.op == Op::Delete
     }
 
     /// A string that identifies the row's key within its table, for coalescing.
@@ -368,7 +373,6 @@ pub fn type_change(
         item,
         seq: change.route.seq.clone(),
         version: contract.version,
-        tombstone,
         op: if tombstone { Op::Delete } else { op },
         source_ts: meta.ts_ms,
         raw_ref: meta.raw_ref.clone(),
@@ -408,7 +412,7 @@ pub(super) fn bookkeeping(item: &mut Item, row: &TypedRow) {
         AttributeValue::N(row.version.to_string()),
     );
     item.insert(RAW_ATTR.into(), AttributeValue::S(row.raw_ref.clone()));
-    if row.tombstone {
+    if row.is_tombstone() {
         item.insert(DELETED_ATTR.into(), AttributeValue::Bool(true));
         item.insert(
             EXPIRES_ATTR.into(),
@@ -440,9 +444,10 @@ pub fn old_key_tombstone(
     if key == new_row.key {
         return None;
     }
-    let item: RowAttrs = key
-        .iter()
-        .map(|(k, v)| (Arc::from(k.as_str()), v.clone()))
+    let item: RowAttrs = contract
+        .key_fields()
+        .zip(&key)
+        .map(|(field, (_, v))| (field.name.clone(), v.clone()))
         .collect();
     Some(TypedRow {
         table: contract.name.clone(),
@@ -450,7 +455,6 @@ pub fn old_key_tombstone(
         item,
         seq: change.route.seq.clone(),
         version: contract.version,
-        tombstone: true,
         op: Op::Delete,
         source_ts: meta.ts_ms,
         raw_ref: meta.raw_ref.clone(),
@@ -490,7 +494,7 @@ impl TypedRow {
     /// fields it took from earlier changes.
     pub fn own_item(&self) -> Item {
         let mut item = Item::with_capacity(
-            self.item.len() + bookkeeping_len(self.tombstone) + self.filled.len(),
+            self.item.len() + bookkeeping_len(self.is_tombstone()) + self.filled.len(),
         );
         item.extend(self.item.iter().map(|(k, v)| (k.to_string(), v.clone())));
         bookkeeping(&mut item, self);
@@ -569,7 +573,7 @@ mod tests {
         );
         let upsert_row = type_change(&c, &contract(), &meta()).unwrap().unwrap();
         for row in [tombstone_row, upsert_row] {
-            let tombstone = row.tombstone;
+            let tombstone = row.is_tombstone();
             let mut item = HashMap::new();
             bookkeeping(&mut item, &row);
             assert_eq!(
@@ -680,7 +684,7 @@ mod tests {
     fn deletes_are_tombstones_with_the_key_only() {
         let c = change(Op::Delete, 9, None, Some(r#"{"order_id":"o-1"}"#));
         let row = type_change(&c, &contract(), &meta()).unwrap().unwrap();
-        assert!(row.tombstone);
+        assert!(row.is_tombstone());
         let written = row.write_item();
         assert_eq!(written[DELETED_ATTR], AttributeValue::Bool(true));
         assert_eq!(written[OP_ATTR], AttributeValue::S("delete".into()));
@@ -714,7 +718,7 @@ mod tests {
             old.key,
             vec![("order_id".to_owned(), AttributeValue::S("o-46".into()))]
         );
-        assert!(old.tombstone && old.seq == row.seq);
+        assert!(old.is_tombstone() && old.seq == row.seq);
         assert_eq!(old.write_item()[DELETED_ATTR], AttributeValue::Bool(true));
         // The same key, an empty old image, or an insert: nothing to tombstone.
         c.before = Some(json_image(r#"{"order_id":"o-45"}"#));
