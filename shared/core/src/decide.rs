@@ -95,6 +95,13 @@ pub struct DecideContext<'a> {
 
 /// Decides what the raw line `text`, found at `raw_ref`, becomes.
 pub fn decide<'a>(text: &'a str, raw_ref: &str, cx: &DecideContext<'_>) -> LineOutcome<'a> {
+    // A line as sluice writes it has its record read once, by its format. Anything that does
+    // not read so is read again carefully, which says what is wrong.
+    if let Some(line) = RawLineView::quick(text) {
+        if let Ok(change) = decode_record(&line, cx.limits) {
+            return decide_change(line, change, raw_ref, cx);
+        }
+    }
     let line: RawLineView<'a> = match serde_json::from_str(text) {
         Ok(l) => l,
         Err(e) => {
@@ -108,17 +115,26 @@ pub fn decide<'a>(text: &'a str, raw_ref: &str, cx: &DecideContext<'_>) -> LineO
             })
         }
     };
-    let change = match decode_record(&line, cx.limits) {
-        Ok(c) => c,
+    match decode_record(&line, cx.limits) {
+        Ok(change) => decide_change(line, change, raw_ref, cx),
         Err(error) => {
             let contracts = cx.contracts.for_source(&line.table, line.format);
-            return LineOutcome::Undecodable {
+            LineOutcome::Undecodable {
                 line,
                 error,
                 contracts,
-            };
+            }
         }
-    };
+    }
+}
+
+/// What a decoded change becomes (steps 3 and 4).
+fn decide_change<'a>(
+    line: RawLineView<'a>,
+    change: Change,
+    raw_ref: &str,
+    cx: &DecideContext<'_>,
+) -> LineOutcome<'a> {
     let contracts = cx
         .contracts
         .for_source(&change.route.table, change.route.format);
@@ -166,7 +182,7 @@ pub fn decide<'a>(text: &'a str, raw_ref: &str, cx: &DecideContext<'_>) -> LineO
 /// A lone surrogate is refused here too, as ingest refuses it: raw staging written before that
 /// check, or by other tools, may hold one.
 pub fn decode_record(line: &RawLineView<'_>, limits: &Limits) -> Result<Change, DecodeError> {
-    let text = line.record.get();
+    let text = line.record;
     check_surrogates(text)?;
     match line.format {
         // Read in one pass when it can be; the careful reading says what is wrong otherwise.

@@ -20,6 +20,8 @@ use crate::error::DecodeError;
 use crate::seq::Seq;
 use crate::time::partition;
 
+mod quick;
+
 /// The version of the raw line format.
 pub const RAW_LINE_VERSION: u8 = 1;
 
@@ -335,7 +337,8 @@ impl Default for ObjectWriter {
 }
 
 /// A raw line as read back from staging, borrowed from its text: what [`crate::decide`] reads
-/// every line into, without copying its record.
+/// every line into, without copying its record. [`RawLineView::quick`] reads a line as sluice
+/// writes it without crossing its record; `serde_json` reads any line.
 #[derive(Debug, Clone, Deserialize)]
 pub struct RawLineView<'a> {
     /// The raw line format version.
@@ -358,9 +361,14 @@ pub struct RawLineView<'a> {
     /// The event source and id, as written.
     #[serde(borrow)]
     pub origin: &'a RawValue,
-    /// The source record, verbatim.
-    #[serde(borrow)]
-    pub record: &'a RawValue,
+    /// The source record's JSON text, verbatim.
+    #[serde(borrow, deserialize_with = "raw_text")]
+    pub record: &'a str,
+}
+
+/// A raw JSON value's text, borrowed.
+fn raw_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<&'de str, D::Error> {
+    <&'de RawValue>::deserialize(d).map(RawValue::get)
 }
 
 /// A raw line as read back from staging, for transform, replay and tests.
