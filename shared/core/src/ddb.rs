@@ -12,12 +12,13 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use serde::de::{MapAccess, Visitor};
+use serde::de::{IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::change::{ddb_disagreement, Change, Format, Image, Op, Route};
 use crate::error::DecodeError;
+use crate::json::Member;
 use crate::seq::{truncate, Seq};
 use crate::time::epoch_text_to_ms;
 
@@ -93,6 +94,127 @@ impl<'a> StreamRecord<'a> {
         serde_json::from_str(text).map_err(|e| DecodeError::UnknownShape {
             detail: format!("not a DynamoDB stream record: {e}"),
         })
+    }
+}
+
+/// A record read for its route, its images skipped: what ingest needs.
+pub type RoutedRecord<'a> = StreamRecord<'a, IgnoredAny>;
+
+impl<'a> RoutedRecord<'a> {
+    /// Reads the view from the record's JSON text, skipping its images.
+    pub fn parse_routed(text: &'a str) -> Result<Self, DecodeError> {
+        serde_json::from_str(text).map_err(|e| DecodeError::UnknownShape {
+            detail: format!("not a DynamoDB stream record: {e}"),
+        })
+    }
+
+    /// Reads the view from where [`crate::json::read_raw_members`] found the members of the
+    /// record `text`, reading only the few small values that route it; the images are not
+    /// crossed again. `None` when anything is not as [`Self::parse_routed`] would take it
+    /// without a doubt (a member written twice, an escape in a name, a value of another type):
+    /// the caller then reads the record with that, which says what is wrong.
+    pub fn from_members(text: &'a str, members: &[Member]) -> Option<Self> {
+        if !text.trim_start().starts_with('{') {
+            return None;
+        }
+        let value = |m: &Member| text.get(m.value.clone());
+        let mut record = Self {
+            event_id: None,
+            event_name: None,
+            event_source_arn: None,
+            user_identity: None,
+            dynamodb: None,
+        };
+        let mut seen = [false; 5];
+        let mut data = None;
+        for (i, m) in members.iter().enumerate().filter(|(_, m)| m.depth == 1) {
+            let name = text.get(m.name.clone())?;
+            if name.contains('\\') {
+                return None;
+            }
+            let slot = [
+                "eventID",
+                "eventName",
+                "eventSourceARN",
+                "userIdentity",
+                "dynamodb",
+            ]
+            .iter()
+            .position(|n| *n == name);
+            let Some(slot) = slot else { continue };
+            if std::mem::replace(&mut seen[slot], true) {
+                return None;
+            }
+            let v = value(m)?;
+            match slot {
+                0 => record.event_id = optional_str(v)?,
+                1 => record.event_name = optional_str(v)?,
+                2 => record.event_source_arn = optional_str(v)?,
+                3 => record.user_identity = serde_json::from_str(v).ok()?,
+                _ if v == "null" => {}
+                _ if v.starts_with('{') => data = Some(i),
+                _ => return None,
+            }
+        }
+        if let Some(parent) = data {
+            let mut d = StreamData {
+                approximate_creation_date_time: None,
+                sequence_number: None,
+                stream_view_type: None,
+                keys: None,
+                new_image: None,
+                old_image: None,
+            };
+            let mut seen = [false; 6];
+            for m in members.iter().filter(|m| m.parent == Some(parent)) {
+                let name = text.get(m.name.clone())?;
+                if name.contains('\\') {
+                    return None;
+                }
+                let slot = [
+                    "ApproximateCreationDateTime",
+                    "SequenceNumber",
+                    "StreamViewType",
+                    "Keys",
+                    "NewImage",
+                    "OldImage",
+                ]
+                .iter()
+                .position(|n| *n == name);
+                let Some(slot) = slot else { continue };
+                if std::mem::replace(&mut seen[slot], true) {
+                    return None;
+                }
+                let v = value(m)?;
+                // An image is any JSON value, skipped as the careful reading skips it.
+                let image = (v != "null").then_some(IgnoredAny);
+                match slot {
+                    0 => d.approximate_creation_date_time = serde_json::from_str(v).ok()?,
+                    1 => d.sequence_number = optional_str(v)?,
+                    2 => d.stream_view_type = optional_str(v)?,
+                    3 => d.keys = image,
+                    4 => d.new_image = image,
+                    _ => d.old_image = image,
+                }
+            }
+            record.dynamodb = Some(d);
+        }
+        Some(record)
+    }
+}
+
+/// An optional string member's value: `Some(None)` for `null`, `None` when it is no string.
+fn optional_str(value: &str) -> Option<Option<Cow<'_, str>>> {
+    if value == "null" {
+        return Some(None);
+    }
+    match value.strip_prefix('"').and_then(|v| v.strip_suffix('"')) {
+        Some(inner) if !inner.bytes().any(|b| b == b'\\' || b < 0x20) => {
+            Some(Some(Cow::Borrowed(inner)))
+        }
+        _ => serde_json::from_str::<String>(value)
+            .ok()
+            .map(|s| Some(Cow::Owned(s))),
     }
 }
 
@@ -596,6 +718,68 @@ mod tests {
         format!(
             r#"{{"eventID":"e1","eventName":"{event}","eventSource":"aws:dynamodb","eventSourceARN":"{ARN}","dynamodb":{{"ApproximateCreationDateTime":1795520000,"SequenceNumber":"1100000000017454423009","StreamViewType":"{view}",{data}}}}}"#
         )
+    }
+
+    /// The routed view `from_members` reads, or `None`, for a record's text.
+    fn routed_from_members(text: &str) -> Option<String> {
+        let raw: Box<RawValue> = serde_json::from_str(text).ok()?;
+        let (_, members) =
+            crate::json::read_raw_members(&raw, &crate::json::Limits::default()).ok()?;
+        RoutedRecord::from_members(raw.get(), &members).map(|r| format!("{r:?}"))
+    }
+
+    #[test]
+    fn a_record_routed_from_its_members_reads_as_the_parser_reads_it() {
+        let plain = record("REMOVE", "NEW_AND_OLD_IMAGES", r#""Keys":{"pk":{"S":"a,\"}{"}},"NewImage":null,"OldImage":{"pk":{"S":"a"},"l":{"L":[{"M":{"x":{"N":"1"}}}]}}"#)
+            .replacen(r#""eventID":"e1","#, r#""eventID":"e\u0031","userIdentity":{"type":"Service","principalId":"dynamodb.amazonaws.com"},"#, 1);
+        let spaced = plain
+            .replace(r#""dynamodb":{"#, "\"dynamodb\" :\n {  ")
+            .replace(r#","SequenceNumber""#, " ,\t\"SequenceNumber\"");
+        for text in [&plain, &spaced] {
+            let quick = routed_from_members(text).expect("reads from its members");
+            let parsed = RoutedRecord::parse_routed(text).unwrap();
+            assert_eq!(quick, format!("{parsed:?}"));
+            assert!(parsed.is_ttl_delete() && parsed.route().is_ok());
+        }
+        // Every single-byte change that leaves valid JSON: from its members, either the record
+        // reads as the parser reads it, or it is left to the parser.
+        let mut read = 0;
+        for i in 0..plain.len() {
+            for b in [b'"', b'}', b',', b'\\', b' ', b'x', b'1', b'{', b'n', b':'] {
+                let mut bytes = plain.as_bytes().to_vec();
+                bytes[i] = b;
+                let Ok(text) = String::from_utf8(bytes) else {
+                    continue;
+                };
+                if serde_json::from_str::<&RawValue>(&text).is_err() {
+                    continue;
+                }
+                let Some(quick) = routed_from_members(&text) else {
+                    continue;
+                };
+                read += 1;
+                let parsed = RoutedRecord::parse_routed(&text).unwrap_or_else(|e| {
+                    panic!("read from members, refused by the parser: {e}: {text}")
+                });
+                assert_eq!(quick, format!("{parsed:?}"), "{text}");
+            }
+        }
+        assert!(read > 100, "{read}");
+        // Left to the parser: a member twice, an escaped name, a value of another type, no object.
+        for text in [
+            plain.replacen(r#""eventName""#, r#""eventName":"INSERT","eventName""#, 1),
+            plain.replacen(
+                r#""SequenceNumber""#,
+                r#""SequenceNumber":"1","SequenceNumber""#,
+                1,
+            ),
+            plain.replacen(r#""eventName""#, r#""event\u004eame""#, 1),
+            plain.replacen(r#""eventName":"REMOVE""#, r#""eventName":5"#, 1),
+            plain.replacen(r#""dynamodb":{"#, r#""dynamodb":[],"x":{"#, 1),
+            format!("[{plain}]"),
+        ] {
+            assert_eq!(routed_from_members(&text), None, "{text}");
+        }
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! tokens, so pretty-printed bodies become one line without a round trip through a value tree.
 
 use std::borrow::Cow;
+use std::ops::Range;
 
 use serde_json::value::RawValue;
 
@@ -50,20 +51,44 @@ pub fn read_document<'a>(bytes: &'a [u8], limits: &Limits) -> Result<Cow<'a, str
 
 /// Like [`read_document`], for text that is already known to be UTF-8.
 pub fn read_str<'a>(text: &'a str, limits: &Limits) -> Result<Cow<'a, str>, DecodeError> {
-    read_checked(text, limits, true)
+    read_checked::<false>(text, limits, true).map(|(text, _)| text)
 }
 
 /// Like [`read_str`], for a value the event's parser has already read as JSON (a record of a
 /// stream event): its syntax is not checked again, everything else is.
 pub fn read_raw<'a>(raw: &'a RawValue, limits: &Limits) -> Result<Cow<'a, str>, DecodeError> {
-    read_checked(raw.get(), limits, false)
+    read_checked::<false>(raw.get(), limits, false).map(|(text, _)| text)
 }
 
-fn read_checked<'a>(
+/// Like [`read_raw`], and in the same pass where the members of the value (an object) and of
+/// its members' objects lie in `raw.get()`, so that a few of them can be read without another
+/// pass over the whole value.
+pub fn read_raw_members<'a>(
+    raw: &'a RawValue,
+    limits: &Limits,
+) -> Result<(Cow<'a, str>, Vec<Member>), DecodeError> {
+    read_checked::<true>(raw.get(), limits, false)
+}
+
+/// A member of a JSON object, found by [`read_raw_members`]: where its name and value lie.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// 1 for a member of the outer object, 2 for a member of an object that is the value of
+    /// one of those.
+    pub depth: u8,
+    /// For a member at depth 2, the index of the member at depth 1 whose value holds it.
+    pub parent: Option<usize>,
+    /// The name as written between its quotes (escapes are not undone).
+    pub name: Range<usize>,
+    /// The value's text, without the whitespace around it.
+    pub value: Range<usize>,
+}
+
+fn read_checked<'a, const MEMBERS: bool>(
     text: &'a str,
     limits: &Limits,
     parse: bool,
-) -> Result<Cow<'a, str>, DecodeError> {
+) -> Result<(Cow<'a, str>, Vec<Member>), DecodeError> {
     if text.is_empty() {
         return Err(DecodeError::Empty);
     }
@@ -78,7 +103,7 @@ fn read_checked<'a>(
     }
     // The depth scan runs first: it is linear and needs no stack, so hostile nesting is refused
     // before any parser sees it.
-    let (scan, compacted) = scan_compacting(text);
+    let (scan, compacted, members) = scan_with::<true, MEMBERS>(text);
     if scan.max_depth > limits.max_depth {
         return Err(DecodeError::TooDeep {
             limit: limits.max_depth,
@@ -93,7 +118,7 @@ fn read_checked<'a>(
     if let Some((unit, at)) = scan.lone_surrogate {
         return Err(lone(unit, at));
     }
-    Ok(compacted.map_or(Cow::Borrowed(text), Cow::Owned))
+    Ok((compacted.map_or(Cow::Borrowed(text), Cow::Owned), members))
 }
 
 /// Refuses an escaped lone surrogate (`"\ud800"` with no low half after it, or a low half
@@ -175,36 +200,64 @@ struct Scan {
 /// One pass over the text: its nesting depth and the first escaped lone surrogate. Strings are
 /// crossed with a vectorised search for their end.
 fn scan(text: &str) -> Scan {
-    scan_with(text, false).0
+    scan_with::<false, false>(text).0
 }
 
 /// [`scan`], and in the same pass the text without the whitespace between its tokens, when any
 /// lies outside its strings (`None` when the text is compact already).
 fn scan_compacting(text: &str) -> (Scan, Option<String>) {
-    scan_with(text, true)
+    let (scan, compacted, _) = scan_with::<true, false>(text);
+    (scan, compacted)
 }
 
-fn scan_with(text: &str, compacting: bool) -> (Scan, Option<String>) {
+/// The scan, compacting when `COMPACT`, and noting the [`Member`]s at depths 1 and 2 when
+/// `MEMBERS`. `text` must be valid JSON: a string followed by a colon is a member's name.
+fn scan_with<const COMPACT: bool, const MEMBERS: bool>(
+    text: &str,
+) -> (Scan, Option<String>, Vec<Member>) {
     let bytes = text.as_bytes();
     let mut depth = 0usize;
     let mut max_depth = 0usize;
     let mut lone_surrogate = None;
     let mut out: Option<String> = None;
+    let mut members = Vec::new();
+    // The member whose value is being crossed, at depths 1 and 2.
+    let mut open: [Option<usize>; 3] = [None; 3];
     // Where the text not yet copied to `out` begins.
     let mut run_start = 0usize;
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
             b'"' => {
-                i = string_end(bytes, i + 1, &mut lone_surrogate);
+                let start = i + 1;
+                i = string_end(bytes, start, &mut lone_surrogate);
+                if MEMBERS && (depth == 1 || depth == 2) {
+                    let colon = skip_space(bytes, i);
+                    if bytes.get(colon) == Some(&b':') {
+                        open[depth] = Some(members.len());
+                        let value = skip_space(bytes, colon + 1);
+                        members.push(Member {
+                            depth: if depth == 1 { 1 } else { 2 },
+                            parent: if depth == 2 { open[1] } else { None },
+                            name: start..i.saturating_sub(1),
+                            value: value..value,
+                        });
+                    }
+                }
                 continue;
             }
             b'{' | b'[' => {
                 depth += 1;
                 max_depth = max_depth.max(depth);
             }
-            b'}' | b']' => depth = depth.saturating_sub(1),
-            b' ' | b'\n' | b'\r' | b'\t' if compacting => {
+            b'}' | b']' => {
+                if MEMBERS && depth <= 2 {
+                    close(&mut members, &mut open[depth], bytes, i);
+                }
+                depth = depth.saturating_sub(1);
+            }
+            b',' if MEMBERS && depth <= 2 => close(&mut members, &mut open[depth], bytes, i),
+            b' ' | b'\n' | b'\r' | b'\t' if COMPACT => {
                 let o = out.get_or_insert_with(|| String::with_capacity(text.len()));
                 o.push_str(&text[run_start..i]);
                 run_start = i + 1;
@@ -220,7 +273,29 @@ fn scan_with(text: &str, compacting: bool) -> (Scan, Option<String>) {
         max_depth,
         lone_surrogate,
     };
-    (scan, out)
+    (scan, out, members)
+}
+
+fn is_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\n' | b'\r' | b'\t')
+}
+
+fn skip_space(bytes: &[u8], mut i: usize) -> usize {
+    while bytes.get(i).copied().is_some_and(is_space) {
+        i += 1;
+    }
+    i
+}
+
+/// Ends the value of the member `open` (if any) before the delimiter at `at`.
+fn close(members: &mut [Member], open: &mut Option<usize>, bytes: &[u8], at: usize) {
+    if let Some(member) = open.take().and_then(|m| members.get_mut(m)) {
+        let mut end = at;
+        while end > member.value.start && is_space(bytes[end - 1]) {
+            end -= 1;
+        }
+        member.value.end = end;
+    }
 }
 
 /// Where the string whose content starts at `i` ends: just past its closing quote, or the end
@@ -279,6 +354,39 @@ mod tests {
 
     fn read(s: &str) -> Result<Cow<'_, str>, DecodeError> {
         read_str(s, &Limits::default())
+    }
+
+    #[test]
+    fn members_at_the_first_two_depths_are_found_where_they_lie() {
+        let text = r#"{ "a" : 1 , "b":{"c": [ {"d":1} ] ,"e" : "x:\",}" }, "f":[{"g":2}],"h":{} }"#;
+        let raw: Box<RawValue> = serde_json::from_str(text).unwrap();
+        let (compacted, members) = read_raw_members(&raw, &Limits::default()).unwrap();
+        assert_eq!(
+            compacted,
+            r#"{"a":1,"b":{"c":[{"d":1}],"e":"x:\",}"},"f":[{"g":2}],"h":{}}"#
+        );
+        let found: Vec<_> = members
+            .iter()
+            .map(|m| {
+                (
+                    m.depth,
+                    m.parent,
+                    &text[m.name.clone()],
+                    &text[m.value.clone()],
+                )
+            })
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (1, None, "a", "1"),
+                (1, None, "b", r#"{"c": [ {"d":1} ] ,"e" : "x:\",}" }"#),
+                (2, Some(1), "c", r#"[ {"d":1} ]"#),
+                (2, Some(1), "e", r#""x:\",}""#),
+                (1, None, "f", r#"[{"g":2}]"#),
+                (1, None, "h", "{}"),
+            ]
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use serde_json::value::RawValue;
-use sluice_core::json::read_raw;
+use sluice_core::json::read_raw_members;
 use sluice_core::raw::{check_table, Landable, Origin, OriginKind};
 use sluice_core::{ddb, Format};
 
@@ -21,7 +21,7 @@ pub(super) fn stream_slot<'a>(
     now_ms: i64,
 ) -> Slot<'a> {
     let limits = &config.limits;
-    let text = match read_raw(raw, limits) {
+    let (text, members) = match read_raw_members(raw, limits) {
         Ok(t) => t,
         Err(e) => {
             let origin = fallback_origin(OriginKind::Ddb, index);
@@ -33,7 +33,10 @@ pub(super) fn stream_slot<'a>(
             };
         }
     };
-    let parsed = ddb::StreamRecord::parse(raw.get());
+    // The scan that checked the record found its members: the few that route it are read
+    // from there, and the record is parsed only when they do not read plainly.
+    let parsed = ddb::RoutedRecord::from_members(raw.get(), &members)
+        .map_or_else(|| ddb::RoutedRecord::parse_routed(raw.get()), Ok);
     let (report_id, origin) = match &parsed {
         Ok(r) => (
             r.sequence_number().map(str::to_owned),
