@@ -301,21 +301,7 @@ fn close(members: &mut [Member], open: &mut Option<usize>, bytes: &[u8], at: usi
 /// Where the string whose content starts at `i` ends: just past its closing quote, or the end
 /// of the text when it has none. Notes the first escaped lone surrogate in `lone`.
 fn string_end(bytes: &[u8], mut i: usize, lone: &mut Option<(u16, usize)>) -> usize {
-    // Most strings of a record are short (type keys, names, small values): a plain loop finds
-    // their end sooner than setting up a vectorised search.
-    let short = bytes
-        .get(i..)
-        .map_or(&[][..], |rest| &rest[..rest.len().min(16)]);
-    match short.iter().position(|&b| b == b'"' || b == b'\\') {
-        Some(offset) if short[offset] == b'"' => return i + offset + 1,
-        Some(_) => {}
-        None => i += short.len(),
-    }
-    while let Some(offset) = bytes
-        .get(i..)
-        .and_then(|rest| memchr::memchr2(b'"', b'\\', rest))
-    {
-        let at = i + offset;
+    while let Some(at) = quote_or_backslash(bytes, i) {
         if bytes[at] == b'"' {
             return at + 1;
         }
@@ -328,6 +314,32 @@ fn string_end(bytes: &[u8], mut i: usize, lone: &mut Option<(u16, usize)>) -> us
         };
     }
     bytes.len()
+}
+
+/// The first `"` or `\` at or after `i`. Most strings of a record are short (type keys, names,
+/// small values), so eight bytes are tested at a time in a word before a vectorised search
+/// takes over for a long one.
+pub(crate) fn quote_or_backslash(bytes: &[u8], i: usize) -> Option<usize> {
+    const ONES: u64 = u64::from_ne_bytes([1; 8]);
+    const HIGH: u64 = ONES << 7;
+    const QUOTES: u64 = ONES * b'"' as u64;
+    const BACKSLASHES: u64 = ONES * b'\\' as u64;
+    let rest = bytes.get(i..)?;
+    let mut words = rest.chunks_exact(8);
+    for (n, chunk) in words.by_ref().take(4).enumerate() {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let w = u64::from_le_bytes(word);
+        let (q, b) = (w ^ QUOTES, w ^ BACKSLASHES);
+        // A byte of `q` or `b` is zero where `w` holds a quote or a backslash; the lowest byte
+        // flagged is always a true one (a borrow only flags bytes above it).
+        let found = (q.wrapping_sub(ONES) & !q | b.wrapping_sub(ONES) & !b) & HIGH;
+        if found != 0 {
+            return Some(i + n * 8 + (found.trailing_zeros() / 8) as usize);
+        }
+    }
+    let from = rest.len() - words.remainder().len() - words.len() * 8;
+    memchr::memchr2(b'"', b'\\', &rest[from..]).map(|at| i + from + at)
 }
 
 /// Removes whitespace between tokens of valid JSON; strings and literals stay byte for byte.
@@ -354,6 +366,36 @@ mod tests {
 
     fn read(s: &str) -> Result<Cow<'_, str>, DecodeError> {
         read_str(s, &Limits::default())
+    }
+
+    #[test]
+    fn the_first_quote_or_backslash_is_found_at_any_offset() {
+        // Every position of a quote or backslash in texts of every length around the word and
+        // the vectorised search, with bytes on either side that differ by one bit from them.
+        for len in 0..80 {
+            for at in 0..=len {
+                for mark in [b'"', b'\\'] {
+                    let mut text = vec![b'#'; len];
+                    text.extend([b']', b'\x80']);
+                    if at < len {
+                        text[at] = mark;
+                    }
+                    if at + 3 < len {
+                        // A second one above: a borrow may flag bytes above the first.
+                        text[at + 3] = b'"';
+                    }
+                    for from in 0..=text.len() {
+                        let want = text[from..]
+                            .iter()
+                            .position(|b| *b == b'"' || *b == b'\\')
+                            .map(|p| p + from);
+                        assert_eq!(quote_or_backslash(&text, from), want, "{len} {at} {from}");
+                    }
+                }
+            }
+        }
+        assert_eq!(quote_or_backslash(b"ab", 3), None);
+        assert_eq!(quote_or_backslash(b"\"\"\"\"\"\"\"\"\\", 8), Some(8));
     }
 
     #[test]

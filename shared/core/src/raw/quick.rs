@@ -12,6 +12,7 @@ use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 
 use super::RawLineView;
+use crate::json::quote_or_backslash;
 
 /// The members of a raw line, in the order sluice writes them.
 const MEMBERS: [&str; 10] = [
@@ -119,7 +120,7 @@ impl<'a> Cursor<'a> {
     fn name(&mut self) -> Option<&'a str> {
         self.expect(b'"')?;
         let start = self.i;
-        let end = start + memchr::memchr2(b'"', b'\\', &self.text.as_bytes()[start..])?;
+        let end = quote_or_backslash(self.text.as_bytes(), start)?;
         if self.text.as_bytes()[end] != b'"' {
             return None;
         }
@@ -174,7 +175,7 @@ impl<'a> Cursor<'a> {
 /// Where the string whose text starts at `i` ends: just past its closing quote.
 fn string_end(bytes: &[u8], mut i: usize) -> Option<usize> {
     loop {
-        i += memchr::memchr2(b'"', b'\\', bytes.get(i..)?)?;
+        i = quote_or_backslash(bytes, i)?;
         if bytes[i] == b'"' {
             return Some(i + 1);
         }
