@@ -126,21 +126,22 @@ impl DynamoTypedTables {
         }
     }
 
+    /// A conditional `PutItem` of the item `build` makes. Each attempt builds it afresh and
+    /// moves it into its request, so the first attempt copies nothing.
     async fn put(
         &self,
         table: &str,
         partition_key: &str,
-        item: Item,
+        build: impl Fn() -> Item,
         guard: Guard<'_>,
     ) -> Result<Put, AwsError> {
-        let item = into_sdk(item);
         let expression = guard.expression(partition_key);
         self.with_retries(|| {
             let req = self
                 .client
                 .put_item()
                 .table_name(table)
-                .set_item(Some(item.clone()))
+                .set_item(Some(into_sdk(build())))
                 .return_values_on_condition_check_failure(
                     ReturnValuesOnConditionCheckFailure::AllOld,
                 );
@@ -231,7 +232,7 @@ impl TypedTables for DynamoTypedTables {
         };
         if !row.is_partial() {
             return match self
-                .put(&table, partition_key, row.write_item(), Guard::of(row))
+                .put(&table, partition_key, || row.write_item(), Guard::of(row))
                 .await?
             {
                 Put::Written => Ok(WriteOutcome::Written),
@@ -262,7 +263,7 @@ impl TypedTables for DynamoTypedTables {
                     WriteOutcome::Stale
                 });
             }
-            let item = merge_partial(stored.as_ref(), row);
+            let item = || merge_partial(stored.as_ref(), row);
             // Put back only if nothing changed the stored row since it was read.
             let read = stored.as_ref().and_then(stored_guard);
             let condition = match &read {
