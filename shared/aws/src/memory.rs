@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use async_compression::tokio::bufread::GzipDecoder;
 use sluice_core::envelope::FailureEnvelope;
@@ -33,13 +33,24 @@ pub struct Faults {
     pub writes_failing: bool,
 }
 
+/// An object's bytes, shared by every reader of it.
+#[derive(Debug, Clone)]
+struct Shared(Arc<[u8]>);
+
+impl AsRef<[u8]> for Shared {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
 /// Raw objects, typed rows and dead letters, in memory.
 #[derive(Debug)]
 pub struct Memory {
     bucket: String,
     keep: bool,
     faults: Faults,
-    objects: Mutex<BTreeMap<String, Vec<u8>>>,
+    /// Shared, so that reading an object copies nothing.
+    objects: Mutex<BTreeMap<String, Shared>>,
     object_lines: Mutex<BTreeMap<String, usize>>,
     lines: AtomicUsize,
     /// By `<table>/<key id>`: a hash map, so a write costs the same however many rows it holds.
@@ -92,12 +103,15 @@ impl Memory {
 
     /// Stores an object as if it had been written to raw staging.
     pub fn put_object(&self, key: impl Into<String>, bytes: Vec<u8>) {
-        lock(&self.objects).insert(key.into(), bytes);
+        lock(&self.objects).insert(key.into(), Shared(bytes.into()));
     }
 
     /// The objects written, by key.
     pub fn objects(&self) -> BTreeMap<String, Vec<u8>> {
-        lock(&self.objects).clone()
+        lock(&self.objects)
+            .iter()
+            .map(|(k, v)| (k.clone(), v.0.to_vec()))
+            .collect()
     }
 
     /// The objects written by [`RawStore::put_raw`], with their line counts, by key.
@@ -157,7 +171,7 @@ impl RawStore for Memory {
         }
         self.lines.fetch_add(lines, Ordering::SeqCst);
         if self.keep {
-            lock(&self.objects).insert(key.to_owned(), body);
+            lock(&self.objects).insert(key.to_owned(), Shared(body.into()));
             lock(&self.object_lines).insert(key.to_owned(), lines);
         }
         Ok(())
