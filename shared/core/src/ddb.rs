@@ -117,7 +117,6 @@ impl<'a> RoutedRecord<'a> {
         if !text.trim_start().starts_with('{') {
             return None;
         }
-        let value = |m: &Member| text.get(m.value.clone());
         let mut record = Self {
             event_id: None,
             event_name: None,
@@ -128,24 +127,16 @@ impl<'a> RoutedRecord<'a> {
         let mut seen = [false; 5];
         let mut data = None;
         for (i, m) in members.iter().enumerate().filter(|(_, m)| m.depth == 1) {
-            let name = text.get(m.name.clone())?;
-            if name.contains('\\') {
-                return None;
-            }
-            let slot = [
+            let names = [
                 "eventID",
                 "eventName",
                 "eventSourceARN",
                 "userIdentity",
                 "dynamodb",
-            ]
-            .iter()
-            .position(|n| *n == name);
-            let Some(slot) = slot else { continue };
-            if std::mem::replace(&mut seen[slot], true) {
-                return None;
-            }
-            let v = value(m)?;
+            ];
+            let Some((slot, v)) = known_member(text, m, names, &mut seen)? else {
+                continue;
+            };
             match slot {
                 0 => record.event_id = optional_str(v)?,
                 1 => record.event_name = optional_str(v)?,
@@ -167,25 +158,17 @@ impl<'a> RoutedRecord<'a> {
             };
             let mut seen = [false; 6];
             for m in members.iter().filter(|m| m.parent == Some(parent)) {
-                let name = text.get(m.name.clone())?;
-                if name.contains('\\') {
-                    return None;
-                }
-                let slot = [
+                let names = [
                     "ApproximateCreationDateTime",
                     "SequenceNumber",
                     "StreamViewType",
                     "Keys",
                     "NewImage",
                     "OldImage",
-                ]
-                .iter()
-                .position(|n| *n == name);
-                let Some(slot) = slot else { continue };
-                if std::mem::replace(&mut seen[slot], true) {
-                    return None;
-                }
-                let v = value(m)?;
+                ];
+                let Some((slot, v)) = known_member(text, m, names, &mut seen)? else {
+                    continue;
+                };
                 // An image is any JSON value, skipped as the careful reading skips it.
                 let image = (v != "null").then_some(IgnoredAny);
                 match slot {
@@ -201,6 +184,28 @@ impl<'a> RoutedRecord<'a> {
         }
         Some(record)
     }
+}
+
+/// Which of `names` the member `m` of `text` is, with its value: `Some(None)` for a name not
+/// among them, `None` for what only the parser should read (an escaped name, a name met before,
+/// as `seen` tells).
+fn known_member<'a, const N: usize>(
+    text: &'a str,
+    m: &Member,
+    names: [&str; N],
+    seen: &mut [bool; N],
+) -> Option<Option<(usize, &'a str)>> {
+    let name = text.get(m.name.clone())?;
+    if name.contains('\\') {
+        return None;
+    }
+    let Some(slot) = names.iter().position(|n| *n == name) else {
+        return Some(None);
+    };
+    if std::mem::replace(seen.get_mut(slot)?, true) {
+        return None;
+    }
+    Some(Some((slot, text.get(m.value.clone())?)))
 }
 
 /// An optional string member's value: `Some(None)` for `null`, `None` when it is no string.
