@@ -40,11 +40,11 @@ impl<'a> RawLineView<'a> {
     /// `,` and more after it, which no JSON reader takes as one value.
     pub fn quick(text: &'a str) -> Option<Self> {
         let mut c = Cursor { text, i: 0 };
-        c.expect(b'{')?;
+        c.eat(b'{')?;
         let mut values: [Option<&'a str>; 9] = [None; 9];
         loop {
             let name = c.name()?;
-            c.expect(b':')?;
+            c.eat(b':')?;
             let slot = MEMBERS.iter().position(|m| *m == name)?;
             if slot == MEMBERS.len() - 1 {
                 let record = text[c.i..]
@@ -60,7 +60,7 @@ impl<'a> RawLineView<'a> {
             if values[slot].replace(value).is_some() {
                 return None;
             }
-            c.expect(b',')?;
+            c.eat(b',')?;
         }
     }
 
@@ -111,14 +111,14 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    fn expect(&mut self, byte: u8) -> Option<()> {
+    fn eat(&mut self, byte: u8) -> Option<()> {
         self.skip_space();
         (self.text.as_bytes().get(self.i) == Some(&byte)).then(|| self.i += 1)
     }
 
     /// A member's name, which must hold no escape.
     fn name(&mut self) -> Option<&'a str> {
-        self.expect(b'"')?;
+        self.eat(b'"')?;
         let start = self.i;
         let end = quote_or_backslash(self.text.as_bytes(), start)?;
         if self.text.as_bytes()[end] != b'"' {
